@@ -1,0 +1,44 @@
+"""One exception root for guard; the shells map these to exit codes and HTTP statuses."""
+
+from __future__ import annotations
+
+
+class GuardError(Exception):
+    """Root of every error guard raises on purpose.
+
+    ``exit_code`` is what the CLI exits with; ``http_status`` is what the API answers.
+    """
+
+    exit_code = 2
+    http_status = 400
+
+
+class InputError(GuardError):
+    """A file or stream that cannot be read as video: corrupt, truncated, empty, audio-only."""
+
+    http_status = 422
+
+
+class NotFoundError(GuardError):
+    """An unknown reference, incident or job id."""
+
+    http_status = 404
+
+
+class FormatError(GuardError):
+    """A fingerprint export or on-disk store in a format this version cannot read."""
+
+    http_status = 422
+
+
+class StoreError(GuardError):
+    """The catalog or index cannot be opened or written."""
+
+    exit_code = 3
+    http_status = 500
+
+
+class URLPolicyError(GuardError):
+    """A URL whose protocol or address guard refuses to open."""
+
+    http_status = 400
