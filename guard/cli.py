@@ -1,0 +1,291 @@
+"""The ``guard`` command line: a thin shell over :class:`guard.service.Guard`.
+
+Exit codes (every command):
+
+\b
+  0  success; for ``scan``: no copy found
+  1  ``scan`` only: at least one copy found
+  2  bad input: unreadable media, unknown id, invalid file or option
+  3  the store (catalog or index) cannot be used
+  4  an unexpected internal error (a bug: please report it)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from guard import __version__
+from guard.config import Settings
+from guard.errors import GuardError
+from guard.models import POLICIES, Reference, ScanResult
+from guard.service import Guard, media_files
+
+EXIT_FOUND = 1
+EXIT_INTERNAL = 4
+
+log = logging.getLogger("guard")
+
+
+class _Context:
+    def __init__(self, home: Path | None, verbose: int):
+        self.settings = Settings.from_env(home=home)
+        self.verbose = verbose
+        self._guard: Guard | None = None
+
+    @property
+    def guard(self) -> Guard:
+        if self._guard is None:
+            self._guard = Guard(self.settings)
+        return self._guard
+
+
+def _progress_bar(total: float, desc: str, unit: str = "s"):
+    return tqdm(total=round(total, 1) or None, desc=desc, unit=unit, leave=False,
+                disable=not sys.stderr.isatty(), file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}{unit} [{elapsed}<{remaining}]")
+
+
+def _media_progress(path: Path, desc: str):
+    """A progress bar over a file's media seconds and the callback that advances it."""
+    from guard.decode import probe
+
+    try:
+        total = probe(path).duration
+    except GuardError:
+        total = 0.0
+    bar = _progress_bar(total, desc)
+
+    def advance(seconds: float) -> None:
+        bar.update(max(0.0, min(seconds, bar.total or seconds) - bar.n))
+
+    return bar, advance
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="GUARD_HOME",
+              help="Store folder (catalog + index). Default: ./fingerprints, or $GUARD_HOME.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="guard")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
+    """guard: find unauthorized rebroadcasts of registered reference videos.
+
+    \b
+    Examples:
+      guard ingest final.mp4 --title "Finals game 7" --owner nba --policy cut
+      guard scan uploads/ --json
+      guard refs list
+      guard export 3 -o game7.gfp.json.gz   # hash-only, safe to share
+      guard import game7.gfp.json.gz --owner nba
+      guard demo
+    """
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = _Context(home, verbose)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--title", help="Title (default: the file name). Only with a single PATH.")
+@click.option("--owner", default="default", show_default=True, help="Rights holder that owns the reference.")
+@click.option("--policy", type=click.Choice(POLICIES), default="flag", show_default=True,
+              help="flag: record for review; cut: take the stream down.")
+@click.option("--min-seconds", type=click.FloatRange(min=0.5), default=None,
+              help="Shortest copy that counts, in seconds (default from settings: 5).")
+@click.option("--allow", "allowlist", multiple=True, help="Licensed account that may carry it (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, as_json) -> None:
+    """Register reference videos.
+
+    \b
+    Example:
+      guard ingest game7.mp4 --title "Finals game 7" --owner nba --policy cut --min-seconds 8
+    """
+    if title and len(paths) > 1:
+        raise click.UsageError("--title needs a single PATH")
+    refs = []
+    for path in paths:
+        bar, advance = _media_progress(path, f"ingest {path.name}")
+        with bar:
+            ref = obj.guard.ingest(path, title=title, owner=owner, policy=policy,
+                                   min_seconds=min_seconds, allowlist=list(allowlist), progress=advance)
+        refs.append(ref)
+        if not as_json:
+            click.echo(f"registered {ref.id}  {ref.title}  ({ref.duration:.1f} s, {ref.frames} frames, policy {ref.policy})")
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in refs], indent=2))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every file's matches.")
+@click.pass_obj
+def scan(obj: _Context, paths, as_json) -> None:
+    """Scan files or folders (recursively) for copies of registered references.
+
+    Exit code 0: nothing found; 1: a copy was found; 2: a file could not be scanned
+    (reported, the other files are still scanned).
+
+    \b
+    Examples:
+      guard scan upload.mp4
+      guard scan /srv/uploads --json > report.json
+    """
+    files = list(media_files(paths))
+    results, errors = [], []
+    outer = tqdm(files, desc="scan", unit="file", disable=len(files) < 2 or not sys.stderr.isatty(),
+                 file=sys.stderr, leave=False)
+    for path in outer:
+        bar, advance = _media_progress(path, f"scan {path.name}")
+        try:
+            with bar:
+                result = obj.guard.scan(path, progress=advance)
+        except GuardError as exc:
+            errors.append({"path": str(path), "error": str(exc)})
+            if not as_json:
+                click.echo(f"error: {exc}", err=True)
+            continue
+        results.append(result)
+        if not as_json:
+            _print_scan(result)
+    if as_json:
+        click.echo(json.dumps({"results": [r.to_dict() for r in results], "errors": errors}, indent=2))
+    if errors:
+        sys.exit(2)
+    if any(r.segments for r in results):
+        sys.exit(EXIT_FOUND)
+
+
+def _print_scan(result: ScanResult) -> None:
+    if not result.segments:
+        click.echo(f"{result.path}: no copy found ({result.duration:.1f} s scanned)")
+        return
+    click.echo(f"{result.path}: {len(result.segments)} cop{'y' if len(result.segments) == 1 else 'ies'} found")
+    header = f"  {'query span':>17}  {'ref':>4}  {'title':<24} {'reference span':>17}  {'rate':>5}  {'match':>5}  {'score':>5}"
+    click.echo(header)
+    for s in result.segments:
+        click.echo(
+            f"  {_span(s.query_start, s.query_end):>17}  {s.reference_id:>4}  {s.reference_title[:24]:<24} "
+            f"{_span(s.reference_start, s.reference_end):>17}  {s.rate:>5.2f}  {s.matched_fraction:>5.0%}  {s.score:>5.2f}"
+        )
+
+
+def _span(a: float, b: float) -> str:
+    return f"{_clock(a)}–{_clock(b)}"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes):d}:{secs:04.1f}"
+
+
+@cli.group()
+def refs() -> None:
+    """List, show and remove references."""
+
+
+@refs.command("list")
+@click.option("--owner", help="Only this rights holder's references.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def refs_list(obj: _Context, owner, as_json) -> None:
+    """List references."""
+    items = obj.guard.references(owner)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in items], indent=2))
+        return
+    if not items:
+        click.echo("no references")
+    for r in items:
+        click.echo(f"{r.id:>5}  {r.title[:40]:<40}  {r.owner:<16} {r.duration:>8.1f} s  {r.policy:<4}  min {r.min_seconds:g} s")
+
+
+@refs.command("show")
+@click.argument("ref_id", type=int)
+@click.pass_obj
+def refs_show(obj: _Context, ref_id: int) -> None:
+    """Show one reference as JSON."""
+    click.echo(json.dumps(obj.guard.reference(ref_id).to_dict(), indent=2))
+
+
+@refs.command("rm")
+@click.argument("ref_ids", type=int, nargs=-1, required=True)
+@click.pass_obj
+def refs_rm(obj: _Context, ref_ids) -> None:
+    """Remove references (their fingerprints leave the index at once)."""
+    for ref_id in ref_ids:
+        ref = obj.guard.remove_reference(ref_id)
+        click.echo(f"removed {ref.id}  {ref.title}")
+
+
+@cli.command("export")
+@click.argument("ref_id", type=int)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File to write (gzip-compressed when it ends in .gz).")
+@click.pass_obj
+def export_cmd(obj: _Context, ref_id: int, output: Path) -> None:
+    """Write a reference's fingerprint (hashes only, no video) to a file.
+
+    \b
+    Example (a rights holder, on their own machine):
+      guard --home ./private ingest game7.mp4 && guard --home ./private export 1 -o game7.gfp.gz
+    """
+    obj.guard.export(ref_id, output)
+    click.echo(f"wrote {output}")
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--owner", default="default", show_default=True)
+@click.option("--title", help="Override the title stored in the file.")
+@click.option("--policy", type=click.Choice(POLICIES), default="flag", show_default=True)
+@click.option("--min-seconds", type=click.FloatRange(min=0.5), default=None)
+@click.pass_obj
+def import_cmd(obj: _Context, path: Path, owner, title, policy, min_seconds) -> None:
+    """Register a hash-only reference from a file made by ``guard export``."""
+    ref = obj.guard.import_fingerprint(path, owner=owner, policy=policy, min_seconds=min_seconds, title=title)
+    click.echo(f"registered {ref.id}  {ref.title}  ({ref.frames} frames, policy {ref.policy})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the scan result as JSON.")
+@click.pass_obj
+def demo(obj: _Context, as_json: bool) -> None:
+    """Make a reference broadcast and a pirated copy, register one, scan the other.
+
+    The files go to <store>/demo/; the reference is registered once and reused.
+    """
+    from guard.demo import run_demo
+
+    report = run_demo(obj.guard, echo=None if as_json else click.echo)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    if not report["found"]:
+        sys.exit(EXIT_FOUND + 1)
+
+
+def main() -> None:
+    """Console entry point: maps guard's errors to exit codes."""
+    try:
+        cli.main(standalone_mode=False)
+    except GuardError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception:  # noqa: BLE001 — the last line of defence, keeps exit code 1 for "found"
+        log.exception("internal error")
+        sys.exit(EXIT_INTERNAL)

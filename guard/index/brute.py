@@ -1,0 +1,45 @@
+"""A brute-force NumPy index: the oracle the FAISS index is tested against."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from guard.index.base import BinaryIndex, Hits, limit_hits
+from guard.signals.base import hamming
+
+
+class BruteForceIndex(BinaryIndex):
+    """Exact Hamming radius search by comparing every query with every stored code."""
+
+    def __init__(self, bits: int):
+        self.bits = bits
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.codes = np.zeros((0, bits // 8), dtype=np.uint8)
+
+    def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
+        self.codes = np.concatenate([self.codes, np.asarray(codes, dtype=np.uint8)])
+
+    def remove(self, ids: np.ndarray) -> int:
+        keep = ~np.isin(self.ids, ids)
+        removed = int((~keep).sum())
+        self.ids, self.codes = self.ids[keep], self.codes[keep]
+        return removed
+
+    def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
+        offsets, ids, dists = [0], [], []
+        for code in codes:
+            d = hamming(self.codes, code[None, :])
+            hit = np.flatnonzero(d <= radius)
+            ids.append(self.ids[hit])
+            dists.append(d[hit])
+            offsets.append(offsets[-1] + len(hit))
+        return limit_hits(
+            np.asarray(offsets, np.int64),
+            np.concatenate(ids) if ids else np.zeros(0, np.int64),
+            np.concatenate(dists) if dists else np.zeros(0, np.int32),
+            max_hits,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)

@@ -1,0 +1,100 @@
+"""The FAISS binary index guard uses, persisted as a FAISS file beside the catalog.
+
+Index type by size (measured by ``scripts/bench_index.py``, documented in docs/scale.md):
+``IndexBinaryFlat`` is exact and fast enough below ``MULTIHASH_FROM`` vectors; above it,
+``IndexBinaryMultiHash`` answers radius queries in a fraction of the time for the strict seed
+radius guard searches with. The relaxed matching stage never asks the index (it compares
+aligned frames directly), so the approximate index only needs to find seeds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from guard.errors import StoreError
+from guard.index.base import BinaryIndex, Hits, limit_hits
+
+#: Above this many vectors, a freshly built index is multi-hash instead of flat.
+MULTIHASH_FROM = 2_000_000
+MULTIHASH_TABLES = 8
+MULTIHASH_FLIPS = 2
+
+
+def _new_index(bits: int, size_hint: int) -> faiss.IndexBinary:
+    if size_hint >= MULTIHASH_FROM:
+        inner = faiss.IndexBinaryMultiHash(bits, MULTIHASH_TABLES, bits // MULTIHASH_TABLES)
+        inner.nflip = MULTIHASH_FLIPS
+    else:
+        inner = faiss.IndexBinaryFlat(bits)
+    return faiss.IndexBinaryIDMap2(inner)
+
+
+class FaissBinaryIndex(BinaryIndex):
+    """Binary codes with ids in a FAISS ``IndexBinaryIDMap2`` (flat or multi-hash inside)."""
+
+    def __init__(self, bits: int, size_hint: int = 0):
+        self.bits = bits
+        self._index = _new_index(bits, size_hint)
+
+    @property
+    def kind(self) -> str:
+        """``flat`` or ``multihash``: which FAISS structure answers queries."""
+        inner = faiss.downcast_IndexBinary(self._index.index)
+        return "multihash" if isinstance(inner, faiss.IndexBinaryMultiHash) else "flat"
+
+    def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        if len(ids):
+            self._index.add_with_ids(
+                np.ascontiguousarray(codes, dtype=np.uint8), np.asarray(ids, dtype=np.int64)
+            )
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.kind == "flat":
+            return int(self._index.remove_ids(ids))
+        # Multi-hash tables cannot remove: rebuild them from the codes that stay.
+        stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        keep = ~np.isin(stored, ids)
+        codes = np.stack([self._index.reconstruct(int(i)) for i in stored[keep]]) if keep.any() else None
+        self._index = _new_index(self.bits, int(keep.sum()))
+        if codes is not None:
+            self.add(stored[keep], codes)
+        return int((~keep).sum())
+
+    def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
+        if len(self) == 0 or len(codes) == 0:
+            return Hits(np.zeros(len(codes) + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
+        # FAISS binary range search keeps distances strictly below the radius.
+        lims, dist, ids = self._index.range_search(
+            np.ascontiguousarray(codes, dtype=np.uint8), radius + 1
+        )
+        return limit_hits(lims.astype(np.int64), ids.astype(np.int64), dist.astype(np.int32), max_hits)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash leaves either the old or the new file, never half of one."""
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        try:
+            faiss.write_index_binary(self._index, str(tmp))
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:
+            raise StoreError(f"{path}: cannot write index ({exc})") from exc
+
+    @classmethod
+    def load(cls, path: Path, bits: int) -> "FaissBinaryIndex":
+        """Read an index written by :meth:`save`; :class:`StoreError` if unreadable or of other width."""
+        try:
+            raw = faiss.read_index_binary(str(path))
+        except RuntimeError as exc:
+            raise StoreError(f"{path}: unreadable index ({str(exc).splitlines()[0]})") from exc
+        if raw.d != bits:
+            raise StoreError(f"{path}: index holds {raw.d}-bit codes, expected {bits}")
+        index = cls(bits)
+        index._index = raw
+        return index

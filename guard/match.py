@@ -1,0 +1,266 @@
+"""Temporal matching: frame-level index hits → aligned hypotheses → copied segments.
+
+Two steps, kept apart:
+
+1. :func:`vote` — every index hit (query frame, reference frame) votes for the time offset
+   ``t_ref − rate·t_query`` of its reference (dejavu's offset histogram, extended over a few
+   playback rates). Offsets backed by enough distinct query frames become hypotheses.
+2. :func:`verify` — for each hypothesis, every query frame is compared with the reference
+   frame the alignment predicts. A frame is accepted at the *relaxed* ``match_radius``, far
+   beyond what the index was asked for: agreement with the offset is the evidence that lets
+   an overlaid, cropped or re-encoded frame count. Runs of accepted frames become segments.
+
+Everything is deterministic: ties break on reference id, then time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from guard.config import MatchSettings
+from guard.index.base import Hits
+from guard.models import Segment
+from guard.signals.base import hamming
+
+#: Vector ids pack the reference id above the frame number: ``ref_id << ID_SHIFT | frame``.
+ID_SHIFT = 24
+
+
+def vector_ids(ref_id: int, count: int) -> np.ndarray:
+    """The index ids of a reference's ``count`` frames."""
+    return (np.int64(ref_id) << ID_SHIFT) | np.arange(count, dtype=np.int64)
+
+
+def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ids and frame numbers of index ids."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return ids >> ID_SHIFT, ids & ((1 << ID_SHIFT) - 1)
+
+
+@dataclass
+class RefFrames:
+    """What the matcher needs to know about one reference."""
+
+    title: str
+    min_seconds: float
+    times: np.ndarray
+    codes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A reference and an alignment ``t_ref = rate·t_query + offset`` backed by ``seeds`` frames."""
+
+    ref_id: int
+    offset: float
+    rate: float
+    seeds: int
+
+
+def vote(
+    query_times: np.ndarray,
+    hits: Hits,
+    refs: Mapping[int, RefFrames],
+    settings: MatchSettings,
+) -> list[Hypothesis]:
+    """Turn index hits into the strongest alignment hypotheses, best first."""
+    counts = np.diff(hits.offsets)
+    if counts.sum() == 0:
+        return []
+    query_index = np.repeat(np.arange(len(counts)), counts)
+    ref_ids, frames = split_ids(hits.ids)
+    known = np.array([r in refs for r in ref_ids.tolist()], dtype=bool)
+    query_index, ref_ids, frames = query_index[known], ref_ids[known], frames[known]
+    ref_times = np.array(
+        [refs[r].times[f] for r, f in zip(ref_ids.tolist(), frames.tolist())], dtype=np.float64
+    )
+    hypotheses: list[Hypothesis] = []
+    for rate in settings.rates:
+        offsets = ref_times - rate * query_times[query_index]
+        hypotheses += _peaks(ref_ids, offsets, query_index, rate, settings)
+    hypotheses.sort(key=lambda h: (-h.seeds, abs(h.rate - 1.0), h.ref_id, h.offset))
+    return hypotheses[: settings.max_hypotheses]
+
+
+def _peaks(
+    ref_ids: np.ndarray,
+    offsets: np.ndarray,
+    query_index: np.ndarray,
+    rate: float,
+    settings: MatchSettings,
+) -> list[Hypothesis]:
+    """Offset-histogram peaks per reference, counting distinct query frames per bin."""
+    bins = np.floor(offsets / settings.offset_bin).astype(np.int64)
+    # One vote per (reference, bin, query frame): a static scene must not outvote motion.
+    triples = np.unique(np.stack([ref_ids, bins, query_index], axis=1), axis=0)
+    pairs, votes = np.unique(triples[:, :2], axis=0, return_counts=True)
+    found: list[Hypothesis] = []
+    for ref_id in np.unique(pairs[:, 0]).tolist():
+        mine = pairs[:, 0] == ref_id
+        ref_bins, ref_votes = pairs[mine, 1], votes[mine]
+        # Neighbouring bins share a peak when the true offset sits on a bin edge.
+        smoothed = {
+            b: int(ref_votes[np.abs(ref_bins - b) <= 1].sum()) for b in ref_bins.tolist()
+        }
+        taken: list[int] = []
+        for b in sorted(smoothed, key=lambda b: (-smoothed[b], b)):
+            if smoothed[b] < settings.min_seed_frames:
+                break
+            if any(abs(b - t) <= 2 for t in taken):
+                continue
+            taken.append(b)
+            near = (ref_ids == ref_id) & (np.abs(np.floor(offsets / settings.offset_bin) - b) <= 1)
+            found.append(Hypothesis(ref_id, float(np.median(offsets[near])), rate, smoothed[b]))
+    return found
+
+
+def aligned_distances(
+    query_times: np.ndarray,
+    query_codes: np.ndarray,
+    ref: RefFrames,
+    offset: float,
+    rate: float,
+    tolerance: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query frame, the closest reference frame near its aligned time.
+
+    Returns ``(distance, reference time)``; frames with no reference frame within
+    ``tolerance`` seconds of the predicted time get distance ``bits + 1`` and time NaN.
+    """
+    bits = query_codes.shape[1] * 8
+    expected = rate * query_times + offset
+    best = np.full(len(query_times), bits + 1, dtype=np.int32)
+    best_time = np.full(len(query_times), np.nan)
+    right = np.searchsorted(ref.times, expected)
+    for shift in (-2, -1, 0, 1):
+        idx = right + shift
+        ok = (idx >= 0) & (idx < len(ref.times))
+        idx_ok = np.clip(idx, 0, len(ref.times) - 1)
+        near = ok & (np.abs(ref.times[idx_ok] - expected) <= tolerance)
+        if not near.any():
+            continue
+        d = np.full(len(query_times), bits + 1, dtype=np.int32)
+        d[near] = hamming(query_codes[near], ref.codes[idx_ok[near]])
+        better = d < best
+        best[better] = d[better]
+        best_time[better] = ref.times[idx_ok[better]]
+    return best, best_time
+
+
+def verify(
+    hypothesis: Hypothesis,
+    query_times: np.ndarray,
+    query_codes: np.ndarray,
+    ref: RefFrames,
+    frame_period: float,
+    settings: MatchSettings,
+) -> list[Segment]:
+    """The copied segments an alignment hypothesis explains, if any."""
+    dist, ref_time = aligned_distances(
+        query_times, query_codes, ref, hypothesis.offset, hypothesis.rate, settings.align_tolerance
+    )
+    accepted = np.flatnonzero(dist <= settings.match_radius)
+    segments = []
+    for run in _runs(query_times[accepted], settings.max_gap):
+        frames = accepted[run]
+        segment = _segment(hypothesis, frames, query_times, dist, ref_time, ref, frame_period, settings)
+        if segment is not None:
+            segments.append(segment)
+    return segments
+
+
+def _runs(times: np.ndarray, max_gap: float) -> list[slice]:
+    if len(times) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(times) > max_gap) + 1
+    edges = [0, *breaks.tolist(), len(times)]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _segment(
+    hypothesis: Hypothesis,
+    frames: np.ndarray,
+    query_times: np.ndarray,
+    dist: np.ndarray,
+    ref_time: np.ndarray,
+    ref: RefFrames,
+    frame_period: float,
+    settings: MatchSettings,
+) -> Segment | None:
+    start, end = query_times[frames[0]], query_times[frames[-1]] + frame_period
+    if end - start < ref.min_seconds:
+        return None
+    strict = int((dist[frames] <= settings.seed_radius).sum())
+    if strict < settings.min_seed_frames:
+        return None
+    in_span = int(((query_times >= start) & (query_times < end)).sum())
+    fraction = len(frames) / max(in_span, 1)
+    if fraction < settings.min_matched_fraction:
+        return None
+    rate, offset = _fit_alignment(query_times[frames], ref_time[frames], hypothesis)
+    mean_distance = float(dist[frames].mean())
+    bits = ref.codes.shape[1] * 8
+    score = float(np.clip(fraction * (1.0 - mean_distance / (bits / 2)), 0.0, 1.0))
+    ref_start = rate * start + offset
+    return Segment(
+        reference_id=hypothesis.ref_id,
+        reference_title=ref.title,
+        query_start=float(start),
+        query_end=float(end),
+        reference_start=float(ref_start),
+        reference_end=float(ref_start + rate * (end - start)),
+        offset=float(ref_start - start),
+        rate=float(rate),
+        matched_fraction=float(fraction),
+        score=score,
+        matched_frames=len(frames),
+        mean_distance=mean_distance,
+    )
+
+
+def _fit_alignment(tq: np.ndarray, tr: np.ndarray, hypothesis: Hypothesis) -> tuple[float, float]:
+    """Least-squares ``t_ref = rate·t_query + offset`` over matched frames; keep 1.0 when close."""
+    if len(tq) >= 8 and np.ptp(tq) >= 4.0:
+        rate, offset = np.polyfit(tq, tr, 1)
+        if abs(rate - 1.0) < 0.01:
+            rate = 1.0
+        if abs(rate - hypothesis.rate) < 0.03:
+            return float(rate), float(np.median(tr - rate * tq))
+    return hypothesis.rate, float(np.median(tr - hypothesis.rate * tq))
+
+
+def find_segments(
+    query_times: np.ndarray,
+    query_codes: np.ndarray,
+    hits: Hits,
+    refs: Mapping[int, RefFrames],
+    frame_period: float,
+    settings: MatchSettings,
+) -> list[Segment]:
+    """Every copied segment in a query, strongest first, one per stretch of each reference."""
+    segments: list[Segment] = []
+    for hypothesis in vote(query_times, hits, refs, settings):
+        ref = refs[hypothesis.ref_id]
+        segments += verify(hypothesis, query_times, query_codes, ref, frame_period, settings)
+    return _distinct(segments)
+
+
+def _distinct(segments: list[Segment]) -> list[Segment]:
+    """Drop segments that restate a stronger one (same reference, mostly the same query span)."""
+    ranked = sorted(
+        segments,
+        key=lambda s: (-s.matched_frames, abs(s.rate - 1.0), s.reference_id, s.query_start),
+    )
+    kept: list[Segment] = []
+    for seg in ranked:
+        if not any(s.reference_id == seg.reference_id and _overlap(s, seg) > 0.5 for s in kept):
+            kept.append(seg)
+    return sorted(kept, key=lambda s: (s.query_start, s.reference_id))
+
+
+def _overlap(a: Segment, b: Segment) -> float:
+    inter = min(a.query_end, b.query_end) - max(a.query_start, b.query_start)
+    return max(inter, 0.0) / max(min(a.duration, b.duration), 1e-9)

@@ -1,0 +1,175 @@
+"""The one object guard's shells call: ingest, scan, references, export/import.
+
+The CLI and the API are thin layers over :class:`Guard`; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from guard import exchange
+from guard.config import Settings
+from guard.errors import FormatError, InputError
+from guard.fingerprint import Fingerprinter
+from guard.match import find_segments
+from guard.models import Fingerprint, Reference, ScanResult, Segment
+from guard.refindex import ReferenceIndex
+from guard.store import Catalog
+
+log = logging.getLogger(__name__)
+
+#: File name endings a folder scan picks up.
+MEDIA_SUFFIXES = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".flv",
+    ".mpg", ".mpeg", ".wmv", ".3gp", ".ogv", ".y4m",
+}
+
+Progress = Callable[[float], None]
+
+
+class Guard:
+    """A guard installation: its catalog, index and fingerprinter over one store folder."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.home = Path(self.settings.home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.home / "catalog.sqlite")
+        self.fingerprinter = Fingerprinter(
+            self.settings.signal, self.settings.sample_fps, self.settings.fast_decode
+        )
+        self.index = ReferenceIndex(self.catalog, self.home, self.fingerprinter.signal)
+
+    def close(self) -> None:
+        """Release the catalog."""
+        self.catalog.close()
+
+    def __enter__(self) -> "Guard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- references ---------------------------------------------------------------------------
+
+    def fingerprint(self, path: str | os.PathLike, progress: Progress | None = None) -> Fingerprint:
+        """Fingerprint a media file (no storage)."""
+        return self.fingerprinter.fingerprint_file(path, progress)
+
+    def ingest(
+        self,
+        path: str | os.PathLike,
+        *,
+        title: str | None = None,
+        owner: str = "default",
+        policy: str = "flag",
+        min_seconds: float | None = None,
+        allowlist: list[str] | None = None,
+        progress: Progress | None = None,
+    ) -> Reference:
+        """Fingerprint a reference video and register it."""
+        fp = self.fingerprint(path, progress)
+        return self.register(
+            fp, title=title or Path(path).stem, owner=owner, policy=policy,
+            min_seconds=min_seconds, source=os.fspath(path), allowlist=allowlist,
+        )
+
+    def register(
+        self,
+        fp: Fingerprint,
+        *,
+        title: str,
+        owner: str,
+        policy: str = "flag",
+        min_seconds: float | None = None,
+        source: str,
+        allowlist: list[str] | None = None,
+    ) -> Reference:
+        """Store a computed fingerprint as a reference and index it."""
+        signal = self.fingerprinter.signal
+        if (fp.signal, fp.signal_version, fp.bits) != (signal.name, signal.version, signal.bits):
+            raise FormatError(
+                f"{source}: fingerprint uses {fp.signal} v{fp.signal_version} ({fp.bits} bits); "
+                f"this store needs {signal.name} v{signal.version} ({signal.bits} bits)"
+            )
+        if len(fp) == 0:
+            raise InputError(f"{source}: no informative frames to fingerprint (blank or flat video)")
+        ref = self.catalog.add_reference(
+            owner=owner, title=title, policy=policy,
+            min_seconds=self.settings.default_min_seconds if min_seconds is None else min_seconds,
+            source=source, fingerprint=fp, allowlist=allowlist,
+        )
+        self.index.added(ref, fp)
+        log.info("registered reference %d %r (%d frames)", ref.id, ref.title, len(fp))
+        return ref
+
+    def import_fingerprint(
+        self,
+        path: str | os.PathLike,
+        *,
+        owner: str = "default",
+        policy: str = "flag",
+        min_seconds: float | None = None,
+        title: str | None = None,
+    ) -> Reference:
+        """Register a hash-only reference from an exchange file (see :mod:`guard.exchange`)."""
+        fp, file_title = exchange.load(Path(path))
+        return self.register(
+            fp, title=title or file_title, owner=owner, policy=policy,
+            min_seconds=min_seconds, source=f"import:{Path(path).name}",
+        )
+
+    def export(self, ref_id: int, path: str | os.PathLike) -> Path:
+        """Write a reference's fingerprint in the exchange format."""
+        ref = self.catalog.reference(ref_id)
+        return exchange.dump(self.catalog.fingerprint(ref_id), ref.title, Path(path))
+
+    def references(self, owner: str | None = None) -> list[Reference]:
+        """All references, or one owner's."""
+        return self.catalog.references(owner)
+
+    def reference(self, ref_id: int) -> Reference:
+        """One reference by id."""
+        return self.catalog.reference(ref_id)
+
+    def update_reference(self, ref_id: int, **changes) -> Reference:
+        """Change policy, min_seconds, title or allowlist of a reference."""
+        return self.catalog.update_reference(ref_id, **changes)
+
+    def remove_reference(self, ref_id: int) -> Reference:
+        """Delete a reference; its vectors leave the index at once."""
+        ref = self.catalog.remove_reference(ref_id)
+        self.index.removed(ref_id)
+        return ref
+
+    # -- scanning -----------------------------------------------------------------------------
+
+    def match(self, times: np.ndarray, codes: np.ndarray) -> list[Segment]:
+        """Copied segments in a sequence of query frames (times in seconds, packed codes)."""
+        self.index.sync()
+        m = self.settings.match
+        hits = self.index.search(codes, m.seed_radius, m.max_hits_per_frame)
+        return find_segments(times, codes, hits, self.index.refs, 1.0 / self.settings.sample_fps, m)
+
+    def scan(self, path: str | os.PathLike, progress: Progress | None = None) -> ScanResult:
+        """Fingerprint a file and report every copied segment in it."""
+        fp = self.fingerprint(path, progress)
+        segments = self.match(fp.times, fp.codes) if len(fp) else []
+        return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
+
+
+def media_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Expand files and folders (recursively, media suffixes only) into files, sorted per folder."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in MEDIA_SUFFIXES:
+                    yield child
+        else:
+            yield path
