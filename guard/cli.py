@@ -8,6 +8,7 @@ Exit codes (every command):
   2  bad input: unreadable media, unknown id, invalid file or option
   3  the store (catalog or index) cannot be used
   4  an unexpected internal error (a bug: please report it)
+  5  ``monitor`` only: the stream was cut (a ``cut`` policy matched; takedown sent)
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from tqdm import tqdm
 from guard import __version__
 from guard.config import Settings
 from guard.errors import GuardError
+from guard.keys import ROLES
 from guard.models import POLICIES, Reference, ScanResult
 from guard.service import Guard, media_files
 
 EXIT_FOUND = 1
 EXIT_INTERNAL = 4
+EXIT_CUT = 5
 
 log = logging.getLogger("guard")
 
@@ -269,6 +272,161 @@ def demo(obj: _Context, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
     if not report["found"]:
         sys.exit(EXIT_FOUND + 1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.pass_obj
+def serve(obj: _Context, host: str, port: int) -> None:
+    """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs).
+
+    \b
+    Example:
+      guard keys create --role admin --owner ops
+      guard serve --host 0.0.0.0 --port 8080
+    """
+    import uvicorn
+
+    from guard.api import create_app
+
+    uvicorn.run(create_app(obj.settings), host=host, port=port, log_level="info" if obj.verbose else "warning")
+
+
+@cli.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True,
+              help="admin: everything; rights_holder: its references, incidents, webhooks; "
+                   "platform: its scans and streams.")
+@click.option("--owner", required=True, help="The tenant the key acts for (rights holder or platform name).")
+@click.option("--label", default="", help="A note to recognise the key by.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def keys_create(obj: _Context, role: str, owner: str, label: str, as_json: bool) -> None:
+    """Make an API key. The key is printed once and only its hash is stored: keep it safe.
+
+    \b
+    Example:
+      guard keys create --role rights_holder --owner nba --label "nba ingest bot"
+    """
+    key, token = obj.guard.keys.create(role, owner, label)
+    if as_json:
+        click.echo(json.dumps({**key.to_dict(), "key": token}, indent=2))
+        return
+    click.echo(token)
+    click.echo(f"key {key.id} ({key.role} for {key.owner}): shown once, store it now", err=True)
+
+
+@keys.command("list")
+@click.option("--owner", help="Only this tenant's keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def keys_list(obj: _Context, owner, as_json: bool) -> None:
+    """List keys (their prefixes, never the keys themselves)."""
+    items = obj.guard.keys.list(owner)
+    if as_json:
+        click.echo(json.dumps([k.to_dict() for k in items], indent=2))
+        return
+    if not items:
+        click.echo("no keys")
+    for k in items:
+        state = f"revoked {k.revoked}" if k.revoked else "active"
+        click.echo(f"{k.id:>5}  {k.prefix}…  {k.role:<13} {k.owner:<20} {state:<30} {k.label}")
+
+
+@keys.command("revoke")
+@click.argument("key_ids", type=int, nargs=-1, required=True)
+@click.pass_obj
+def keys_revoke(obj: _Context, key_ids) -> None:
+    """Revoke keys at once (requests with them answer 401 from then on)."""
+    for key_id in key_ids:
+        key = obj.guard.keys.revoke(key_id)
+        click.echo(f"revoked {key.id}  {key.prefix}…  {key.role} for {key.owner}")
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--stream-id", help="Id to record the stream under (default: generated).")
+@click.option("--account", required=True, help="Account that streams it (checked against allowlists).")
+@click.option("--platform", default="default", show_default=True, help="Platform the stream comes from.")
+@click.option("--realtime", is_flag=True, help="URL is a local file, played at its own pace (rehearsal).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event (JSON lines).")
+@click.option("--webhook-url", help="Send every event to this endpoint (default: settings / $GUARD_WEBHOOK_URL).")
+@click.option("--webhook-secret", help="Secret that signs the webhook (needed with --webhook-url).")
+@click.option("--max-seconds", type=click.FloatRange(min=0.1), default=None,
+              help="Stop monitoring after this many seconds.")
+@click.option("--allow-private-addresses", is_flag=True,
+              help="Allow URLs on loopback/private networks (labs, tests).")
+@click.pass_obj
+def monitor(obj: _Context, url, stream_id, account, platform, realtime, as_json, webhook_url, webhook_secret,
+            max_seconds, allow_private_addresses) -> None:
+    """Monitor a live stream and act on copies as they happen.
+
+    URL: rtmp://, rtmps://, http(s):// (HLS .m3u8 or HTTP-FLV), srt://, udp:// — or, with
+    --realtime, a local file played at real-time pace. Prints one line per event. Exit code
+    0: the stream ended with no copy; 1: a copy was flagged; 5: the stream was cut (a reference
+    with policy cut matched and the stream.cut takedown was sent); 2: the stream could not be
+    monitored.
+
+    \b
+    Examples:
+      guard monitor rtmp://ingest.example.com/live/abc --account fan123 --json
+      guard monitor https://cdn.example.com/live/x.m3u8 --account fan123 \\
+          --webhook-url https://platform.example.com/hooks/guard --webhook-secret s3cret
+      guard monitor rehearsal.mp4 --realtime --account test
+    """
+    import dataclasses
+    import threading
+
+    if bool(webhook_url) != bool(webhook_secret):
+        raise click.UsageError("--webhook-url and --webhook-secret go together")
+    if allow_private_addresses:
+        obj.settings = dataclasses.replace(obj.settings, allow_private_addresses=True)
+    guard = obj.guard
+    if webhook_url:
+        guard.actions.ensure_endpoint("*", webhook_url, webhook_secret)
+    lock = threading.Lock()
+
+    def show(event) -> None:
+        with lock:
+            click.echo(json.dumps(event.to_dict()) if as_json else _event_line(event))
+
+    info = guard.monitor(url, stream_id=stream_id, account=account, platform=platform, realtime=realtime,
+                         on_event=show)
+    try:
+        final = guard.streams.wait(info.id, max_seconds)
+    except KeyboardInterrupt:
+        final = guard.streams.stop(info.id)
+    if final.active:
+        final = guard.streams.stop(info.id)
+    if not guard.actions.flush(timeout=guard.settings.webhook.timeout * 2):
+        click.echo(f"warning: {guard.actions.pending()} webhook deliveries still pending "
+                   "(kept in the outbox; sent when guard runs again)", err=True)
+    if final.status == "cut":
+        sys.exit(EXIT_CUT)
+    if final.incidents:
+        sys.exit(EXIT_FOUND)
+    if final.status == "failed":
+        sys.exit(2)
+
+
+def _event_line(event) -> str:
+    from guard.incidents import iso
+
+    clock = (iso(event.time) or "")[11:23]
+    text = f"{clock}  {event.stream_id}  {event.type:<20}"
+    incident = event.incident
+    if incident is not None:
+        text += (f" ref {incident.reference_id} {incident.reference_title!r}  score {incident.score:.2f}"
+                 f"  stream {_span(incident.query_start, incident.query_end)}"
+                 f"  ref {_span(incident.reference_start, incident.reference_end)}  incident {incident.id}")
+    elif event.detail:
+        text += f" {event.detail}"
+    return text
 
 
 def main() -> None:

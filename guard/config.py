@@ -15,15 +15,17 @@ def _default_home() -> Path:
 
 @dataclass(frozen=True)
 class MatchSettings:
-    """Thresholds of the temporal matcher, in bits of the default 256-bit signal.
+    """Thresholds of the temporal matcher, in bits of the default 256-bit signal (mhash16).
 
-    Chosen from the distance distributions in docs/descriptors.md: ``seed_radius`` keeps
-    index hits that are almost never random (random pairs sit near 128 ± 8); ``match_radius``
-    is the relaxed per-frame distance accepted once the offset agrees with a seeded alignment.
+    Chosen from the distance distributions in docs/descriptors.md (scripts/measure_descriptors.py):
+    ``seed_radius`` (12.5 %) is below every distance seen between unrelated frames, so index
+    hits are almost never chance; ``match_radius`` (19.5 %) is the relaxed per-frame distance
+    accepted once the offset agrees with a seeded alignment — it admits 90 % of frames cropped
+    by 10 % under a logo while about 1 % of unrelated frame pairs come that close.
     """
 
-    seed_radius: int = 72
-    match_radius: int = 96
+    seed_radius: int = 32
+    match_radius: int = 50
     max_hits_per_frame: int = 48
     offset_bin: float = 0.5
     min_seed_frames: int = 3
@@ -32,6 +34,51 @@ class MatchSettings:
     max_gap: float = 2.5
     min_matched_fraction: float = 0.5
     rates: tuple[float, ...] = (1.0, 0.95, 1.05, 0.9, 1.1)
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Live stream monitoring (see :mod:`guard.monitor`).
+
+    ``window_seconds``: stream history the sliding-window matcher looks at (raised to fit the
+    longest reference ``min_seconds``). ``decision_interval``: how often a stream's window is
+    matched (adds at most this much latency). ``stall_timeout``: a source silent this long is
+    reconnected. ``reconnect_*``: exponential backoff between attempts; a stream that stays
+    unreachable for ``give_up_after`` seconds ends with an error. ``incident_idle_seconds``:
+    an incident whose copy has not been seen this long is closed. ``update_interval``:
+    least time between two ``incident.updated`` events of one incident.
+    """
+
+    window_seconds: float = 24.0
+    decision_interval: float = 0.5
+    open_timeout: float = 10.0
+    stall_timeout: float = 8.0
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 10.0
+    give_up_after: float = 300.0
+    incident_idle_seconds: float = 20.0
+    update_interval: float = 10.0
+    decoder_threads: int = 1
+    thumbnail_width: int = 160
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Delivery of webhook events from the outbox (see :mod:`guard.actions`).
+
+    ``url``/``secret``: a default endpoint that receives every event (registered in the
+    catalog under owner ``"*"`` when the service starts). Retries back off exponentially from
+    ``backoff_initial`` to ``backoff_max`` seconds; after ``max_attempts`` failed attempts an
+    event is marked ``failed`` (kept in the delivery log).
+    """
+
+    url: str | None = None
+    secret: str | None = None
+    timeout: float = 5.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    max_attempts: int = 20
+    workers: int = 4
 
 
 @dataclass(frozen=True)
@@ -44,6 +91,18 @@ class Settings:
     fast_decode: bool = True
     default_min_seconds: float = 5.0
     match: MatchSettings = field(default_factory=MatchSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    #: Let monitored URLs reach loopback, private, link-local and reserved addresses (tests, labs).
+    allow_private_addresses: bool = False
+    #: Largest upload (reference or scan) the API accepts, in bytes; refused with 413 beyond.
+    upload_max_bytes: int = 2 * 1024**3
+    #: Where the API streams uploads before a job fingerprints them (default: <home>/uploads).
+    upload_dir: Path | None = None
+    #: Worker threads running background ingest and scan jobs.
+    job_workers: int = 2
+    #: Media seconds a URL scan reads at most (a live URL would never end).
+    scan_url_max_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -51,8 +110,23 @@ class Settings:
         values: dict = {}
         if os.environ.get("GUARD_SAMPLE_FPS"):
             values["sample_fps"] = float(os.environ["GUARD_SAMPLE_FPS"])
+        if os.environ.get("GUARD_UPLOAD_MAX_BYTES"):
+            values["upload_max_bytes"] = int(os.environ["GUARD_UPLOAD_MAX_BYTES"])
+        if os.environ.get("GUARD_JOB_WORKERS"):
+            values["job_workers"] = int(os.environ["GUARD_JOB_WORKERS"])
+        if os.environ.get("GUARD_ALLOW_PRIVATE_ADDRESSES"):
+            values["allow_private_addresses"] = os.environ["GUARD_ALLOW_PRIVATE_ADDRESSES"].lower() in ("1", "true", "yes")
+        if os.environ.get("GUARD_WEBHOOK_URL"):
+            values["webhook"] = WebhookSettings(
+                url=os.environ["GUARD_WEBHOOK_URL"], secret=os.environ.get("GUARD_WEBHOOK_SECRET")
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def uploads(self) -> Path:
+        """The folder uploads are streamed into."""
+        return Path(self.upload_dir) if self.upload_dir else Path(self.home) / "uploads"
 
     def with_home(self, home: Path) -> "Settings":
         """The same settings over another store folder."""

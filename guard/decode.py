@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,7 +18,7 @@ import av
 import av.error
 import numpy as np
 
-from guard.errors import InputError
+from guard.errors import InputError, StreamError
 
 log = logging.getLogger(__name__)
 
@@ -318,3 +319,377 @@ def write_audio_only(path: str | os.PathLike, audio: np.ndarray, sample_rate: in
         stream.layout = "mono"
         _write_audio(container, stream, audio, sample_rate)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Live sources: URLs pulled in real time, and files played at real-time pace (rehearsals).
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How to pull a live source.
+
+    ``stall_timeout``: a read that waits this long is a stall (the source is reopened).
+    ``reconnect_*``: backoff between attempts; the source is given up after ``give_up_after``
+    seconds without a frame. ``realtime``: play a file at its own pace (rehearsal mode) and
+    end with it. ``flush_interval``: longest a sampled frame waits (wall clock) before its
+    batch is handed on. ``protocol_whitelist``: FFmpeg protocols the source may use (see
+    :mod:`guard.urlpolicy`). ``max_jump``: a timestamp step larger than this (or backwards)
+    is a reset or a jump; the stream clock then continues from the wall-clock gap.
+    """
+
+    sample_fps: float = 4.0
+    fast: bool = True
+    threads: int = 1
+    open_timeout: float = 10.0
+    stall_timeout: float = 8.0
+    reconnect: bool = True
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 10.0
+    give_up_after: float = 300.0
+    realtime: bool = False
+    flush_interval: float = 0.25
+    thumbnail_width: int = 160
+    protocol_whitelist: str | None = None
+    max_jump: float = 5.0
+    hls: bool = False
+
+
+@dataclass
+class LiveBatch:
+    """Sampled frames of a live source.
+
+    ``times``: seconds on the stream clock (monotonic across reconnects and timestamp resets);
+    ``arrivals``: wall-clock time (``time.time()``) each frame was decoded; ``thumbs``: small
+    RGB images of the same frames (evidence); ``width``/``height``: the source picture size.
+    """
+
+    times: np.ndarray
+    grey: np.ndarray
+    arrivals: np.ndarray
+    thumbs: list[np.ndarray]
+    width: int
+    height: int
+
+
+class StreamClock:
+    """Maps source timestamps to one monotonic stream clock.
+
+    A new connection, a timestamp reset (a step backwards) or a jump (a step forward much larger
+    than the wall-clock time that passed) re-anchors the clock so it continues from the last
+    time plus the wall-clock gap: the matcher sees the real spacing of what was shown.
+    """
+
+    def __init__(self, period: float, max_jump: float = 5.0):
+        self.period = period
+        self.max_jump = max_jump
+        self.offset: float | None = None
+        self.last: float | None = None
+        self.last_wall = 0.0
+        self.rebases = 0
+
+    def reconnected(self) -> None:
+        """The next timestamp comes from a new connection: re-anchor on it."""
+        self.offset = None
+
+    def __call__(self, raw: float | None, wall: float) -> float:
+        if raw is None:  # no timestamp: the wall clock is all there is
+            raw = wall if self.offset is None else wall - self.offset
+        if self.offset is None:
+            self._anchor(raw, wall)
+        t = raw + self.offset
+        if self.last is not None:
+            step, wall_step = t - self.last, wall - self.last_wall
+            if step < -0.5 or step > max(self.max_jump, wall_step + 2.0):
+                self.rebases += 1
+                log.info("stream clock re-anchored (timestamp step %.2f s over %.2f s)", step, wall_step)
+                self._anchor(raw, wall)
+                t = raw + self.offset
+        if self.last is None or t > self.last:
+            self.last = t
+            self.last_wall = wall
+        return t
+
+    def _anchor(self, raw: float, wall: float) -> None:
+        if self.last is None:
+            self.offset = -raw
+        else:
+            gap = min(max(wall - self.last_wall, self.period), 3600.0)
+            self.offset = self.last + gap - raw
+
+
+def live_batches(
+    url: str,
+    options: LiveOptions,
+    stop: threading.Event,
+    on_status=None,
+    av_options: dict | None = None,
+) -> Iterator[LiveBatch]:
+    """Pull ``url`` until it ends for good or ``stop`` is set, yielding sampled frame batches.
+
+    Reconnects with exponential backoff after errors, stalls and ends (unless ``realtime``:
+    a rehearsal file ends once). ``on_status(kind, detail)`` hears ``connected``,
+    ``reconnecting``, ``resolution`` and ``ended``. Raises :class:`StreamError` when the
+    source cannot be opened or stays unreachable for ``give_up_after`` seconds.
+    """
+    import time
+
+    clock = StreamClock(1.0 / options.sample_fps, options.max_jump)
+    sampler = _Sampler(options.sample_fps)
+    sampler.origin = 0.0
+    delay = options.reconnect_initial
+    last_frame_wall = time.time()
+    ever_connected = False
+    notify = on_status or (lambda kind, detail: None)
+    while not stop.is_set():
+        try:
+            source = _open_live(url, options, av_options)
+        except (InputError, StreamError) as exc:
+            if not options.reconnect or options.realtime:
+                raise
+            if time.time() - last_frame_wall > options.give_up_after:
+                raise StreamError(f"{_redacted(url)}: unreachable for {options.give_up_after:.0f} s ({exc})") from None
+            notify("reconnecting", f"{exc}; retry in {delay:.1f} s")
+            stop.wait(delay)
+            delay = min(delay * 2, options.reconnect_max)
+            continue
+        notify("connected", "reconnected" if ever_connected else "opened")
+        clock.reconnected()
+        reason = "ended"
+        try:
+            for batch in _read_live(source, options, stop, clock, sampler, notify):
+                ever_connected = True
+                last_frame_wall = time.time()
+                delay = options.reconnect_initial
+                yield batch
+        except StreamError as exc:
+            reason = str(exc)
+        finally:
+            source.close()
+        if stop.is_set():
+            break
+        if options.realtime or not options.reconnect:
+            notify("ended", reason)
+            return
+        if time.time() - last_frame_wall > options.give_up_after:
+            notify("ended", reason)
+            raise StreamError(f"{_redacted(url)}: no frames for {options.give_up_after:.0f} s ({reason})")
+        notify("reconnecting", f"{reason}; retry in {delay:.1f} s")
+        stop.wait(delay)
+        delay = min(delay * 2, options.reconnect_max)
+
+
+def _redacted(url: str) -> str:
+    from guard.urlpolicy import redact
+
+    return redact(url) if _is_url(url) else url
+
+
+class _LiveSource:
+    """An open container, plus the relay process feeding it when there is one."""
+
+    def __init__(self, name: str, container, relay=None):
+        self.name = name
+        self.container = container
+        self.relay = relay
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 — closing a broken container must not mask the cause
+            log.debug("%s: error while closing", self.name, exc_info=True)
+        if self.relay is not None:
+            self.relay.close()
+
+
+def _live_av_options(url: str, options: LiveOptions) -> dict:
+    opts = {"fflags": "nobuffer", "analyzeduration": "1500000", "probesize": "2000000"}
+    if options.protocol_whitelist:
+        opts["protocol_whitelist"] = options.protocol_whitelist
+    scheme = url.split("://", 1)[0].lower() if _is_url(url) else "file"
+    if scheme == "udp":
+        opts.update({"overrun_nonfatal": "1", "fifo_size": "100000", "buffer_size": "4194304"})
+    if options.hls:
+        opts.update({"live_start_index": "-1", "http_persistent": "1"})
+    if scheme == "rtmp" or scheme == "rtmps":
+        opts["rtmp_live"] = "live"
+    return opts
+
+
+def _open_live(url: str, options: LiveOptions, av_options: dict | None) -> _LiveSource:
+    if _is_url(url) and url.split("://", 1)[0].lower() == "srt":
+        return _open_srt_relay(url, options)
+    opts = _live_av_options(url, options)
+    opts.update(av_options or {})
+    decode_options = DecodeOptions(open_timeout=options.open_timeout, read_timeout=options.stall_timeout)
+    container = _open(url, decode_options, opts)
+    return _LiveSource(_redacted(url), container)
+
+
+def _read_live(source: _LiveSource, options: LiveOptions, stop, clock: StreamClock, sampler: _Sampler, notify):
+    import time
+
+    container, name = source.container, source.name
+    try:
+        stream = _video_stream(container, name)
+    except InputError as exc:
+        raise StreamError(str(exc)) from None
+    stream.thread_type = "SLICE"  # frame threads would add a frame of latency per thread
+    stream.thread_count = options.threads
+    if options.fast:
+        stream.codec_context.options = {"skip_loop_filter": "all"}
+        stream.codec_context.skip_frame = "NONREF"
+    pace_origin: tuple[float, float] | None = None
+    size: tuple[int, int] | None = None
+    times: list[float] = []
+    arrivals: list[float] = []
+    greys: list[np.ndarray] = []
+    thumbs: list[np.ndarray] = []
+    first_wall = 0.0
+    for frame in _live_frames(container, stream, name, stop):
+        raw = _frame_time(frame, stream)
+        if options.realtime and raw is not None:
+            pace_origin = pace_origin or (time.time(), raw)
+            wait = pace_origin[0] + (raw - pace_origin[1]) - time.time()
+            if wait > 0 and stop.wait(wait):
+                return
+        wall = time.time()
+        t = clock(raw, wall)
+        if not sampler.take(t):
+            continue
+        sampler.times.pop()
+        if (frame.width, frame.height) != size:
+            if size is not None:
+                notify("resolution", f"{size[0]}x{size[1]} -> {frame.width}x{frame.height}")
+            size = (frame.width, frame.height)
+        grey = frame.reformat(width=GREY_SIZE, height=GREY_SIZE, format="gray", interpolation="AREA")
+        thumb_h = max(2, int(round(options.thumbnail_width * frame.height / max(frame.width, 1) / 2)) * 2)
+        thumb = frame.reformat(width=options.thumbnail_width, height=thumb_h, format="rgb24")
+        if not times:
+            first_wall = wall
+        times.append(round(t, 4))
+        arrivals.append(wall)
+        greys.append(grey.to_ndarray())
+        thumbs.append(thumb.to_ndarray())
+        if wall - first_wall >= options.flush_interval or len(times) >= BATCH_SIZE or options.flush_interval <= 0:
+            yield LiveBatch(np.asarray(times), np.stack(greys), np.asarray(arrivals), thumbs, *size)
+            times, arrivals, greys, thumbs = [], [], [], []
+    if times:
+        yield LiveBatch(np.asarray(times), np.stack(greys), np.asarray(arrivals), thumbs, *size)
+
+
+def _live_frames(container, stream, name: str, stop):
+    """Decoded frames of a live container; errors become :class:`StreamError` (caller reconnects)."""
+    errors = 0
+    try:
+        for packet in container.demux(stream):
+            if stop.is_set():
+                return
+            try:
+                yield from packet.decode()
+            except av.error.InvalidDataError:
+                errors += 1
+    except av.error.ExitError:
+        raise StreamError(f"{name}: stalled (no data within the stall timeout)") from None
+    except av.error.FFmpegError as exc:
+        raise StreamError(f"{name}: read error ({_reason(exc)})") from None
+    except OSError as exc:
+        raise StreamError(f"{name}: read error ({exc})") from None
+    finally:
+        if errors:
+            log.info("%s: skipped %d damaged packets", name, errors)
+
+
+# -- SRT: PyAV's FFmpeg has no libsrt, so Debian's ffmpeg CLI relays SRT → MPEG-TS on a pipe.
+
+
+class _PipeRelay:
+    """An ``ffmpeg`` process copying a stream to MPEG-TS on stdout, read with a stall timeout."""
+
+    def __init__(self, args: list[str], stall_timeout: float):
+        import subprocess
+
+        self.stall_timeout = stall_timeout
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        self.fd = self.proc.stdout.fileno()
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes; ``b""`` (end of stream) after a stall or when the relay exits."""
+        import select
+
+        ready, _, _ = select.select([self.fd], [], [], self.stall_timeout)
+        if not ready:
+            log.info("srt relay stalled for %.1f s", self.stall_timeout)
+            return b""
+        return os.read(self.fd, size if size > 0 else 65536)
+
+    def close(self) -> None:
+        """Stop the relay process and reap it."""
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+        self.proc.stdout.close()
+
+
+def ffmpeg_cli() -> str | None:
+    """Path of the ``ffmpeg`` command line tool, if installed (SRT relay, test publishers)."""
+    import shutil
+
+    return shutil.which("ffmpeg")
+
+
+def _open_srt_relay(url: str, options: LiveOptions) -> _LiveSource:
+    binary = ffmpeg_cli()
+    if binary is None:
+        raise StreamError("srt: needs the ffmpeg command line tool with libsrt (apt-get install ffmpeg)")
+    timeout_us = str(int(options.open_timeout * 1e6))
+    args = [binary, "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-protocol_whitelist", options.protocol_whitelist or "srt,udp",
+            "-timeout", timeout_us, "-i", url, "-map", "0:v:0", "-c", "copy",
+            "-f", "mpegts", "-flush_packets", "1", "pipe:1"]
+    relay = _PipeRelay(args, max(options.stall_timeout, options.open_timeout))
+    try:
+        container = av.open(relay, mode="r", format="mpegts",
+                            options={"fflags": "nobuffer", "analyzeduration": "1500000", "probesize": "2000000"})
+    except (av.error.FFmpegError, OSError) as exc:
+        relay.close()
+        raise StreamError(f"{_redacted(url)}: cannot be opened over SRT ({_reason(exc)})") from None
+    return _LiveSource(_redacted(url), container, relay)
+
+
+def thumbnail_at(source: str | os.PathLike, t: float, width: int = 160) -> np.ndarray | None:
+    """An RGB image of the frame shown at ``t`` seconds in a local file (None when unavailable)."""
+    name = os.fspath(source)
+    if _is_url(name) or not Path(name).is_file():
+        return None
+    try:
+        container = av.open(name, mode="r", timeout=(5.0, 5.0))
+    except av.error.FFmpegError:
+        return None
+    try:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        start = stream.start_time or 0
+        target = start + int(max(t, 0.0) / stream.time_base)
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        best = None
+        for frame in container.decode(stream):
+            best = frame
+            if frame.pts is not None and frame.pts >= target - int(0.02 / stream.time_base):
+                break
+        if best is None:
+            return None
+        height = max(2, int(round(width * best.height / max(best.width, 1) / 2)) * 2)
+        return best.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    except av.error.FFmpegError:
+        return None
+    finally:
+        container.close()

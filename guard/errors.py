@@ -42,3 +42,39 @@ class URLPolicyError(GuardError):
     """A URL whose protocol or address guard refuses to open."""
 
     http_status = 400
+
+
+class AuthError(GuardError):
+    """A missing, unknown or revoked API key."""
+
+    http_status = 401
+
+
+class ForbiddenError(GuardError):
+    """A valid key whose role may not use this operation."""
+
+    http_status = 403
+
+
+class ConflictError(GuardError):
+    """A request that clashes with the current state (e.g. a duplicate stream id)."""
+
+    http_status = 409
+
+
+class TooLargeError(GuardError):
+    """An upload or request body over the configured size limit."""
+
+    http_status = 413
+
+
+class StreamError(GuardError):
+    """A live stream that cannot be opened, read or kept monitoring (unreachable, stalled, gone)."""
+
+    http_status = 422
+
+
+class WebhookError(GuardError):
+    """A webhook endpoint that is invalid (bad URL, missing secret) or a signature that does not verify."""
+
+    http_status = 400

@@ -22,8 +22,8 @@ class Fingerprinter:
 
     def hash_batch(self, batch: decode.FrameBatch) -> tuple[np.ndarray, np.ndarray]:
         """Times and codes of a batch's informative frames, bars removed."""
-        box = preprocess.detect_bars(batch.grey)
-        frames = preprocess.crop_resize(batch.grey, box, self.signal.input_size)
+        boxes = preprocess.detect_bars(batch.grey)
+        frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
         keep = preprocess.informative(frames)
         return batch.times[keep], self.signal.hash_batch(frames[keep])
 

@@ -1,74 +1,64 @@
 """Frame preprocessing between decoding and hashing: bar removal and resizing, in NumPy.
 
-Letterbox and pillarbox bars are found per batch of sampled frames (a bar is a band of rows or
-columns at the border that stays dark and flat across the batch) and cropped away, so a copy
-boxed into another aspect ratio hashes like the original.
+Letterbox and pillarbox bars (bands of mostly dark rows or columns at the border, found per
+frame and smoothed over neighbouring frames) are cropped away, so a copy boxed into another
+aspect ratio hashes like the original.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from PIL import Image
+from scipy.ndimage import median_filter
 
-#: A row or column is "flat" when its pixels vary less than this (grey levels, std).
-FLAT_STD = 8.0
-#: ... and "dark" when its mean is below this.
-DARK_MEAN = 48.0
-#: Share of the batch's frames in which a border line must be flat and dark to be a bar.
-BAR_AGREEMENT = 0.9
+#: A pixel is "dark" (bar-coloured) below this grey level.
+DARK_LEVEL = 40
+#: A border line is a bar line when at least this share of its pixels is dark; not all of
+#: them, because a channel logo or a ticker is often stamped across the bar.
+DARK_SHARE = 0.7
+#: Bars are judged per frame, then smoothed with a running median over this many frames, so
+#: a dark scene does not grow the bars of one frame and a copy's bars are found from its start.
+SMOOTH_FRAMES = 5
 #: Never crop more than this share of a dimension from one side.
 MAX_BAR_FRACTION = 0.35
 #: Frames whose content varies less than this (std) carry no usable picture (black, fades).
 MIN_CONTENT_STD = 6.0
 
 
-@dataclass(frozen=True)
-class Box:
-    """A crop box in pixel coordinates of the grey frame: rows [top, bottom), columns [left, right)."""
-
-    top: int
-    bottom: int
-    left: int
-    right: int
+def _leading_bars(dark_share: np.ndarray, limit: int) -> np.ndarray:
+    """Per frame, how many lines from the start of the last axis are bar lines (up to ``limit``)."""
+    is_bar = dark_share[:, :limit] >= DARK_SHARE
+    return np.where(is_bar.all(axis=1), limit, np.argmin(is_bar, axis=1))
 
 
-def _leading_bars(is_bar: np.ndarray, limit: int) -> int:
-    count = 0
-    for flag in is_bar[:limit]:
-        if not flag:
-            break
-        count += 1
-    return count
+def detect_bars(grey: np.ndarray) -> np.ndarray:
+    """Content boxes of a batch ``(n, h, w)`` of grey frames without their border bars.
 
-
-def _bar_lines(lines_mean: np.ndarray, lines_std: np.ndarray) -> np.ndarray:
-    flat = (lines_std < FLAT_STD) & (lines_mean < DARK_MEAN)
-    return flat.mean(axis=0) >= BAR_AGREEMENT
-
-
-def detect_bars(grey: np.ndarray) -> Box:
-    """Find the content box of a batch ``(n, h, w)`` of grey frames, excluding border bars."""
+    Returns ``(n, 4)`` int arrays of ``top, bottom, left, right`` (rows ``top:bottom``,
+    columns ``left:right``).
+    """
     n, h, w = grey.shape
-    frames = grey.astype(np.float32)
-    row_bar = _bar_lines(frames.mean(axis=2), frames.std(axis=2))
-    col_bar = _bar_lines(frames.mean(axis=1), frames.std(axis=1))
-    top = _leading_bars(row_bar, int(h * MAX_BAR_FRACTION))
-    bottom = _leading_bars(row_bar[::-1], int(h * MAX_BAR_FRACTION))
-    left = _leading_bars(col_bar, int(w * MAX_BAR_FRACTION))
-    right = _leading_bars(col_bar[::-1], int(w * MAX_BAR_FRACTION))
+    dark = grey < DARK_LEVEL
+    rows, cols = dark.mean(axis=2), dark.mean(axis=1)
+    rl, cl = int(h * MAX_BAR_FRACTION), int(w * MAX_BAR_FRACTION)
+    bars = np.stack(
+        [_leading_bars(rows, rl), _leading_bars(rows[:, ::-1], rl),
+         _leading_bars(cols, cl), _leading_bars(cols[:, ::-1], cl)],
+        axis=1,
+    )
+    if n > 1:
+        bars = median_filter(bars, size=(min(SMOOTH_FRAMES, n), 1), mode="nearest")
     # Scaling blurs the bar edge over a pixel or so: trim one more line where a bar was found.
-    top, bottom, left, right = (v + 1 if v else 0 for v in (top, bottom, left, right))
-    return Box(top, h - bottom, left, w - right)
+    bars = np.where(bars > 0, bars + 1, 0)
+    return np.stack([bars[:, 0], h - bars[:, 1], bars[:, 2], w - bars[:, 3]], axis=1)
 
 
-def crop_resize(grey: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
-    """Crop every frame of ``grey`` to ``box`` and resize to ``size`` = (width, height)."""
-    region = grey[:, box.top : box.bottom, box.left : box.right]
+def crop_resize(grey: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Crop each frame of ``grey`` to its box (see :func:`detect_bars`) and resize to ``size`` (w, h)."""
     out = np.empty((len(grey), size[1], size[0]), dtype=np.uint8)
-    for i, frame in enumerate(region):
-        out[i] = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+    for i, (frame, (top, bottom, left, right)) in enumerate(zip(grey, boxes)):
+        region = Image.fromarray(frame[top:bottom, left:right])
+        out[i] = np.asarray(region.resize(size, Image.Resampling.BILINEAR))
     return out
 
 

@@ -16,10 +16,15 @@ from guard import exchange
 from guard.config import Settings
 from guard.errors import FormatError, InputError
 from guard.fingerprint import Fingerprinter
+from guard.jobs import JobQueue, service_handlers
+from guard.keys import KeyStore
 from guard.match import find_segments
 from guard.models import Fingerprint, Reference, ScanResult, Segment
 from guard.refindex import ReferenceIndex
 from guard.store import Catalog
+from guard.actions import ActionCenter
+from guard.incidents import Incident, IncidentStore
+from guard.monitor import EventCallback, MonitorManager, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +49,22 @@ class Guard:
             self.settings.signal, self.settings.sample_fps, self.settings.fast_decode
         )
         self.index = ReferenceIndex(self.catalog, self.home, self.fingerprinter.signal)
+        self.keys = KeyStore(self.catalog)
+        # Live monitoring: incidents, the webhook outbox (its dispatcher starts with the first
+        # event, monitor or an explicit ``actions.start()``) and the running streams.
+        self.incidents = IncidentStore(self.catalog)
+        self.actions = ActionCenter(self.catalog, self.settings.webhook,
+                                    allow_private_addresses=self.settings.allow_private_addresses)
+        self.outbox = self.actions
+        self.actions.add_listener(self._delivered)
+        self.streams = MonitorManager(self)
+        self.jobs = JobQueue(self.catalog, service_handlers(self), self.settings.job_workers)
 
     def close(self) -> None:
-        """Release the catalog."""
+        """Stop the job workers (running jobs finish first) and release the catalog."""
+        self.streams.shutdown()
+        self.actions.stop()
+        self.jobs.shutdown(wait=True)
         self.catalog.close()
 
     def __enter__(self) -> "Guard":
@@ -162,6 +180,54 @@ class Guard:
         segments = self.match(fp.times, fp.codes) if len(fp) else []
         return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
 
+
+    # -- live monitoring ----------------------------------------------------------------------
+
+    def monitor(
+        self,
+        url: str,
+        *,
+        stream_id: str | None = None,
+        account: str,
+        platform: str = "default",
+        realtime: bool = False,
+        on_event: EventCallback | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+        av_options: dict | None = None,
+    ) -> StreamInfo:
+        """Monitor a live stream (``rtmp``, ``rtmps``, ``http(s)`` HLS/FLV, ``srt``, ``udp``).
+
+        ``realtime=True`` with a local file plays it at its own pace (a rehearsal). Returns at
+        once with the stream's snapshot, or with ``wait=True`` when the stream has ended, was
+        cut or ``timeout`` passed (the stream is then stopped). Raises
+        :class:`~guard.errors.URLPolicyError` for a refused URL before anything starts.
+        """
+        info = self.streams.start(url, stream_id=stream_id, account=account, platform=platform,
+                                  realtime=realtime, on_event=on_event, av_options=av_options)
+        if not wait:
+            return info
+        final = self.streams.wait(info.id, timeout)
+        if final.active:
+            final = self.streams.stop(info.id)
+        return final
+
+    def review_incident(self, incident_id: int, action: str, allowlist_account: bool = False,
+                        note: str | None = None) -> Incident:
+        """``confirm`` or ``dismiss`` an incident; ``allowlist_account`` also licenses the stream's
+        account for the reference (no future incident), and an ``incident.updated`` event goes out."""
+        incident = self.incidents.review(incident_id, action, note)
+        if allowlist_account:
+            reference = self.catalog.reference(incident.reference_id)
+            if incident.account not in reference.allowlist:
+                self.update_reference(reference.id, allowlist=[*reference.allowlist, incident.account])
+        self.actions.publish("incident.updated", owner=incident.owner, platform=incident.platform,
+                             incident=incident.to_dict())
+        return incident
+
+    def _delivered(self, event, delivered_at: float) -> None:
+        if event.incident_id is not None and event.type in ("incident.flagged", "stream.cut"):
+            self.incidents.mark_delivered(event.incident_id, delivered_at)
 
 def media_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
     """Expand files and folders (recursively, media suffixes only) into files, sorted per folder."""

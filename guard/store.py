@@ -48,6 +48,134 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     times BLOB NOT NULL,
     codes BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'rights_holder', 'platform')),
+    owner TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    revoked TEXT
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    role TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    progress REAL NOT NULL DEFAULT 0,
+    params TEXT NOT NULL DEFAULT '{}',
+    result TEXT,
+    error TEXT,
+    created TEXT NOT NULL,
+    started TEXT,
+    finished TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, id);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+-- live monitoring (guard.monitor, guard.incidents, guard.actions)
+CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    account TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started REAL NOT NULL,
+    updated REAL NOT NULL,
+    ended REAL,
+    error TEXT,
+    frames INTEGER NOT NULL DEFAULT 0,
+    incidents INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS streams_platform ON streams(platform, started);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    reference_id INTEGER NOT NULL,
+    reference_title TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'confirmed', 'dismissed')),
+    live INTEGER NOT NULL DEFAULT 1,
+    score REAL NOT NULL,
+    query_start REAL NOT NULL,
+    query_end REAL NOT NULL,
+    reference_start REAL NOT NULL,
+    reference_end REAL NOT NULL,
+    segments TEXT NOT NULL DEFAULT '[]',
+    first_seen REAL NOT NULL,
+    decided REAL NOT NULL,
+    action_delivered REAL,
+    updated REAL NOT NULL,
+    ended REAL,
+    reviewed REAL,
+    review_note TEXT
+);
+CREATE INDEX IF NOT EXISTS incidents_ref ON incidents(reference_id, decided);
+CREATE INDEX IF NOT EXISTS incidents_stream ON incidents(stream_id, decided);
+CREATE INDEX IF NOT EXISTS incidents_owner ON incidents(owner, decided);
+CREATE INDEX IF NOT EXISTS incidents_platform ON incidents(platform, decided);
+CREATE TABLE IF NOT EXISTS incident_evidence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('query', 'reference')),
+    media_time REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    jpeg BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_evidence_incident ON incident_evidence(incident_id);
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    events TEXT NOT NULL DEFAULT '["*"]',
+    active INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL,
+    UNIQUE (owner, url)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    created REAL NOT NULL,
+    owner TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    incident_id INTEGER,
+    stream_id TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_owner ON events(owner, created);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    delivered REAL,
+    last_error TEXT,
+    UNIQUE (event_id, endpoint_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    outbox_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    endpoint_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    at REAL NOT NULL,
+    status_code INTEGER,
+    error TEXT,
+    duration_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_event ON webhook_deliveries(event_id);
 """
 
 

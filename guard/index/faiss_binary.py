@@ -58,11 +58,11 @@ class FaissBinaryIndex(BinaryIndex):
             return int(self._index.remove_ids(ids))
         # Multi-hash tables cannot remove: rebuild them from the codes that stay.
         stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        inner = faiss.downcast_IndexBinary(self._index.index)
+        codes = faiss.vector_to_array(inner.storage.xb).reshape(-1, self.bits // 8)
         keep = ~np.isin(stored, ids)
-        codes = np.stack([self._index.reconstruct(int(i)) for i in stored[keep]]) if keep.any() else None
         self._index = _new_index(self.bits, int(keep.sum()))
-        if codes is not None:
-            self.add(stored[keep], codes)
+        self.add(stored[keep], codes[keep])
         return int((~keep).sum())
 
     def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:

@@ -8,7 +8,7 @@ from guard.signals.base import FrameSignal, hamming
 from guard.signals.dhash import DHash
 from guard.signals.phash import PHash
 
-DEFAULT_SIGNAL = "phash16"
+DEFAULT_SIGNAL = "mhash16"
 
 _FACTORIES = {
     "phash8": lambda: PHash(8),
@@ -17,6 +17,7 @@ _FACTORIES = {
     "dhash16": lambda: DHash(16),
     "ahash8": lambda: AHash(8),
     "ahash16": lambda: AHash(16),
+    "mhash16": lambda: AHash(16, median=True),
 }
 
 

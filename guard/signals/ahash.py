@@ -8,16 +8,23 @@ from guard.signals.base import FrameSignal
 
 
 class AHash(FrameSignal):
-    """``imagehash.average_hash(image, hash_size)``: one bit per pixel brighter than the mean."""
+    """``imagehash.average_hash(image, hash_size, mean=...)``: one bit per pixel above the mean.
+
+    With ``median=True`` the threshold is the median (imagehash's ``mean=numpy.median``), which
+    sets about half the bits on any frame, dark scenes included, so codes stay spread out.
+    """
 
     version = 1
 
-    def __init__(self, hash_size: int = 8):
+    def __init__(self, hash_size: int = 8, median: bool = False):
         self.hash_size = hash_size
+        self.median = median
         self.bits = hash_size * hash_size
         self.input_size = (hash_size, hash_size)
-        self.name = f"ahash{hash_size}"
+        self.name = f"{'mhash' if median else 'ahash'}{hash_size}"
 
     def hash_bits(self, frames: np.ndarray) -> np.ndarray:
         flat = frames.reshape(len(frames), -1)
+        if self.median:
+            return flat > np.median(flat, axis=1, keepdims=True)
         return flat > flat.mean(axis=1, keepdims=True)

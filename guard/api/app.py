@@ -1,0 +1,69 @@
+"""The FastAPI application: ``create_app(settings)`` wires routers, auth, errors and metrics.
+
+The app is a thin shell over one :class:`guard.service.Guard`; ``guard serve`` runs it with
+uvicorn. OpenAPI is at ``/openapi.json``, interactive docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from guard import __version__
+from guard.api import errors
+from guard.api.metrics import MetricsMiddleware, RequestMetrics
+from guard.api.routers import health, incidents, references, scans, streams, webhooks
+from guard.api.schemas import ErrorBody
+from guard.config import Settings
+from guard.service import Guard
+
+log = logging.getLogger(__name__)
+
+#: Error responses every authenticated route can give, documented once for all of them.
+ERROR_RESPONSES = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "Bad request (e.g. a URL the policy refuses)",
+        401: "Missing, unknown or revoked API key",
+        403: "The key's role may not use this route",
+        404: "No such object, or it belongs to another tenant",
+        409: "Conflicts with the current state",
+        413: "Upload over the size limit",
+        422: "Invalid parameters, body or media",
+        503: "The store cannot be used right now",
+    }.items()
+}
+
+DESCRIPTION = """Find unauthorized rebroadcasts of registered reference videos.
+
+Every route except `/healthz` needs `Authorization: Bearer <key>`; keys are made with
+`guard keys create --role admin|rights_holder|platform --owner NAME`. Rights holders manage
+their references and read incidents on them; platforms submit scans and live streams and
+read their results; admins see everything. Another tenant's object answers 404.
+Errors always have the body `{"error": {"status", "code", "message", "details"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API over a new :class:`Guard` for ``settings`` (closed when the app stops)."""
+    guard = Guard(settings or Settings.from_env())
+    guard.jobs.recover()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            yield
+        finally:
+            guard.close()
+
+    app = FastAPI(title="guard", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.guard = guard
+    app.state.metrics = RequestMetrics()
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(health.router, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 503)})
+    for area in (references, scans, streams, incidents, webhooks):
+        app.include_router(area.router, responses=ERROR_RESPONSES)
+    return app

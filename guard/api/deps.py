@@ -1,0 +1,76 @@
+"""Request dependencies: the service object, the caller's API key and role checks.
+
+Routes declare what they need with ``Annotated`` types, e.g. ``key: RightsHolderKey``;
+the dependency answers 401 for a missing or bad key and 403 for a role that may not use
+the route. Ownership of a single object is checked in the route with :func:`visible`,
+which answers 404 (never 403) so that other tenants' ids reveal nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Callable
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from guard.api.schemas import MAX_ID
+from guard.errors import AuthError, ForbiddenError, NotFoundError
+from guard.keys import ApiKey
+from guard.service import Guard
+
+bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                    description="An API key made by `guard keys create`, sent as `Authorization: Bearer <key>`.")
+
+
+def get_guard(request: Request) -> Guard:
+    """The service object the app was built around."""
+    return request.app.state.guard
+
+
+GuardDep = Annotated[Guard, Depends(get_guard)]
+
+
+async def current_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ApiKey:
+    """The authenticated caller; 401 without a valid ``Authorization: Bearer`` key."""
+    if credentials is None:
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    key = get_guard(request).keys.authenticate(credentials.credentials)
+    request.state.key = key
+    return key
+
+
+AnyKey = Annotated[ApiKey, Depends(current_key)]
+
+
+def role_key(*roles: str) -> Callable[[ApiKey], ApiKey]:
+    """A dependency that lets only keys with one of ``roles`` through (403 otherwise)."""
+
+    async def check(key: AnyKey) -> ApiKey:
+        if key.role not in roles:
+            raise ForbiddenError(f"a {key.role} key cannot use this route (needs {' or '.join(roles)})")
+        return key
+
+    return check
+
+
+AdminKey = Annotated[ApiKey, Depends(role_key("admin"))]
+RightsHolderKey = Annotated[ApiKey, Depends(role_key("admin", "rights_holder"))]
+PlatformKey = Annotated[ApiKey, Depends(role_key("admin", "platform"))]
+
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Items to skip.")]
+
+
+def owner_scope(key: ApiKey) -> str | None:
+    """The owner a key's listings are restricted to (None: an admin sees every owner)."""
+    return None if key.is_admin else key.owner
+
+
+def visible(key: ApiKey, owner: str, what: str) -> None:
+    """404 unless ``key`` may see an object owned by ``owner``."""
+    if not key.is_admin and owner != key.owner:
+        raise NotFoundError(f"{what} not found")

@@ -1,0 +1,307 @@
+"""Request and response bodies of the API (pydantic), as they appear in /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+#: Largest id the API accepts in a path (SQLite integers are 64-bit).
+MAX_ID = 2**62
+
+
+def _printable(value: str) -> str:
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError("must be valid Unicode text")
+    if any(ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+#: A short printable string (titles, owners, account names).
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+Policy = Literal["flag", "cut"]
+MinSeconds = Annotated[float, Field(ge=0.5, le=86400)]
+Allowlist = Annotated[list[Name], Field(max_length=1000)]
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong."""
+
+    status: int
+    code: str = Field(description="Machine-readable: bad_request, unauthorized, forbidden, not_found, conflict, too_large, invalid, internal_error, unavailable.")
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorInfo
+
+
+class Health(BaseModel):
+    """Liveness: the service answers and its catalog can be read."""
+
+    status: Literal["ok"]
+    version: str
+
+
+class ReferenceOut(BaseModel):
+    """A registered reference."""
+
+    id: int
+    owner: str
+    title: str
+    duration: float
+    policy: Policy
+    min_seconds: float
+    created: str
+    source: str
+    frames: int
+    allowlist: list[str]
+
+
+class ReferencePage(BaseModel):
+    """One page of references."""
+
+    items: list[ReferenceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReferenceUpdate(BaseModel):
+    """Fields of a reference that can change; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Name | None = None
+    policy: Policy | None = None
+    min_seconds: MinSeconds | None = None
+    allowlist: Allowlist | None = None
+
+
+class IngestForm(BaseModel):
+    """The non-file fields of a reference upload or import."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Name | None = None
+    owner: Name | None = None
+    policy: Policy = "flag"
+    min_seconds: MinSeconds | None = None
+    allowlist: Allowlist = Field(default_factory=list)
+
+
+class JobOut(BaseModel):
+    """A background ingest or scan: poll it until ``status`` is ``done`` or ``failed``."""
+
+    id: int
+    kind: Literal["ingest", "scan"]
+    owner: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(description="0..1, media seconds done over the file's duration.")
+    params: dict[str, Any]
+    result: dict[str, Any] | None = Field(
+        description="ingest: {reference}; scan: {path, duration, frames, matches: [segments]}")
+    error: str | None
+    created: str
+    started: str | None
+    finished: str | None
+
+
+class JobPage(BaseModel):
+    """One page of jobs, newest first."""
+
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ScanURL(BaseModel):
+    """A media URL to fetch and scan (same protocol rules as monitored streams)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_printable)]
+    account: Name | None = Field(None, description="The account the media belongs to (allowlists exempt licensed ones).")
+
+
+class ScanForm(BaseModel):
+    """The non-file fields of a scan upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: Name | None = None
+
+
+def form_schema(with_owner_fields: bool, file_description: str) -> dict:
+    """The OpenAPI request body of a multipart upload route (parsed by :mod:`guard.api.uploads`)."""
+    properties: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description": file_description}}
+    if not with_owner_fields:
+        properties["account"] = {"type": "string", "minLength": 1, "maxLength": 200,
+                                 "description": "The uploader's account on the platform (allowlists exempt licensed ones)."}
+    else:
+        properties.update({
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "owner": {"type": "string", "minLength": 1, "maxLength": 200,
+                      "description": "Rights holder owning the reference (admin keys only; default: the key's owner)."},
+            "policy": {"type": "string", "enum": ["flag", "cut"], "default": "flag"},
+            "min_seconds": {"type": "number", "minimum": 0.5, "maximum": 86400},
+            "allowlist": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                          "description": "Licensed accounts (repeat the field)."},
+        })
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": properties,
+            }}},
+        }
+    }
+
+
+class StreamStart(BaseModel):
+    """A live stream to monitor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_printable)] = Field(
+        description="rtmp(s), http(s) (HLS, FLV, …), srt or udp; local files are refused.")
+    account: Name = Field(description="The account streaming it (allowlists exempt licensed ones).")
+    stream_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")] | None = Field(
+        None, description="The platform's own id of the stream (default: generated).")
+
+
+class StreamOut(BaseModel):
+    """A monitored stream: live state, lag, frames seen and incidents."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="guard's id of the stream (use it in paths).")
+    stream_id: str = Field(description="The platform's id of the stream.")
+    url: str = Field(description="The URL without credentials or query string.")
+    account: str
+    platform: str
+    status: Literal["starting", "live", "reconnecting", "ended", "cut", "stopped", "failed"]
+    active: bool
+    started: str | None
+    updated: str | None
+    ended: str | None
+    error: str | None
+    frames: int
+    incidents: int
+    lag: float
+
+
+class StreamPage(BaseModel):
+    """Streams, newest first."""
+
+    items: list[StreamOut]
+    limit: int
+
+
+class EvidenceOut(BaseModel):
+    """An evidence thumbnail: a stream (query) frame or the reference frame it copies."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    kind: Literal["query", "reference"]
+    media_time: float
+    url: str = Field(description="Where to GET the JPEG.")
+
+
+class IncidentOut(BaseModel):
+    """A copy of a reference seen on a stream or in a scanned file, with its segments."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    stream_id: str
+    account: str
+    platform: str
+    reference_id: int
+    reference_title: str
+    owner: str
+    policy: Policy
+    status: Literal["open", "confirmed", "dismissed"]
+    live: bool
+    score: float
+    query_start: float
+    query_end: float
+    reference_start: float
+    reference_end: float
+    segments: list[dict[str, Any]]
+    decided: str | None
+    evidence: list[EvidenceOut]
+
+
+class IncidentPage(BaseModel):
+    """One page of incidents, newest decision first."""
+
+    items: list[IncidentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Review(BaseModel):
+    """A reviewer's decision on an incident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["confirm", "dismiss"] = Field(
+        description="confirm: a real copy (the reference's policy applies); dismiss: a false alarm.")
+    allowlist_account: bool = Field(False, description="Also license the stream's account for this reference.")
+    note: Annotated[str, Field(max_length=2000), AfterValidator(_printable)] | None = None
+
+
+class WebhookCreate(BaseModel):
+    """An endpoint that receives the tenant's signed events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_printable)]
+    secret: Annotated[str, Field(min_length=16, max_length=256), AfterValidator(_printable)] | None = Field(
+        None, description="HMAC secret (default: generated and shown once).")
+    events: Annotated[list[Literal["*", "incident.flagged", "incident.updated", "stream.cut"]],
+                      Field(min_length=1, max_length=8)] = ["*"]
+    owner: Name | None = Field(None, description="The tenant it is for (admin keys only).")
+
+
+class WebhookOut(BaseModel):
+    """A registered endpoint (the secret is masked except in the answer that created it)."""
+
+    id: int
+    owner: str
+    url: str
+    secret: str
+    events: list[str]
+    active: bool
+    created: str | None
+
+
+class WebhookPage(BaseModel):
+    """Registered endpoints."""
+
+    items: list[WebhookOut]
+
+
+class WebhookTestResult(BaseModel):
+    """What the endpoint answered to a signed ``webhook.test`` event."""
+
+    delivered: bool
+    event_id: str
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class Deliveries(BaseModel):
+    """An endpoint's recent events with their delivery state, and the HTTP attempts log."""
+
+    items: list[dict[str, Any]] = Field(description="Outbox rows: event, status (pending/delivered/failed), attempts.")
+    attempts: list[dict[str, Any]] = Field(description="Every HTTP attempt, newest first.")

@@ -1,0 +1,236 @@
+"""Which URLs guard agrees to open for live monitoring.
+
+A monitored URL comes from a tenant, so it is untrusted input handed to FFmpeg, which can
+read local files (``file:``, ``concat:``, ``subfile:``, ``pipe:``, ``data:``) and reach any
+address the server can. Two layers keep it to network streams:
+
+1. :func:`check_url` — guard's own check: the scheme must be one of :data:`ALLOWED_SCHEMES`,
+   the host must resolve only to public addresses (unless ``allow_private_addresses``), and an
+   HLS playlist is fetched and every URI in it (variants, segments, keys, init maps) must be
+   ``http``/``https`` on a public host as well.
+2. :func:`protocol_whitelist` — FFmpeg's ``protocol_whitelist`` for the scheme, so that even
+   a playlist that changes after the check cannot make FFmpeg open a file or another protocol.
+
+Local files are only opened by the explicit real-time rehearsal mode (``realtime=True``),
+which does not go through this module.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+from guard.errors import StreamError, URLPolicyError
+
+#: Schemes a monitored URL may use.
+ALLOWED_SCHEMES = ("rtmp", "rtmps", "http", "https", "srt", "udp")
+
+#: FFmpeg protocols each scheme may use, nested ones included (HLS segments, TLS under RTMPS).
+_WHITELISTS = {
+    "rtmp": "rtmp,tcp",
+    "rtmps": "rtmps,tls,tcp",
+    "http": "http,https,tcp,tls,crypto",
+    "https": "http,https,tcp,tls,crypto",
+    "srt": "srt,udp",
+    "udp": "udp",
+}
+
+#: Largest HLS playlist guard reads when checking it.
+MAX_PLAYLIST_BYTES = 1 << 20
+#: How deep a master playlist may point to other playlists.
+MAX_PLAYLIST_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class CheckedURL:
+    """A URL that passed :func:`check_url`: its scheme, host, port and whether it is HLS."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int | None
+    is_hls: bool
+
+    @property
+    def whitelist(self) -> str:
+        """The FFmpeg ``protocol_whitelist`` to open it with."""
+        return protocol_whitelist(self.scheme)
+
+
+def protocol_whitelist(scheme: str) -> str:
+    """FFmpeg's ``protocol_whitelist`` value for a URL scheme guard allows."""
+    try:
+        return _WHITELISTS[scheme.lower()]
+    except KeyError:
+        raise URLPolicyError(_scheme_message(scheme)) from None
+
+
+def redact(url: str) -> str:
+    """The URL without credentials, query string or fragment (stream keys often live there)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if _safe_port(parts) else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_url(
+    url: str,
+    *,
+    allow_private_addresses: bool = False,
+    fetch_playlists: bool = True,
+    timeout: float = 5.0,
+) -> CheckedURL:
+    """Refuse a URL guard must not open; return what was checked.
+
+    Raises :class:`~guard.errors.URLPolicyError` with the reason. ``fetch_playlists`` lets
+    the check download an HLS playlist (``.m3u8`` path) to inspect every URI it lists.
+    """
+    parts = _split(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if scheme == "udp" and not host:
+        raise URLPolicyError(f"{redact(url)}: a udp URL needs an explicit address to listen on")
+    if not host:
+        raise URLPolicyError(f"{redact(url)}: no host")
+    check_host(host, allow_private_addresses=allow_private_addresses, multicast_ok=scheme == "udp")
+    port = parts.port
+    is_hls = scheme in ("http", "https") and parts.path.lower().endswith((".m3u8", ".m3u"))
+    if is_hls and fetch_playlists:
+        check_playlist(url, allow_private_addresses=allow_private_addresses, timeout=timeout)
+    return CheckedURL(url=url, scheme=scheme, host=host, port=port, is_hls=is_hls)
+
+
+def check_host(host: str, *, allow_private_addresses: bool = False, multicast_ok: bool = False) -> None:
+    """Refuse a host that is, or resolves to, a loopback/private/link-local/reserved address."""
+    if allow_private_addresses:
+        return
+    for address in _resolve(host):
+        if multicast_ok and address.is_multicast:
+            continue
+        if not address.is_global or address.is_multicast:
+            raise URLPolicyError(
+                f"{host}: resolves to the non-public address {address}; refused "
+                "(set allow_private_addresses to monitor streams on private networks)"
+            )
+
+
+def check_playlist(url: str, *, allow_private_addresses: bool = False, timeout: float = 5.0, depth: int = 0) -> list[str]:
+    """Fetch an HLS playlist and refuse it if any URI in it leaves ``http``/``https`` public hosts.
+
+    Returns the absolute URIs it lists. Master playlists are followed ``MAX_PLAYLIST_DEPTH`` deep.
+    """
+    text = _fetch(url, timeout)
+    if not text.lstrip("\ufeff").startswith("#EXTM3U"):
+        raise URLPolicyError(f"{redact(url)}: not an HLS playlist (no #EXTM3U header)")
+    uris = [urllib.parse.urljoin(url, u) for u in playlist_uris(text)]
+    for uri in uris:
+        parts = _split(uri)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise URLPolicyError(
+                f"{redact(url)}: playlist entry {redact(uri) or uri[:80]!r} uses {parts.scheme or 'no'}: "
+                "HLS segments, keys and variants must be http or https"
+            )
+        check_host(parts.hostname or "", allow_private_addresses=allow_private_addresses)
+    is_master = "#EXT-X-STREAM-INF" in text
+    if is_master and depth < MAX_PLAYLIST_DEPTH:
+        for uri in uris:
+            if urllib.parse.urlsplit(uri).path.lower().endswith((".m3u8", ".m3u")):
+                check_playlist(uri, allow_private_addresses=allow_private_addresses,
+                               timeout=timeout, depth=depth + 1)
+    return uris
+
+
+def playlist_uris(text: str) -> list[str]:
+    """Every URI an HLS playlist references: segment/variant lines and ``URI="..."`` attributes."""
+    uris: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            marker = 'URI="'
+            start = line.find(marker)
+            while start >= 0:
+                end = line.find('"', start + len(marker))
+                if end < 0:
+                    break
+                uris.append(line[start + len(marker) : end])
+                start = line.find(marker, end + 1)
+            continue
+        uris.append(line)
+    return uris
+
+
+def _split(url: str) -> urllib.parse.SplitResult:
+    if not isinstance(url, str) or not url:
+        raise URLPolicyError("empty URL")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise URLPolicyError("URL contains whitespace or control characters")
+    if "://" not in url:
+        scheme = url.split(":", 1)[0] if ":" in url else ""
+        raise URLPolicyError(_scheme_message(scheme or "none (a local path?)"))
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        raise URLPolicyError(_scheme_message(parts.scheme))
+    if not _safe_port(parts) and parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1].count(":"):
+        raise URLPolicyError(f"{url[:80]}: invalid port")
+    return parts
+
+
+def _safe_port(parts: urllib.parse.SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return None
+
+
+def _scheme_message(scheme: str) -> str:
+    return (
+        f"scheme {scheme!r} refused: a monitored URL must use one of {', '.join(ALLOWED_SCHEMES)} "
+        "(local files only through the real-time rehearsal mode)"
+    )
+
+
+def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host.strip("[]").split("%", 1)[0])]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise URLPolicyError(f"{host}: cannot be resolved ({exc})") from None
+    addresses = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        addresses.append(address)
+    if not addresses:
+        raise URLPolicyError(f"{host}: resolves to no address")
+    return addresses
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise URLPolicyError(f"{redact(req.full_url)}: playlist redirects to {redact(newurl)}; refused")
+
+
+def _fetch(url: str, timeout: float) -> str:
+    opener = urllib.request.build_opener(_NoRedirect())
+    try:
+        with opener.open(urllib.request.Request(url, headers={"User-Agent": "guard"}), timeout=timeout) as resp:
+            data = resp.read(MAX_PLAYLIST_BYTES + 1)
+    except URLPolicyError:
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise StreamError(f"{redact(url)}: cannot fetch the playlist ({exc})") from None
+    if len(data) > MAX_PLAYLIST_BYTES:
+        raise URLPolicyError(f"{redact(url)}: playlist larger than {MAX_PLAYLIST_BYTES} bytes")
+    return data.decode("utf-8", errors="replace")

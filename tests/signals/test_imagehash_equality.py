@@ -1,0 +1,56 @@
+"""Every batched signal is bit-identical to the imagehash package on the same grey input."""
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from guard.signals import get_signal, hamming
+
+REFERENCE = {
+    "phash8": lambda im: imagehash.phash(im, hash_size=8),
+    "phash16": lambda im: imagehash.phash(im, hash_size=16),
+    "dhash8": lambda im: imagehash.dhash(im, hash_size=8),
+    "dhash16": lambda im: imagehash.dhash(im, hash_size=16),
+    "ahash8": lambda im: imagehash.average_hash(im, hash_size=8),
+    "ahash16": lambda im: imagehash.average_hash(im, hash_size=16),
+    "mhash16": lambda im: imagehash.average_hash(im, hash_size=16, mean=np.median),
+}
+
+
+def _inputs(size: tuple[int, int]) -> np.ndarray:
+    """Photos, noise, gradients and flat frames at the signal's input size."""
+    rng = np.random.default_rng(7)
+    photos = [data.camera(), data.astronaut()[..., 1], data.coffee()[..., 0], data.moon()]
+    frames = [np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)) for p in photos]
+    frames += [rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8) for _ in range(20)]
+    ramp = np.linspace(0, 255, size[0] * size[1]).reshape(size[1], size[0]).astype(np.uint8)
+    frames += [ramp, ramp.T.copy().reshape(size[1], size[0]), np.full((size[1], size[0]), 128, np.uint8)]
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_batch_hash_equals_imagehash_bit_for_bit(name):
+    signal = get_signal(name)
+    frames = _inputs(signal.input_size)
+    ours = signal.hash_batch(frames)
+    theirs = np.stack([np.packbits(REFERENCE[name](Image.fromarray(f)).hash.flatten()) for f in frames])
+    assert ours.shape == (len(frames), signal.bits // 8)
+    assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["phash16", "dhash8"])
+def test_hamming_matches_imagehash_difference(name):
+    signal = get_signal(name)
+    frames = _inputs(signal.input_size)
+    codes = signal.hash_batch(frames)
+    hashes = [REFERENCE[name](Image.fromarray(f)) for f in frames]
+    ours = hamming(codes[:-1], codes[1:])
+    theirs = [a - b for a, b in zip(hashes[:-1], hashes[1:])]
+    assert ours.tolist() == theirs
+
+
+def test_signal_identity_is_versioned():
+    signal = get_signal("phash16")
+    assert signal.describe() == {"name": "phash16", "version": 1, "bits": 256}

@@ -1,0 +1,78 @@
+"""End to end: every piracy transformation is found and localized within ±1 s; unrelated video is not."""
+
+from __future__ import annotations
+
+import pytest
+
+from guard import synth
+from tests import media
+
+TOLERANCE = 1.0
+
+# name → (seed, copied from, seconds, transform, before, after, fps, write options)
+CASES = {
+    "re-encode 150 kb/s": (1, 8.0, 20.0, None, 6.0, 5.0, 30, {"bit_rate": 150_000}),
+    "scale 50%": (2, 5.0, 18.0, lambda f: synth.scale(f, 0.5), 6.0, 5.0, 30, {}),
+    "letterbox": (3, 12.0, 20.0, lambda f: synth.letterbox(f, (320, 240)), 6.0, 5.0, 30, {}),
+    "pillarbox": (1, 15.0, 20.0, lambda f: synth.pillarbox(synth.resize(f, (240, 180)), (320, 180)), 6.0, 5.0, 30, {}),
+    "crop 5%": (2, 10.0, 20.0, lambda f: synth.crop(f, 0.05), 6.0, 5.0, 30, {}),
+    "greyscale": (3, 3.0, 20.0, synth.greyscale, 6.0, 5.0, 30, {}),
+    "corner logo": (1, 20.0, 18.0, lambda f: synth.logo(f, "tr", 0.12, seed=3), 6.0, 5.0, 30, {}),
+    "trimmed from the middle": (2, 12.0, 16.0, None, 0.0, 0.0, 30, {}),
+    "inside unrelated content": (3, 18.0, 12.0, None, 14.0, 12.0, 30, {}),
+    "frame rate 30→25": (1, 6.0, 20.0, None, 6.0, 5.0, 25, {}),
+    "mpeg4 in avi": (2, 20.0, 15.0, None, 5.0, 5.0, 30, {"codec": "mpeg4", "pix_fmt": "yuv420p"}),
+    "mpeg2 in mpeg-ts": (3, 9.0, 15.0, None, 5.0, 5.0, 25, {"codec": "mpeg2video"}),
+    "mjpeg in mkv": (1, 25.0, 12.0, None, 4.0, 4.0, 30, {"codec": "mjpeg", "pix_fmt": "yuvj420p"}),
+}
+SUFFIX = {"mpeg4 in avi": ".avi", "mpeg2 in mpeg-ts": ".ts", "mjpeg in mkv": ".mkv"}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_copy_is_found_and_localized(name, guard, loaded_store, tmp_path):
+    seed, start, seconds, transform, before, after, fps, options = CASES[name]
+    _, ids = loaded_store
+    path = media.make_copy(
+        tmp_path / f"copy{SUFFIX.get(name, '.mp4')}", seed, start, seconds, transform,
+        before=before, after=after, fps=fps, **options,
+    )
+    result = guard.scan(path)
+
+    assert [s.reference_id for s in result.segments] == [ids[seed]], result.to_dict()
+    segment = result.segments[0]
+    assert segment.query_start == pytest.approx(before, abs=TOLERANCE)
+    assert segment.query_end == pytest.approx(before + seconds, abs=TOLERANCE)
+    assert segment.reference_start == pytest.approx(start, abs=TOLERANCE)
+    assert segment.reference_end == pytest.approx(start + seconds, abs=TOLERANCE)
+    assert segment.offset == pytest.approx(start - before, abs=0.5)
+    assert segment.rate == pytest.approx(1.0, abs=0.02)
+    assert segment.matched_fraction >= 0.6
+    assert 0.0 < segment.score <= 1.0
+
+
+def test_thirty_minutes_of_unrelated_content_match_nothing(guard, tmp_path):
+    """Half an hour of video in the references' styles, none of their content."""
+    path = synth.make_video(
+        tmp_path / "unrelated.mp4",
+        synth.broadcast(424242, (160, 90), 10, 30 * 60.0, photos=media.OTHER_PHOTOS),
+        10,
+    )
+    result = guard.scan(path)
+    assert result.duration >= 30 * 60 - 1
+    assert result.segments == []
+
+
+def test_each_reference_matches_itself_exactly(guard, loaded_store, reference_files):
+    _, ids = loaded_store
+    for seed, path in reference_files.items():
+        segments = guard.scan(path).segments
+        assert [s.reference_id for s in segments] == [ids[seed]]
+        assert segments[0].offset == pytest.approx(0.0, abs=0.1)
+        assert segments[0].duration == pytest.approx(media.REF_SECONDS, abs=1.0)
+        assert segments[0].matched_fraction > 0.95
+
+
+def test_scan_is_deterministic(guard, loaded_store, tmp_path):
+    path = media.make_copy(tmp_path / "copy.mp4", 2, 4.0, 15.0, lambda f: synth.crop(f, 0.05), before=5.0)
+    first, second = guard.scan(path).to_dict(), guard.scan(path).to_dict()
+    assert first == second
