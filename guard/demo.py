@@ -11,8 +11,8 @@ from guard.service import Guard
 
 DEMO_OWNER = "demo"
 DEMO_TITLE = "guard demo: league final (synthetic)"
-REF_SIZE, REF_FPS, REF_SECONDS = (640, 360), 30, 60.0
-COPY_FROM, COPY_SECONDS = 20.0, 25.0
+REF_SIZE, REF_FPS, REF_SECONDS = (480, 270), 30, 50.0
+COPY_FROM, COPY_SECONDS = 18.0, 22.0
 PIRATE_FPS = 25
 BEFORE, AFTER = 12.0, 8.0
 

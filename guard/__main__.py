@@ -1,0 +1,5 @@
+"""``python -m guard`` runs the CLI."""
+
+from guard.cli import main
+
+main()

@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Fingerprinting throughput against plain decoding of the same files, in one process.
+
+For each generated H.264 file it prints source frames per second for:
+
+- plain PyAV decode of every frame (threaded, no options): the baseline;
+- guard fingerprinting (sampling at 4 fps, FFmpeg-side grey scaling, batched hashing) with its
+  fast decoder options (skip the loop filter, skip non-reference frames), and without them;
+- per-frame ``imagehash`` on PIL images (every frame converted to RGB, hashed by imagehash).
+
+Then it checks that the fast options leave detection unchanged: the same pirated copy is
+scanned with and without them and the localized segments are compared.
+
+Usage: python scripts/bench_fingerprint.py [--seconds 20] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from guard import decode, synth
+from guard.config import Settings
+from guard.fingerprint import Fingerprinter
+from guard.service import Guard
+
+FILES = {"720p30 H.264": ((1280, 720), 30), "480p30 H.264": ((854, 480), 30)}
+
+
+def _best_rate(frames: int, run, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return frames / best
+
+
+def _imagehash_rate(path: Path, limit: int) -> float:
+    """Decode frames to PIL and hash each with imagehash, the per-frame way."""
+    started, count = time.perf_counter(), 0
+    for _, rgb in decode.rgb_frames(path, sample_fps=1000.0):
+        imagehash.average_hash(Image.fromarray(rgb), hash_size=16, mean=np.median)
+        count += 1
+        if count >= limit:
+            break
+    return count / (time.perf_counter() - started)
+
+
+def _speed_table(work: Path, seconds: float, repeat: int) -> list[str]:
+    rows = ["| file | plain decode fps | guard fps (fast) | ratio | guard fps (no options) | ratio | imagehash per frame fps | ratio |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    fast, full = Fingerprinter("mhash16", 4.0, True), Fingerprinter("mhash16", 4.0, False)
+    for name, (size, fps) in FILES.items():
+        path = synth.make_video(work / f"{size[1]}p.mp4", synth.broadcast(5, size, fps, seconds), fps)
+        frames = decode.decode_all_frames(path)
+        plain = _best_rate(frames, lambda: decode.decode_all_frames(path), repeat)
+        guard_fast = _best_rate(frames, lambda: fast.fingerprint_file(path), repeat)
+        guard_full = _best_rate(frames, lambda: full.fingerprint_file(path), repeat)
+        per_frame = _imagehash_rate(path, limit=min(frames, 300))
+        rows.append(
+            f"| {name}, {frames} frames | {plain:,.0f} | {guard_fast:,.0f} | {guard_fast / plain:.2f}× | "
+            f"{guard_full:,.0f} | {guard_full / plain:.2f}× | {per_frame:,.0f} | {per_frame / plain:.2f}× |"
+        )
+    return rows
+
+
+def _accuracy_table(work: Path) -> list[str]:
+    """Scan the same copies with and without the fast decoder options."""
+    size, fps = (1280, 720), 30
+    ref = synth.make_video(work / "acc-ref.mp4", synth.broadcast(9, size, fps, 40.0), fps)
+    copies = {
+        "re-encode 600 kb/s": (lambda f: f, {"bit_rate": 600_000}),
+        "scale 50% + logo": (lambda f: synth.logo(synth.scale(f, 0.5), "tr"), {}),
+        "letterbox 4:3": (lambda f: synth.letterbox(f, (960, 720)), {}),
+    }
+    rows = ["| copy (10–30 s of the reference) | options | query span | reference span | matched | mean distance |",
+            "|---|---|---|---|---:|---:|"]
+    for fast in (True, False):
+        settings = Settings(home=work / f"store-{fast}", fast_decode=fast)
+        with Guard(settings) as guard:
+            guard.ingest(ref, title="reference")
+            for name, (transform, options) in copies.items():
+                path = work / f"acc-{abs(hash(name))}.mp4"
+                if not path.exists():
+                    stolen = (transform(f) for f in synth.broadcast(9, size, fps, 20.0, start=10.0))
+                    synth.make_video(path, stolen, fps, **options)
+                for s in guard.scan(path).segments:
+                    rows.append(
+                        f"| {name} | {'fast' if fast else 'none'} | {s.query_start:.2f}–{s.query_end:.2f} s | "
+                        f"{s.reference_start:.2f}–{s.reference_end:.2f} s | {s.matched_fraction:.0%} | {s.mean_distance:.1f} |"
+                    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each generated file")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="guard-bench-"))
+    print("\n".join(_speed_table(work, args.seconds, args.repeat)))
+    print()
+    print("\n".join(_accuracy_table(work)))
+
+
+if __name__ == "__main__":
+    main()
