@@ -203,8 +203,9 @@ class _Sampler:
         if self.origin is None:
             self.origin = t
         rel = t - self.origin
-        # Half a period of slack: keep the frame closest to each sampling instant.
-        if rel + self.period / 2 < self.next_time:
+        # Keep the first frame at or just before each sampling instant (20 ms of slack is less
+        # than half a frame at 25 fps, so the grid never drifts early).
+        if rel + 0.02 < self.next_time:
             return False
         if rel > self.next_time + self.period:  # a gap: restart the grid here
             self.next_time = rel
@@ -471,6 +472,10 @@ def live_batches(
         if options.realtime or not options.reconnect:
             notify("ended", reason)
             return
+        if options.hls and reason == "ended":
+            # FFmpeg's HLS demuxer reloads a live playlist until #EXT-X-ENDLIST: a clean end is final.
+            notify("ended", "playlist ended")
+            return
         if time.time() - last_frame_wall > options.give_up_after:
             notify("ended", reason)
             raise StreamError(f"{_redacted(url)}: no frames for {options.give_up_after:.0f} s ({reason})")
@@ -510,6 +515,8 @@ def _live_av_options(url: str, options: LiveOptions) -> dict:
     if scheme == "udp":
         opts.update({"overrun_nonfatal": "1", "fifo_size": "100000", "buffer_size": "4194304"})
     if options.hls:
+        # nobuffer makes the HLS demuxer drop its first segments' packets.
+        del opts["fflags"]
         opts.update({"live_start_index": "-1", "http_persistent": "1"})
     if scheme == "rtmp" or scheme == "rtmps":
         opts["rtmp_live"] = "live"
@@ -521,6 +528,14 @@ def _open_live(url: str, options: LiveOptions, av_options: dict | None) -> _Live
         return _open_srt_relay(url, options)
     opts = _live_av_options(url, options)
     opts.update(av_options or {})
+    if url.startswith("file:"):  # a rehearsal file, spelled so FFmpeg reads no other protocol from its name
+        if not Path(url[5:]).is_file():
+            raise InputError(f"{url[5:]}: no such file")
+        try:
+            container = av.open(url, mode="r", options=opts, timeout=(options.open_timeout, options.stall_timeout))
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{url[5:]}: cannot be opened as media ({_reason(exc)})") from exc
+        return _LiveSource(os.path.basename(url[5:]), container)
     decode_options = DecodeOptions(open_timeout=options.open_timeout, read_timeout=options.stall_timeout)
     container = _open(url, decode_options, opts)
     return _LiveSource(_redacted(url), container)

@@ -1,0 +1,95 @@
+"""The temporal matcher on synthetic codes: voting, relaxed verification, segments."""
+
+import numpy as np
+import pytest
+
+from guard.config import MatchSettings
+from guard.index import BruteForceIndex
+from guard.match import RefFrames, find_segments, vector_ids
+
+FPS = 4.0
+SETTINGS = MatchSettings()
+
+
+def _random_codes(rng, n):
+    return rng.integers(0, 256, (n, 32), dtype=np.uint8)
+
+
+def _flip(rng, codes, bits):
+    unpacked = np.unpackbits(codes, axis=1)
+    for row in unpacked:
+        row[rng.choice(256, bits, replace=False)] ^= 1
+    return np.packbits(unpacked, axis=1)
+
+
+@pytest.fixture
+def world():
+    rng = np.random.default_rng(11)
+    refs = {}
+    index = BruteForceIndex(256)
+    for ref_id in (1, 2):
+        codes = _random_codes(rng, 240)  # 60 s at 4 fps
+        refs[ref_id] = RefFrames(f"ref {ref_id}", 5.0, np.arange(240) / FPS, codes)
+        index.add(vector_ids(ref_id, 240), codes)
+    return rng, refs, index
+
+
+def _scan(index, refs, times, codes):
+    hits = index.search(codes, SETTINGS.seed_radius, SETTINGS.max_hits_per_frame)
+    return find_segments(times, codes, hits, refs, 1 / FPS, SETTINGS)
+
+
+def test_relaxed_frames_extend_a_seeded_alignment(world):
+    """Most copied frames are beyond the seed radius; offset agreement still accepts them."""
+    rng, refs, index = world
+    copied = refs[2].codes[40:120]  # ref 10–30 s
+    noisy = _flip(rng, copied, 44)  # beyond the seed radius, within the match radius
+    strict = rng.choice(80, 6, replace=False)
+    noisy[strict] = _flip(rng, copied[strict], 8)  # a few clean frames seed the alignment
+    query = np.concatenate([_random_codes(rng, 20), noisy, _random_codes(rng, 20)])
+    times = np.arange(len(query)) / FPS
+    (segment,) = _scan(index, refs, times, query)
+    assert segment.reference_id == 2
+    assert segment.query_start == pytest.approx(5.0) and segment.query_end == pytest.approx(25.0)
+    assert segment.reference_start == pytest.approx(10.0) and segment.offset == pytest.approx(5.0)
+    assert segment.matched_fraction == 1.0
+
+
+def test_without_seeds_nothing_is_reported(world):
+    rng, refs, index = world
+    query = _flip(rng, refs[1].codes[0:80], 44)  # every frame beyond the seed radius
+    assert _scan(index, refs, np.arange(80) / FPS, query) == []
+
+
+def test_shorter_than_min_seconds_is_not_reported(world):
+    rng, refs, index = world
+    query = np.concatenate([_random_codes(rng, 20), refs[1].codes[100:116], _random_codes(rng, 20)])
+    times = np.arange(len(query)) / FPS
+    assert _scan(index, refs, times, query) == []  # 4 s < 5 s
+    refs[1].min_seconds = 3.0
+    assert [s.reference_id for s in _scan(index, refs, times, query)] == [1]
+
+
+def test_speed_change_is_found_with_its_rate(world):
+    _, refs, index = world
+    q_times = np.arange(0, 40, 1 / FPS)
+    ref_idx = np.round((q_times * 1.05 + 2.0) * FPS).astype(int)  # 5 % faster, from ref 2 s
+    keep = ref_idx < 240
+    (segment,) = _scan(index, refs, q_times[keep], refs[1].codes[ref_idx[keep]])
+    assert segment.rate == pytest.approx(1.05, abs=0.01)
+    assert segment.reference_start == pytest.approx(2.0, abs=0.3)
+
+
+def test_two_references_in_one_query_and_determinism(world):
+    rng, refs, index = world
+    query = np.concatenate([refs[1].codes[0:40], _random_codes(rng, 12), refs[2].codes[200:240]])
+    times = np.arange(len(query)) / FPS
+    first = _scan(index, refs, times, query)
+    assert [(s.reference_id, round(s.query_start, 2)) for s in first] == [(1, 0.0), (2, 13.0)]
+    assert [s.to_dict() for s in first] == [s.to_dict() for s in _scan(index, refs, times, query)]
+
+
+def test_random_queries_never_match(world):
+    rng, refs, index = world
+    query = _random_codes(rng, 4000)
+    assert _scan(index, refs, np.arange(4000) / FPS, query) == []
