@@ -96,3 +96,21 @@ def test_multihash_kind_for_large_indexes_finds_seeds_and_removes(monkeypatch):
     assert recall >= 0.95
     assert index.remove(ids[:100]) == 100
     assert not np.isin(index.search(codes[:100], 0, 4).ids, ids[:100]).any()
+
+
+def test_brute_force_oracle_agrees_with_scikit_learn(pair):
+    """The oracle itself is checked against scikit-learn's exact Hamming neighbours."""
+    from sklearn.neighbors import NearestNeighbors
+
+    rng, codes, ids, _, oracle = pair
+    queries = _near(rng, codes[:40], 12)
+    bits = np.unpackbits(codes, axis=1).astype(bool)
+    model = NearestNeighbors(metric="hamming", algorithm="brute").fit(bits)
+    radius = 20
+    dist, idx = model.radius_neighbors(np.unpackbits(queries, axis=1).astype(bool), radius=radius / BITS + 1e-9)
+    ours = oracle.search(queries, radius, max_hits=1000)
+    for i in range(len(queries)):
+        got_ids, got_dist = ours.for_query(i)
+        order = np.lexsort((ids[idx[i]], np.rint(dist[i] * BITS)))
+        assert np.array_equal(got_ids, ids[idx[i]][order])
+        assert np.array_equal(got_dist, np.rint(dist[i][order] * BITS).astype(int))
