@@ -72,17 +72,30 @@ def vote(
         return []
     query_index = np.repeat(np.arange(len(counts)), counts)
     ref_ids, frames = split_ids(hits.ids)
-    known = np.array([r in refs for r in ref_ids.tolist()], dtype=bool)
-    query_index, ref_ids, frames = query_index[known], ref_ids[known], frames[known]
-    ref_times = np.array(
-        [refs[r].times[f] for r, f in zip(ref_ids.tolist(), frames.tolist())], dtype=np.float64
-    )
+    ref_times, known = _reference_times(ref_ids, frames, refs)
+    query_index, ref_ids, ref_times = query_index[known], ref_ids[known], ref_times[known]
     hypotheses: list[Hypothesis] = []
     for rate in settings.rates:
         offsets = ref_times - rate * query_times[query_index]
         hypotheses += _peaks(ref_ids, offsets, query_index, rate, settings)
     hypotheses.sort(key=lambda h: (-h.seeds, abs(h.rate - 1.0), h.ref_id, h.offset))
     return hypotheses[: settings.max_hypotheses]
+
+
+def _reference_times(
+    ref_ids: np.ndarray, frames: np.ndarray, refs: Mapping[int, RefFrames]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times of hit frames, and which hits belong to a known reference (one lookup per reference)."""
+    times = np.zeros(len(ref_ids), dtype=np.float64)
+    known = np.zeros(len(ref_ids), dtype=bool)
+    unique, inverse = np.unique(ref_ids, return_inverse=True)
+    for k, ref_id in enumerate(unique.tolist()):
+        ref = refs.get(ref_id)
+        if ref is not None:
+            mine = inverse == k
+            known[mine] = True
+            times[mine] = ref.times[frames[mine]]
+    return times, known
 
 
 def _peaks(

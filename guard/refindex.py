@@ -37,6 +37,7 @@ class ReferenceIndex:
         self.meta_path = Path(home) / "index.json"
         self._lock = threading.RLock()
         self._generation = -1
+        self._revision = -1
         self.index = FaissBinaryIndex(signal.bits)
         self.refs: dict[int, RefFrames] = {}
         self.sync()
@@ -44,16 +45,17 @@ class ReferenceIndex:
     # -- consistency --------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Bring the in-memory view up to the catalog's generation (load or rebuild)."""
+        """Bring the in-memory view up to the catalog (load or rebuild the index if stale)."""
         with self._lock:
-            generation = self.catalog.generation()
-            if generation == self._generation:
+            generation, revision = self.catalog.versions()
+            if generation != self._generation:
+                self._load_frames()
+                if not self._load_index(generation):
+                    self._rebuild(generation)
+                self._generation = generation
+            elif revision != self._revision:
                 self._refresh_policies()
-                return
-            self._load_frames()
-            if not self._load_index(generation):
-                self._rebuild(generation)
-            self._generation = generation
+            self._revision = revision
 
     def _load_frames(self) -> None:
         refs = {r.id: r for r in self.catalog.references()}

@@ -214,6 +214,7 @@ class Catalog:
                     f"{self.path}: catalog format v{row[0]} is newer than this guard reads "
                     f"(v{SCHEMA_VERSION}); upgrade guard"
                 )
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('revision', '0')")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -244,9 +245,15 @@ class Catalog:
         """The number of fingerprint changes ever committed."""
         return int(self.query("SELECT value FROM meta WHERE key='generation'")[0][0])
 
+    def versions(self) -> tuple[int, int]:
+        """``(generation, revision)``: fingerprint changes, and changes of any reference field."""
+        rows = dict(self.query("SELECT key, value FROM meta WHERE key IN ('generation', 'revision')"))
+        return int(rows["generation"]), int(rows["revision"])
+
     @staticmethod
-    def _bump(db: sqlite3.Connection) -> None:
-        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+    def _bump(db: sqlite3.Connection, fingerprints: bool = True) -> None:
+        keys = "('generation', 'revision')" if fingerprints else "('revision')"
+        db.execute(f"UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key IN {keys}")
 
     # -- references ---------------------------------------------------------------------------
 
@@ -336,6 +343,7 @@ class Catalog:
             assignments = ", ".join(f"{k} = ?" for k in changes)
             with self.transaction() as db:
                 db.execute(f"UPDATE refs SET {assignments} WHERE id = ?", (*changes.values(), ref_id))
+                self._bump(db, fingerprints=False)
         return self.reference(ref_id)
 
     def remove_reference(self, ref_id: int) -> Reference:

@@ -133,3 +133,16 @@ def test_update_reference_policy_and_validation(tmp_path):
             guard.update_reference(ref.id, policy="delete")
         with pytest.raises(NotFoundError):
             guard.update_reference(9999, policy="cut")
+
+
+def test_policy_changes_reach_other_services_without_reindexing(tmp_path, caplog):
+    with Guard(Settings(home=tmp_path)) as writer, Guard(Settings(home=tmp_path)) as reader:
+        ref = _register(writer, 4)
+        fp = _fingerprint(4)
+        short = (fp.times[:16], fp.codes[:16])  # a 4 s copy
+        assert reader.match(*short) == []  # min_seconds 5 by default
+        writer.update_reference(ref.id, min_seconds=3, title="renamed")
+        with caplog.at_level("INFO"):
+            (segment,) = reader.match(*short)
+        assert segment.reference_title == "renamed"
+        assert "rebuilding" not in caplog.text
