@@ -32,6 +32,8 @@ class MatchSettings:
     max_hypotheses: int = 12
     align_tolerance: float = 0.3
     max_gap: float = 2.5
+    edge_window: float = 1.0
+    edge_support: int = 3
     min_matched_fraction: float = 0.5
     rates: tuple[float, ...] = (1.0, 0.95, 1.05, 0.9, 1.1)
 

@@ -178,11 +178,31 @@ def verify(
     accepted = np.flatnonzero(dist <= settings.match_radius)
     segments = []
     for run in _runs(query_times[accepted], settings.max_gap):
-        frames = accepted[run]
+        frames = _trim_edges(accepted[run], query_times, settings.edge_window, settings.edge_support)
+        if len(frames) == 0:
+            continue
         segment = _segment(hypothesis, frames, query_times, dist, ref_time, ref, frame_period, settings)
         if segment is not None:
             segments.append(segment)
     return segments
+
+
+def _trim_edges(frames: np.ndarray, query_times: np.ndarray, window: float, support: int) -> np.ndarray:
+    """Drop stray accepted frames at the ends of a run.
+
+    At the relaxed radius about one unrelated frame in a hundred is accepted by chance; one
+    such frame just before a copy would otherwise stretch the segment back by up to
+    ``max_gap``. An edge frame counts only with ``support`` accepted frames (itself included)
+    within ``window`` seconds after it (at the start) or before it (at the end).
+    """
+    times = query_times[frames]
+    after = np.searchsorted(times, times + window, side="right") - np.arange(len(times))
+    before = np.arange(len(times)) + 1 - np.searchsorted(times, times - window, side="left")
+    dense_start = np.flatnonzero(after >= support)
+    dense_end = np.flatnonzero(before >= support)
+    if len(dense_start) == 0 or len(dense_end) == 0 or dense_start[0] > dense_end[-1]:
+        return frames[:0]
+    return frames[dense_start[0] : dense_end[-1] + 1]
 
 
 def _runs(times: np.ndarray, max_gap: float) -> list[slice]:

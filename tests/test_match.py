@@ -93,3 +93,15 @@ def test_random_queries_never_match(world):
     rng, refs, index = world
     query = _random_codes(rng, 4000)
     assert _scan(index, refs, np.arange(4000) / FPS, query) == []
+
+
+def test_a_stray_chance_match_does_not_stretch_the_segment(world):
+    """An unrelated frame accepted by chance 2 s before the copy must not move its start."""
+    rng, refs, index = world
+    before = _random_codes(rng, 20)
+    stray = 12  # query 3.0 s, 2 s before the copy starts at 5.0 s
+    before[stray] = _flip(rng, refs[1].codes[40 - 20 + stray : 40 - 20 + stray + 1], 40)[0]
+    query = np.concatenate([before, refs[1].codes[40:100], _random_codes(rng, 20)])
+    (segment,) = _scan(index, refs, np.arange(len(query)) / FPS, query)
+    assert segment.query_start == pytest.approx(5.0)
+    assert segment.query_end == pytest.approx(20.0)
