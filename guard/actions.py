@@ -459,14 +459,14 @@ class ActionCenter:
         """Stop the dispatcher; deliveries in flight finish (bounded by the HTTP timeout)."""
         with self._start_lock:
             thread, pool = self._thread, self._pool
+            if thread is None:
+                return
+            self._stop.set()
+            self._wake.set()
+            thread.join(timeout)
+            if pool is not None:
+                pool.shutdown(wait=True)
             self._thread = self._pool = None
-        if thread is None:
-            return
-        self._stop.set()
-        self._wake.set()
-        thread.join(timeout)
-        if pool is not None:
-            pool.shutdown(wait=True)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is pending (True) or ``timeout`` passes (False)."""
@@ -491,12 +491,13 @@ class ActionCenter:
             time.sleep(0.05)
 
     def _run(self) -> None:
+        pool = self._pool
         while not self._stop.is_set():
             try:
                 for row in self._claim():
                     with self._inflight_lock:
                         self._inflight += 1
-                    self._pool.submit(self._deliver_safely, row)
+                    pool.submit(self._deliver_safely, row)
                 delay = self._next_due_in()
             except Exception:  # noqa: BLE001 — the dispatcher must survive a bad row or a busy catalog
                 log.exception("outbox dispatcher error")

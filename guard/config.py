@@ -103,6 +103,8 @@ class Settings:
     upload_dir: Path | None = None
     #: Worker threads running background ingest and scan jobs.
     job_workers: int = 2
+    #: Niceness of the job threads (Linux): fingerprinting yields the CPU to API requests.
+    job_nice: int = 10
     #: Media seconds a URL scan reads at most (a live URL would never end).
     scan_url_max_seconds: float = 3600.0
 

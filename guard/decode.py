@@ -513,7 +513,7 @@ def _live_av_options(url: str, options: LiveOptions) -> dict:
         opts["protocol_whitelist"] = options.protocol_whitelist
     scheme = url.split("://", 1)[0].lower() if _is_url(url) else "file"
     if scheme == "udp":
-        opts.update({"overrun_nonfatal": "1", "fifo_size": "100000", "buffer_size": "4194304"})
+        opts.update({"overrun_nonfatal": "1", "fifo_size": "20000", "buffer_size": "4194304"})
     if options.hls:
         # nobuffer makes the HLS demuxer drop its first segments' packets.
         del opts["fflags"]

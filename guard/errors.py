@@ -68,6 +68,13 @@ class TooLargeError(GuardError):
     http_status = 413
 
 
+class DiskFullError(GuardError):
+    """Not enough free disk space to accept an upload."""
+
+    exit_code = 3
+    http_status = 507
+
+
 class StreamError(GuardError):
     """A live stream that cannot be opened, read or kept monitoring (unreachable, stalled, gone)."""
 

@@ -15,10 +15,10 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -73,13 +73,22 @@ class Job:
 Handler = Callable[[Job, Progress], dict]
 
 
+class Interrupted(GuardError):
+    """Raised inside a job (by its progress callback) when the queue shuts down."""
+
+
+INTERRUPTED = "interrupted: guard stopped while this job was running"
+
+
 class JobQueue:
     """Persisted jobs plus the worker threads that run them."""
 
-    def __init__(self, catalog: Catalog, handlers: dict[str, Handler] | None = None, workers: int = 2):
+    def __init__(self, catalog: Catalog, handlers: dict[str, Handler] | None = None, workers: int = 2,
+                 nice: int = 0):
         self.catalog = catalog
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.workers = max(1, int(workers))
+        self.nice = int(nice)
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._finished = threading.Condition()
@@ -149,7 +158,7 @@ class JobQueue:
         """
         interrupted = [_job(r) for r in self.catalog.query("SELECT * FROM jobs WHERE status = 'running'")]
         for job in interrupted:
-            self._finish(job.id, "failed", None, "interrupted: guard stopped while this job was running")
+            self._finish(job.id, "failed", None, INTERRUPTED)
         for (job_id,) in self.catalog.query("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id"):
             self._dispatch(int(job_id))
         if interrupted:
@@ -157,7 +166,11 @@ class JobQueue:
         return len(interrupted)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the workers; queued jobs that did not start stay queued for the next start."""
+        """Stop the workers; queued jobs that did not start stay queued for the next start.
+
+        A running job stops at its next progress report and is marked failed (interrupted),
+        so shutting down does not wait for a long ingest to finish.
+        """
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
@@ -169,10 +182,22 @@ class JobQueue:
             if self._closed:
                 return
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="guard-job")
+                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="guard-job",
+                                                    initializer=self._lower_priority)
             self._executor.submit(self._run, job_id)
 
     # -- running ------------------------------------------------------------------------------
+
+    def _lower_priority(self) -> None:
+        """Renice this worker thread (and the decoder threads it starts), so that heavy jobs
+        leave the CPU to the API's requests first. Linux applies niceness per thread."""
+        if self.nice <= 0 or not hasattr(os, "setpriority"):
+            return
+        try:
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + self.nice)
+        except OSError as exc:
+            log.debug("cannot renice job thread: %s", exc)
 
     def _run(self, job_id: int) -> None:
         with self.catalog.transaction() as db:
@@ -185,6 +210,8 @@ class JobQueue:
         job = self.get(job_id)
         try:
             result = self.handlers[job.kind](job, self._progress_writer(job_id))
+        except Interrupted:
+            self._finish(job_id, "failed", None, INTERRUPTED)
         except GuardError as exc:
             self._finish(job_id, "failed", None, str(exc))
         except Exception as exc:  # noqa: BLE001 — a job must end failed, never stay running
@@ -197,6 +224,8 @@ class JobQueue:
         last = {"time": 0.0, "value": 0.0}
 
         def write(fraction: float) -> None:
+            if self._closed:
+                raise Interrupted(INTERRUPTED)
             fraction = min(max(float(fraction), 0.0), 0.99)
             now = time.monotonic()
             if fraction - last["value"] < 0.01 or now - last["time"] < PROGRESS_INTERVAL:
@@ -209,19 +238,19 @@ class JobQueue:
 
     def _finish(self, job_id: int, status: str, result: dict | None, error: str | None) -> None:
         job = self.get(job_id)
-        with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET status = ?, progress = ?, result = ?, error = ?, finished = ? WHERE id = ?",
-                (status, 1.0 if status == "done" else job.progress,
-                 None if result is None else json.dumps(result), error, utc_now(), job_id),
-            )
-        for name in job.params.get("_files", []):
+        for name in job.params.get("_files", []):  # gone before anyone sees the job final
             try:
                 os.unlink(name)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 log.warning("job %d: cannot delete %s (%s)", job_id, name, exc)
+        with self.catalog.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, progress = ?, result = ?, error = ?, finished = ? WHERE id = ?",
+                (status, 1.0 if status == "done" else job.progress,
+                 None if result is None else json.dumps(result), error, utc_now(), job_id),
+            )
         with self._finished:
             self._finished.notify_all()
 
@@ -245,8 +274,8 @@ def seconds_to_fraction(path: str | os.PathLike, progress: Progress) -> Callable
         total = decode.probe(path).duration
     except GuardError:
         total = 0.0
-    if total <= 0:
-        return lambda seconds: None
+    if total <= 0:  # unknown length: report nothing, but still let a shutdown interrupt
+        return lambda seconds: progress(0.0)
     return lambda seconds: progress(seconds / total)
 
 
@@ -255,10 +284,19 @@ def service_handlers(guard) -> dict[str, Handler]:
 
     ``ingest`` params: ``_path``, ``title``, ``owner``, ``policy``, ``min_seconds``,
     ``allowlist``. ``scan`` params: ``_path`` (an upload) or ``_url`` (shown redacted as
-    ``url``), plus a display ``filename``. A scan's result is the :class:`guard.models.ScanResult` with its matches.
+    ``url``), plus a display ``filename`` and the uploader's ``account``. A scan's result is
+    the :class:`guard.models.ScanResult` with its matches and the ids of the incidents made.
     """
 
     def ingest(job: Job, progress: Progress) -> dict:
+        with _upload_named(job):
+            return _ingest(job, progress)
+
+    def scan(job: Job, progress: Progress) -> dict:
+        with _upload_named(job):
+            return _scan(job, progress)
+
+    def _ingest(job: Job, progress: Progress) -> dict:
         p = job.params
         filename = p.get("filename") or "upload"
         fp = guard.fingerprint(Path(p["_path"]), seconds_to_fraction(p["_path"], progress))
@@ -269,10 +307,10 @@ def service_handlers(guard) -> dict[str, Handler]:
         )
         return {"reference": ref.to_dict()}
 
-    def scan(job: Job, progress: Progress) -> dict:
+    def _scan(job: Job, progress: Progress) -> dict:
         p = job.params
         if "_url" in p:
-            result, truncated = scan_url(guard, p["_url"])
+            result, truncated = scan_url(guard, p["_url"], progress)
             out = {**result.to_dict(), "path": urlpolicy.redact(p["_url"]), "truncated": truncated}
         else:
             result = guard.scan(p["_path"], progress=seconds_to_fraction(p["_path"], progress))
@@ -283,7 +321,19 @@ def service_handlers(guard) -> dict[str, Handler]:
     return {"ingest": ingest, "scan": scan}
 
 
-def scan_url(guard, url: str) -> tuple[ScanResult, bool]:
+@contextmanager
+def _upload_named(job: Job) -> Iterator[None]:
+    """Errors name an upload by its client-side file name, never by its path on the server."""
+    try:
+        yield
+    except GuardError as exc:
+        path = job.params.get("_path")
+        if path:
+            exc.args = (str(exc).replace(path, job.params.get("filename") or "upload"),)
+        raise
+
+
+def scan_url(guard, url: str, progress: Progress | None = None) -> tuple[ScanResult, bool]:
     """Scan a media URL under the stream URL policy, reading at most ``scan_url_max_seconds``.
 
     The policy is checked again here (the address may have changed since the request) and
@@ -291,13 +341,13 @@ def scan_url(guard, url: str) -> tuple[ScanResult, bool]:
     was cut at the limit (a live stream, or a very long file).
     """
     try:
-        return _scan_url(guard, url)
+        return _scan_url(guard, url, progress or (lambda fraction: None))
     except GuardError as exc:  # messages name the URL: keep its credentials and query out
         exc.args = (str(exc).replace(url, urlpolicy.redact(url)),)
         raise
 
 
-def _scan_url(guard, url: str) -> tuple[ScanResult, bool]:
+def _scan_url(guard, url: str, progress: Progress) -> tuple[ScanResult, bool]:
     checked = urlpolicy.check_url(url, allow_private_addresses=guard.settings.allow_private_addresses)
     fingerprinter = guard.fingerprinter
     limit = guard.settings.scan_url_max_seconds
@@ -309,6 +359,7 @@ def _scan_url(guard, url: str) -> tuple[ScanResult, bool]:
             times.append(t)
             codes.append(c)
             last = float(batch.times[-1]) + 1.0 / fingerprinter.sample_fps
+            progress(last / limit)  # a lower bound: the media's length is not known
             if last >= limit:
                 truncated = True
                 break

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -66,6 +66,7 @@ PERSIST_INTERVAL = 5.0
 #: How long the reference cache trusts a reference's policy and allowlist (s).
 REFERENCE_TTL = 2.0
 
+_PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*[:,]")
 _STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -246,7 +247,8 @@ class StreamMonitor:
         self.on_event = on_event
         now = time.time()
         self.info = StreamInfo(
-            id=stream_id, url=redact(url) if "://" in url else os.path.basename(url), account=account,
+            id=stream_id, url=redact(url) if "://" in url else os.path.basename(url.removeprefix("file:")),
+            account=account,
             platform=platform, status="starting", started=now, updated=now, realtime=self.options.realtime,
         )
         self._stop = threading.Event()
@@ -580,7 +582,7 @@ class MonitorManager:
         ``realtime=True`` with a local path plays the file at its own pace (rehearsal); URLs
         must pass :func:`guard.urlpolicy.check_url` under the store's settings.
         """
-        options = self._options(url, realtime, av_options)
+        location, options = self._options(url, realtime, av_options)
         stream_id = stream_id or "s-" + uuid.uuid4().hex[:12]
         if not _STREAM_ID.match(stream_id):
             raise InputError(f"stream id {stream_id!r}: use letters, digits and . _ : - (at most 128)")
@@ -601,7 +603,7 @@ class MonitorManager:
                 raise ConflictError(f"stream {stream_id} is already being monitored")
             if len(self._monitors) >= self.max_streams:
                 raise ConflictError(f"already monitoring {self.max_streams} streams (the limit)")
-            monitor = StreamMonitor(self.guard, url, stream_id=stream_id, account=account.strip(),
+            monitor = StreamMonitor(self.guard, location, stream_id=stream_id, account=account.strip(),
                                     platform=platform, options=options, on_event=fan_out)
             thread = threading.Thread(target=monitor.run, name=f"guard-stream-{stream_id}", daemon=True)
             self._monitors[stream_id] = monitor
@@ -610,17 +612,22 @@ class MonitorManager:
         thread.start()
         return monitor.snapshot()
 
-    def _options(self, url: str, realtime: bool, av_options: dict | None) -> MonitorOptions:
+    def _options(self, url: str, realtime: bool, av_options: dict | None) -> tuple[str, MonitorOptions]:
+        """The location to open and how; refuses what the URL policy forbids."""
         if "://" not in url:
+            path = Path(url)
+            if not path.is_file():
+                if _PROTOCOL_PREFIX.match(url):  # concat:, pipe:, subfile:, data: ...
+                    check_url(url)  # raises URLPolicyError naming the scheme
+                raise InputError(f"{url}: no such file")
             if not realtime:
                 raise InputError(f"{url}: local files are monitored only in real-time rehearsal mode (realtime=True)")
-            if not Path(url).is_file():
-                raise InputError(f"{url}: no such file")
-            return MonitorOptions(realtime=True, whitelist="file", av_options=av_options)
+            # "file:" + absolute path: FFmpeg never reads a protocol prefix out of a file name.
+            return f"file:{path.resolve()}", MonitorOptions(realtime=True, whitelist="file", av_options=av_options)
         checked = check_url(url, allow_private_addresses=self.guard.settings.allow_private_addresses,
                             timeout=self.guard.settings.live.open_timeout)
-        return MonitorOptions(realtime=realtime, whitelist=checked.whitelist, hls=checked.is_hls,
-                              av_options=av_options)
+        return url, MonitorOptions(realtime=realtime, whitelist=checked.whitelist, hls=checked.is_hls,
+                                   av_options=av_options)
 
     def stop(self, stream_id: str, timeout: float = 15.0) -> StreamInfo:
         """Stop a stream and wait (up to ``timeout``) for its thread to end."""

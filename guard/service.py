@@ -58,7 +58,8 @@ class Guard:
         self.outbox = self.actions
         self.actions.add_listener(self._delivered)
         self.streams = MonitorManager(self)
-        self.jobs = JobQueue(self.catalog, service_handlers(self), self.settings.job_workers)
+        self.jobs = JobQueue(self.catalog, service_handlers(self), self.settings.job_workers,
+                             self.settings.job_nice)
 
     def close(self) -> None:
         """Stop the job workers (running jobs finish first) and release the catalog."""

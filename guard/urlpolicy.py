@@ -130,7 +130,7 @@ def check_playlist(url: str, *, allow_private_addresses: bool = False, timeout: 
         raise URLPolicyError(f"{redact(url)}: not an HLS playlist (no #EXTM3U header)")
     uris = [urllib.parse.urljoin(url, u) for u in playlist_uris(text)]
     for uri in uris:
-        parts = _split(uri)
+        parts = urllib.parse.urlsplit(uri)
         if parts.scheme.lower() not in ("http", "https"):
             raise URLPolicyError(
                 f"{redact(url)}: playlist entry {redact(uri) or uri[:80]!r} uses {parts.scheme or 'no'}: "

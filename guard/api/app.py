@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from guard import __version__
 from guard.api import errors
+from guard.api.deps import known_query_only
 from guard.api.metrics import MetricsMiddleware, RequestMetrics
 from guard.api.routers import health, incidents, references, scans, streams, webhooks
 from guard.api.schemas import ErrorBody
@@ -33,6 +34,7 @@ ERROR_RESPONSES = {
         413: "Upload over the size limit",
         422: "Invalid parameters, body or media",
         503: "The store cannot be used right now",
+        507: "Not enough disk space for the upload",
     }.items()
 }
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API over a new :class:`Guard` for ``settings`` (closed when the app stops)."""
     guard = Guard(settings or Settings.from_env())
     guard.jobs.recover()
+    _remove_stale_uploads(guard)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -63,7 +66,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = RequestMetrics()
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.include_router(health.router, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 503)})
+    strict = [Depends(known_query_only)]
+    app.include_router(health.router, responses={k: ERROR_RESPONSES[k] for k in (401, 403, 422, 503)},
+                       dependencies=strict)
     for area in (references, scans, streams, incidents, webhooks):
-        app.include_router(area.router, responses=ERROR_RESPONSES)
+        app.include_router(area.router, responses=ERROR_RESPONSES, dependencies=strict)
     return app
+
+
+def _remove_stale_uploads(guard: Guard) -> None:
+    """Delete upload files no queued job needs (left by a crash in the middle of an upload)."""
+    folder = guard.settings.uploads
+    if not folder.is_dir():
+        return
+    queued, _ = guard.jobs.list(status="queued", limit=1_000_000)
+    needed = {name for job in queued for name in job.params.get("_files", [])}
+    for path in folder.glob("upload-*"):
+        if str(path) not in needed:
+            path.unlink(missing_ok=True)
+            log.info("removed stale upload %s", path.name)

@@ -14,7 +14,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from guard.api.schemas import MAX_ID
-from guard.errors import AuthError, ForbiddenError, NotFoundError
+from guard.errors import AuthError, ForbiddenError, InputError, NotFoundError
 from guard.keys import ApiKey
 from guard.service import Guard
 
@@ -22,8 +22,8 @@ bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                     description="An API key made by `guard keys create`, sent as `Authorization: Bearer <key>`.")
 
 
-def get_guard(request: Request) -> Guard:
-    """The service object the app was built around."""
+async def get_guard(request: Request) -> Guard:
+    """The service object the app was built around (async: no thread hop for a lookup)."""
     return request.app.state.guard
 
 
@@ -37,7 +37,7 @@ async def current_key(
     """The authenticated caller; 401 without a valid ``Authorization: Bearer`` key."""
     if credentials is None:
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    key = get_guard(request).keys.authenticate(credentials.credentials)
+    key = request.app.state.guard.keys.authenticate(credentials.credentials)
     request.state.key = key
     return key
 
@@ -74,3 +74,27 @@ def visible(key: ApiKey, owner: str, what: str) -> None:
     """404 unless ``key`` may see an object owned by ``owner``."""
     if not key.is_admin and owner != key.owner:
         raise NotFoundError(f"{what} not found")
+
+
+async def known_query_only(request: Request) -> None:
+    """422 for a query parameter the route does not take (a typo would otherwise be ignored)
+    or one given twice (which value was meant?)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params.keys()) - known)
+    if unknown:
+        raise InputError(f"unknown query parameter {unknown[0]!r}"
+                         + (f"; this route takes {', '.join(sorted(known))}" if known else ""))
+    repeated = sorted(k for k in set(request.query_params.keys()) if len(request.query_params.getlist(k)) > 1)
+    if repeated:
+        raise InputError(f"query parameter {repeated[0]!r} given more than once")
+
+
+def _query_names(dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for child in dependant.dependencies:
+        names |= _query_names(child)
+    return names

@@ -9,6 +9,7 @@ generic message (the traceback goes to the log, never to the client).
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
     422: "invalid", 429: "too_many_requests", 500: "internal_error", 503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -70,7 +72,29 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else _code(exc.status_code).replace("_", " ")
-    return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(exc.status_code, message, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at this path (Starlette names only the first route's).
+
+    A literal path (``/v1/references/import``) wins over a template (``/v1/references/{ref_id}``).
+    """
+    matches: list[tuple[int, set[str]]] = []
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            matches.append((template.count("{"), {m.upper() for m in operations}))
+    if not matches:
+        return []
+    fewest = min(params for params, _ in matches)
+    methods = set().union(*(m for params, m in matches if params == fewest))
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:

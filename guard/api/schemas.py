@@ -20,9 +20,13 @@ def _printable(value: str) -> str:
 
 #: A short printable string (titles, owners, account names).
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+#: An account on a platform (a channel or user name); no commas, quotes or brackets, so that
+#: a form field can list several separated by commas.
+ACCOUNT_PATTERN = r'^[^,{}\[\]"\\]+$'
+Account = Annotated[str, Field(min_length=1, max_length=200, pattern=ACCOUNT_PATTERN), AfterValidator(_printable)]
 Policy = Literal["flag", "cut"]
 MinSeconds = Annotated[float, Field(ge=0.5, le=86400)]
-Allowlist = Annotated[list[Name], Field(max_length=1000)]
+Allowlist = Annotated[list[Account], Field(max_length=1000)]
 
 
 class ErrorInfo(BaseModel):
@@ -126,7 +130,7 @@ class ScanURL(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_printable)]
-    account: Name | None = Field(None, description="The account the media belongs to (allowlists exempt licensed ones).")
+    account: Account | None = Field(None, description="The account the media belongs to (allowlists exempt licensed ones).")
 
 
 class ScanForm(BaseModel):
@@ -134,14 +138,14 @@ class ScanForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    account: Name | None = None
+    account: Account | None = None
 
 
 def form_schema(with_owner_fields: bool, file_description: str) -> dict:
     """The OpenAPI request body of a multipart upload route (parsed by :mod:`guard.api.uploads`)."""
     properties: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description": file_description}}
     if not with_owner_fields:
-        properties["account"] = {"type": "string", "minLength": 1, "maxLength": 200,
+        properties["account"] = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": ACCOUNT_PATTERN,
                                  "description": "The uploader's account on the platform (allowlists exempt licensed ones)."}
     else:
         properties.update({
@@ -150,8 +154,9 @@ def form_schema(with_owner_fields: bool, file_description: str) -> dict:
                       "description": "Rights holder owning the reference (admin keys only; default: the key's owner)."},
             "policy": {"type": "string", "enum": ["flag", "cut"], "default": "flag"},
             "min_seconds": {"type": "number", "minimum": 0.5, "maximum": 86400},
-            "allowlist": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 200},
-                          "description": "Licensed accounts (repeat the field)."},
+            "allowlist": {"type": "string", "maxLength": 16000,
+                          "pattern": r'^[^,{}\[\]"\\]+(,[^,{}\[\]"\\]+)*$',
+                          "description": "Licensed accounts, separated by commas (the field may also repeat)."},
         })
     return {
         "requestBody": {
@@ -170,7 +175,7 @@ class StreamStart(BaseModel):
 
     url: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_printable)] = Field(
         description="rtmp(s), http(s) (HLS, FLV, …), srt or udp; local files are refused.")
-    account: Name = Field(description="The account streaming it (allowlists exempt licensed ones).")
+    account: Account = Field(description="The account streaming it (allowlists exempt licensed ones).")
     stream_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")] | None = Field(
         None, description="The platform's own id of the stream (default: generated).")
 

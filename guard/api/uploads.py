@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from guard.errors import InputError, TooLargeError
+from guard.errors import DiskFullError, InputError, TooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 FORM_OVERHEAD = 64 * 1024
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 16 * 1024
+#: Free disk space an upload may never eat into (the catalog and index need room too).
+FREE_SPACE_RESERVE = 512 * 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,10 +54,13 @@ class UploadForm:
 
         ``list_fields`` may repeat or hold comma-separated values.
         """
-        raw: dict = {name: values[-1] for name, values in self.fields.items() if name not in list_fields}
+        repeated = sorted(n for n, values in self.fields.items() if len(values) > 1 and n not in list_fields)
+        if repeated:
+            raise InputError(f"form field {repeated[0]!r} given more than once")
+        raw: dict = {name: values[0] for name, values in self.fields.items() if name not in list_fields}
         for name in list_fields:
             if name in self.fields:
-                raw[name] = [item.strip() for value in self.fields[name] for item in value.split(",") if item.strip()]
+                raw[name] = [item.strip() for value in self.fields[name] for item in value.split(",")]
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
@@ -164,6 +170,7 @@ async def receive_upload(request: Request, folder: Path, max_bytes: int, file_fi
             raise InputError("invalid Content-Length")
         if int(length) > max_bytes + FORM_OVERHEAD:
             raise TooLargeError(f"upload of {int(length)} bytes is over the limit of {max_bytes} bytes")
+    _check_free_space(folder, int(length) if length is not None else 0)
     receiver = _Receiver(folder, max_bytes, file_field)
     try:
         parser = MultipartParser(params[b"boundary"], receiver.callbacks(), max_size=max_bytes + FORM_OVERHEAD)
@@ -187,6 +194,16 @@ async def receive_upload(request: Request, folder: Path, max_bytes: int, file_fi
         receiver.abort()
         raise InputError("malformed multipart body (truncated)")
     return receiver.form
+
+
+def _check_free_space(folder: Path, incoming: int) -> None:
+    """507 when the upload would leave less than :data:`FREE_SPACE_RESERVE` bytes on the disk."""
+    probe = folder if folder.exists() else folder.parent
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free - incoming < FREE_SPACE_RESERVE:
+        raise DiskFullError(f"not enough disk space for this upload ({free} bytes free)")
 
 
 def _decode(raw: bytes) -> str:

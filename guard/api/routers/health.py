@@ -26,7 +26,7 @@ async def healthz(guard: GuardDep) -> dict:
 
 
 @router.get(
-    "/metrics", response_class=PlainTextResponse, summary="Prometheus metrics",
+    "/metrics", summary="Prometheus metrics", response_model=None,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                      "description": "Prometheus text exposition format 0.0.4."}},
 )

@@ -62,7 +62,7 @@ def _time(value: str | None) -> float | str | None:
 
 
 @router.get("", response_model=IncidentPage, summary="List incidents")
-def list_incidents(
+async def list_incidents(
     guard: GuardDep, key: AnyKey, limit: Limit = 50, offset: Offset = 0,
     reference_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     stream_id: Annotated[str | None, Query(max_length=128, description="guard's stream id, or scan:<job id>.")] = None,
@@ -77,18 +77,18 @@ def list_incidents(
     return {"items": [incident_out(i) for i in items], "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/{incident_id}", response_model=IncidentOut, summary="Get an incident")
-def get_incident(incident_id: Id, guard: GuardDep, key: AnyKey) -> dict:
+@router.get("/{incident_id:int}", response_model=IncidentOut, summary="Get an incident")
+async def get_incident(incident_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """An incident with its segments and evidence thumbnails."""
     return incident_out(visible_incident(guard, key, incident_id))
 
 
 @router.get(
-    "/{incident_id}/evidence/{evidence_id}", response_class=Response, summary="Get an evidence thumbnail",
+    "/{incident_id:int}/evidence/{evidence_id:int}", response_class=Response, summary="Get an evidence thumbnail",
     responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
                      "description": "A JPEG thumbnail."}},
 )
-def get_evidence(incident_id: Id, evidence_id: Id, guard: GuardDep, key: AnyKey) -> Response:
+async def get_evidence(incident_id: Id, evidence_id: Id, guard: GuardDep, key: AnyKey) -> Response:
     """The JPEG of one evidence thumbnail of an incident."""
     incident = visible_incident(guard, key, incident_id)
     if evidence_id not in {e["id"] for e in incident.evidence}:
@@ -97,7 +97,7 @@ def get_evidence(incident_id: Id, evidence_id: Id, guard: GuardDep, key: AnyKey)
                     headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.post("/{incident_id}/review", response_model=IncidentOut, summary="Review an incident")
+@router.post("/{incident_id:int}/review", response_model=IncidentOut, summary="Review an incident")
 def review_incident(incident_id: Id, review: Review, guard: GuardDep, key: RightsHolderKey) -> dict:
     """Confirm (the reference's policy applies) or dismiss (optionally allowlisting the account)."""
     visible_incident(guard, key, incident_id)

@@ -111,20 +111,20 @@ async def list_references(
     return {"items": [r.to_dict() for r in page], "total": len(refs), "limit": limit, "offset": offset}
 
 
-@router.get("/{ref_id}", response_model=ReferenceOut, summary="Get a reference")
+@router.get("/{ref_id:int}", response_model=ReferenceOut, summary="Get a reference")
 async def get_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> dict:
     """One reference (404 if it is not the caller's)."""
     return _get_visible(guard, key, ref_id).to_dict()
 
 
-@router.patch("/{ref_id}", response_model=ReferenceOut, summary="Update a reference")
+@router.patch("/{ref_id:int}", response_model=ReferenceOut, summary="Update a reference")
 def update_reference(ref_id: Id, changes: ReferenceUpdate, guard: GuardDep, key: RightsHolderKey) -> dict:
     """Change title, policy (flag/cut), minimum match length or allowlisted accounts."""
     _get_visible(guard, key, ref_id)
     return guard.update_reference(ref_id, **changes.model_dump(exclude_none=True)).to_dict()
 
 
-@router.delete("/{ref_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a reference")
+@router.delete("/{ref_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a reference")
 def delete_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> Response:
     """Remove a reference; its fingerprints leave the index at once."""
     _get_visible(guard, key, ref_id)

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from guard.api.deps import AnyKey, GuardDep, Id, Limit, Offset, PlatformKey, owner_scope, visible
+from guard import urlpolicy
+from guard.api.deps import AnyKey, GuardDep, Id, Limit, Offset, PlatformKey, owner_scope
 from guard.api.schemas import JobOut, JobPage, ScanForm, ScanURL, form_schema
 from guard.api.uploads import receive_upload
-from guard import urlpolicy
 from guard.errors import InputError, NotFoundError
 from guard.jobs import Job
 from guard.keys import ApiKey
@@ -22,12 +22,16 @@ JobStatus = Annotated[str | None, Query(pattern="^(queued|running|done|failed)$"
 
 
 def _visible_job(guard: Guard, key: ApiKey, job_id: int, kind: str | None = None) -> Job:
-    job = guard.jobs.get(job_id)
-    visible(key, job.owner, f"job {job_id}")
-    if not key.is_admin and job.role != key.role:
-        raise NotFoundError(f"job {job_id} not found")
-    if kind is not None and job.kind != kind:
-        raise NotFoundError(f"scan {job_id} not found")
+    """The job if the key submitted it (or is an admin) and it is of ``kind``; 404 otherwise,
+    worded as for an id that does not exist."""
+    missing = NotFoundError(f"{kind or 'job'} {job_id} not found")
+    try:
+        job = guard.jobs.get(job_id)
+    except NotFoundError:
+        raise missing from None
+    foreign = not key.is_admin and (job.owner, job.role) != (key.owner, key.role)
+    if foreign or (kind is not None and job.kind != kind):
+        raise missing
     return job
 
 
@@ -75,7 +79,7 @@ async def list_scans(guard: GuardDep, key: PlatformKey, status: JobStatus = None
     return _page(guard, key, "scan", status, limit, offset)
 
 
-@router.get("/v1/scans/{scan_id}", response_model=JobOut, summary="Get a scan")
+@router.get("/v1/scans/{scan_id:int}", response_model=JobOut, summary="Get a scan")
 async def get_scan(scan_id: Id, guard: GuardDep, key: PlatformKey) -> dict:
     """A scan's status, progress and, once done, its localized matches."""
     return _visible_job(guard, key, scan_id, "scan").to_dict()
@@ -89,7 +93,7 @@ async def list_jobs(guard: GuardDep, key: AnyKey, status: JobStatus = None,
     return _page(guard, key, kind, status, limit, offset)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"], summary="Get a job")
+@router.get("/v1/jobs/{job_id:int}", response_model=JobOut, tags=["jobs"], summary="Get a job")
 async def get_job(job_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """An ingest or scan job: status, progress, result or error."""
     return _visible_job(guard, key, job_id).to_dict()

@@ -49,18 +49,18 @@ def create_webhook(body: WebhookCreate, response: Response, guard: GuardDep, key
 
 
 @router.get("", response_model=WebhookPage, summary="List webhooks")
-def list_webhooks(guard: GuardDep, key: AnyKey) -> dict:
+async def list_webhooks(guard: GuardDep, key: AnyKey) -> dict:
     """The caller's endpoints (admins: everyone's), secrets masked."""
     return {"items": [e.to_dict() for e in guard.actions.endpoints(owner_scope(key))]}
 
 
-@router.get("/{endpoint_id}", response_model=WebhookOut, summary="Get a webhook")
-def get_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> dict:
+@router.get("/{endpoint_id:int}", response_model=WebhookOut, summary="Get a webhook")
+async def get_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """One endpoint, secret masked."""
     return visible_endpoint(guard, key, endpoint_id).to_dict()
 
 
-@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a webhook")
+@router.delete("/{endpoint_id:int}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a webhook")
 def delete_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> Response:
     """Remove an endpoint and its undelivered events."""
     visible_endpoint(guard, key, endpoint_id)
@@ -68,15 +68,15 @@ def delete_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{endpoint_id}/test", response_model=WebhookTestResult, summary="Send a test event")
+@router.post("/{endpoint_id:int}/test", response_model=WebhookTestResult, summary="Send a test event")
 def test_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """POST a signed ``webhook.test`` event to the endpoint now and report its answer."""
     endpoint = visible_endpoint(guard, key, endpoint_id)
     return send_test_event(guard, endpoint)
 
 
-@router.get("/{endpoint_id}/deliveries", response_model=Deliveries, summary="Recent deliveries")
-def list_deliveries(endpoint_id: Id, guard: GuardDep, key: AnyKey, limit: Limit = 50) -> dict:
+@router.get("/{endpoint_id:int}/deliveries", response_model=Deliveries, summary="Recent deliveries")
+async def list_deliveries(endpoint_id: Id, guard: GuardDep, key: AnyKey, limit: Limit = 50) -> dict:
     """The endpoint's most recent events with their delivery status, and the attempts log."""
     visible_endpoint(guard, key, endpoint_id)
     rows = guard.actions.outbox(endpoint_id=endpoint_id, limit=100_000)[-limit:][::-1]
