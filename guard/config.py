@@ -34,6 +34,10 @@ class MatchSettings:
     max_gap: float = 2.5
     edge_window: float = 1.0
     edge_support: int = 3
+    merge_gap: float = 10.0
+    uniqueness_shifts: tuple[float, ...] = (-12.0, -6.0, -3.0, -1.5, 1.5, 3.0, 6.0, 12.0)
+    uniqueness_margin: int = 4
+    min_uniqueness: float = 0.55
     min_matched_fraction: float = 0.5
     rates: tuple[float, ...] = (1.0, 0.95, 1.05, 0.9, 1.1)
 

@@ -8,7 +8,9 @@ Two steps, kept apart:
 2. :func:`verify` — for each hypothesis, every query frame is compared with the reference
    frame the alignment predicts. A frame is accepted at the *relaxed* ``match_radius``, far
    beyond what the index was asked for: agreement with the offset is the evidence that lets
-   an overlaid, cropped or re-encoded frame count. Runs of accepted frames become segments.
+   an overlaid, cropped or re-encoded frame count. Runs of accepted frames become segments
+   when most of their frames are *temporally unique* (closer to the aligned reference frame
+   than to the reference a few seconds earlier or later), which rejects look-alike scenes.
 
 Everything is deterministic: ties break on reference id, then time.
 """
@@ -176,15 +178,55 @@ def verify(
         query_times, query_codes, ref, hypothesis.offset, hypothesis.rate, settings.align_tolerance
     )
     accepted = np.flatnonzero(dist <= settings.match_radius)
-    segments = []
+    if len(accepted) == 0:
+        return []
+    unique = _temporally_unique(query_times, query_codes, ref, hypothesis, dist, settings)
+
+    def segment_of(frames: np.ndarray) -> Segment | None:
+        if unique[frames].mean() < settings.min_uniqueness:
+            return None
+        return _segment(hypothesis, frames, query_times, dist, ref_time, ref, frame_period, settings)
+
+    found: list[tuple[np.ndarray, Segment]] = []
     for run in _runs(query_times[accepted], settings.max_gap):
         frames = _trim_edges(accepted[run], query_times, settings.edge_window, settings.edge_support)
-        if len(frames) == 0:
+        segment = segment_of(frames) if len(frames) else None
+        if segment is None:
             continue
-        segment = _segment(hypothesis, frames, query_times, dist, ref_time, ref, frame_period, settings)
-        if segment is not None:
-            segments.append(segment)
-    return segments
+        # A scene cut or a burst of damage can break one copy into pieces; pieces that each
+        # qualify on their own and share this alignment are one copy.
+        if found and segment.query_start - found[-1][1].query_end <= settings.merge_gap:
+            merged_frames = np.concatenate([found[-1][0], frames])
+            merged = segment_of(merged_frames)
+            if merged is not None:
+                found[-1] = (merged_frames, merged)
+                continue
+        found.append((frames, segment))
+    return [segment for _, segment in found]
+
+
+def _temporally_unique(
+    query_times: np.ndarray,
+    query_codes: np.ndarray,
+    ref: RefFrames,
+    hypothesis: Hypothesis,
+    dist: np.ndarray,
+    settings: MatchSettings,
+) -> np.ndarray:
+    """Which query frames match their aligned reference frame clearly better than nearby ones.
+
+    A copy follows the reference's motion: each copied frame is closest to the reference frame
+    at its own instant, and seconds away the picture has moved on. A look-alike scene (another
+    concert's dark stage, another match's green field) matches every nearby reference frame
+    about equally well. A frame counts as unique when its aligned distance beats every
+    alignment shifted by ``settings.uniqueness_shifts`` seconds by ``uniqueness_margin`` bits.
+    """
+    shifted = [
+        aligned_distances(query_times, query_codes, ref, hypothesis.offset + shift,
+                          hypothesis.rate, settings.align_tolerance)[0]
+        for shift in settings.uniqueness_shifts
+    ]
+    return dist < np.min(shifted, axis=0) - settings.uniqueness_margin
 
 
 def _trim_edges(frames: np.ndarray, query_times: np.ndarray, window: float, support: int) -> np.ndarray:

@@ -105,3 +105,22 @@ def test_a_stray_chance_match_does_not_stretch_the_segment(world):
     (segment,) = _scan(index, refs, np.arange(len(query)) / FPS, query)
     assert segment.query_start == pytest.approx(5.0)
     assert segment.query_end == pytest.approx(20.0)
+
+
+def test_look_alike_scene_without_temporal_structure_is_rejected(world):
+    """A query that resembles a whole stretch of the reference equally (a generic look-alike,
+    not a copy) is not reported, however close its frames are."""
+    rng, refs, index = world
+    static = np.repeat(refs[1].codes[100:101], 240, axis=0)  # one reference look, everywhere
+    refs[3] = RefFrames("static-ish", 5.0, np.arange(240) / FPS, _flip(rng, static, 6))
+    index.add(vector_ids(3, 240), refs[3].codes)
+    query = _flip(rng, static[:60], 6)
+    assert all(s.reference_id != 3 for s in _scan(index, refs, np.arange(60) / FPS, query))
+
+
+def test_pieces_of_one_copy_broken_by_a_gap_are_merged(world):
+    rng, refs, index = world
+    copy = refs[2].codes[20:140].copy()  # ref 5–35 s
+    copy[50:64] = _random_codes(rng, 14)  # 3.5 s of damage inside the copy
+    (segment,) = _scan(index, refs, np.arange(120) / FPS, copy)
+    assert segment.query_start == pytest.approx(0.0) and segment.query_end == pytest.approx(30.0)
