@@ -94,8 +94,31 @@ def test_multihash_kind_for_large_indexes_finds_seeds_and_removes(monkeypatch):
     want = oracle.search(queries, 20, 4)
     recall = np.isin(want.ids, got.ids).mean()
     assert recall >= 0.95
+    assert np.array_equal(got.distances[np.isin(got.ids, want.ids)],
+                          want.distances[np.isin(want.ids, got.ids)])
     assert index.remove(ids[:100]) == 100
     assert not np.isin(index.search(codes[:100], 0, 4).ids, ids[:100]).any()
+    exact = index.search(codes[100:300], 0, 4)  # kept codes survive the rebuild unchanged
+    assert np.array_equal(exact.ids, ids[100:300]) and not exact.distances.any()
+
+
+def test_multihash_survives_save_load_and_shrinking_to_flat(monkeypatch, tmp_path):
+    monkeypatch.setattr(faiss_binary, "MULTIHASH_FROM", 1000)
+    rng = np.random.default_rng(6)
+    codes, ids = _codes(rng, 1500), np.arange(1500, dtype=np.int64)
+    index = FaissBinaryIndex(BITS, size_hint=len(codes))
+    index.add(ids, codes)
+    index.save(tmp_path / "mh.faiss")
+    loaded = FaissBinaryIndex.load(tmp_path / "mh.faiss", BITS)
+    assert loaded.kind == "multihash"
+    queries = _near(rng, codes[:50], 3)
+    assert np.array_equal(loaded.search(queries, 3, 2).ids, ids[:50])
+    loaded.remove(ids[:800])  # 700 left: rebuilt as flat, codes unshuffled
+    assert loaded.kind == "flat"
+    oracle = BruteForceIndex(BITS)
+    oracle.add(ids[800:], codes[800:])
+    q = _near(rng, codes[800:900], 10)
+    _assert_same(loaded.search(q, 24, 4), oracle.search(q, 24, 4))
 
 
 def test_brute_force_oracle_agrees_with_scikit_learn(pair):
