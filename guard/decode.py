@@ -12,7 +12,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import av
 import av.error
@@ -337,6 +337,10 @@ class LiveOptions:
     batch is handed on. ``protocol_whitelist``: FFmpeg protocols the source may use (see
     :mod:`guard.urlpolicy`). ``max_jump``: a timestamp step larger than this (or backwards)
     is a reset or a jump; the stream clock then continues from the wall-clock gap.
+    ``hls``: the URL is a live HLS playlist; ``hls_target_duration`` (s, from the playlist)
+    lengthens the stall timeout, because FFmpeg's HLS demuxer waits for the next segment
+    inside one read; ``hls_ended`` tells whether the playlist really ended (FFmpeg reports an
+    interrupted wait as a clean end): a clean end before that reconnects instead.
     """
 
     sample_fps: float = 4.0
@@ -354,6 +358,15 @@ class LiveOptions:
     protocol_whitelist: str | None = None
     max_jump: float = 5.0
     hls: bool = False
+    hls_target_duration: float = 0.0
+    hls_ended: Callable[[], bool] | None = None
+
+    @property
+    def read_timeout(self) -> float:
+        """How long one read may wait: the stall timeout, plus two segments for HLS."""
+        if self.hls:
+            return self.stall_timeout + 2.0 * max(self.hls_target_duration, 1.0)
+        return self.stall_timeout
 
 
 @dataclass
@@ -472,10 +485,14 @@ def live_batches(
         if options.realtime or not options.reconnect:
             notify("ended", reason)
             return
-        if options.hls and reason == "ended":
-            # FFmpeg's HLS demuxer reloads a live playlist until #EXT-X-ENDLIST: a clean end is final.
+        if options.hls and reason == "ended" and (options.hls_ended is None or options.hls_ended()):
+            # FFmpeg's HLS demuxer reloads a live playlist until #EXT-X-ENDLIST, but it also ends
+            # "cleanly" when a read is interrupted while it waits for a segment: hls_ended tells.
             notify("ended", "playlist ended")
             return
+        if options.hls and reason == "ended":
+            reason = "playlist still live after the demuxer ended"
+            delay = options.reconnect_initial
         if time.time() - last_frame_wall > options.give_up_after:
             notify("ended", reason)
             raise StreamError(f"{_redacted(url)}: no frames for {options.give_up_after:.0f} s ({reason})")
@@ -536,7 +553,7 @@ def _open_live(url: str, options: LiveOptions, av_options: dict | None) -> _Live
         except av.error.FFmpegError as exc:
             raise InputError(f"{url[5:]}: cannot be opened as media ({_reason(exc)})") from exc
         return _LiveSource(os.path.basename(url[5:]), container)
-    decode_options = DecodeOptions(open_timeout=options.open_timeout, read_timeout=options.stall_timeout)
+    decode_options = DecodeOptions(open_timeout=options.open_timeout, read_timeout=options.read_timeout)
     container = _open(url, decode_options, opts)
     return _LiveSource(_redacted(url), container)
 

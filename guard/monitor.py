@@ -44,7 +44,7 @@ from guard.actions import allowlisted
 from guard.errors import ConflictError, GuardError, InputError, NotFoundError, StreamError
 from guard.incidents import Incident, iso, segment_dict
 from guard.models import Reference, Segment
-from guard.urlpolicy import check_url, redact
+from guard.urlpolicy import PlaylistWatcher, check_url, redact
 
 if TYPE_CHECKING:
     from guard.service import Guard
@@ -65,6 +65,8 @@ CONTEXT_FRAMES = 4
 PERSIST_INTERVAL = 5.0
 #: How long the reference cache trusts a reference's policy and allowlist (s).
 REFERENCE_TTL = 2.0
+#: How often a monitored HLS playlist is fetched again and re-checked by the URL policy (s).
+PLAYLIST_CHECK_INTERVAL = 2.0
 
 _PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*[:,]")
 _STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -263,6 +265,7 @@ class StreamMonitor:
         self._new_frames = False
         self._last_persist = 0.0
         self._lag_base: float | None = None
+        self._refused: GuardError | None = None
 
     # -- control ------------------------------------------------------------------------------
 
@@ -287,14 +290,18 @@ class StreamMonitor:
         """Monitor until the end (blocking). Never raises: failures end in status ``failed``."""
         self._persist(force=True, insert=True)
         self._emit("stream.started", self.info.url)
+        watcher = None
         try:
-            for batch in decode.live_batches(self.url, self._live_options(), self._stop, self._status,
+            watcher = self._watch_playlist()
+            for batch in decode.live_batches(self.url, self._live_options(watcher), self._stop, self._status,
                                              self.options.av_options):
                 if self._on_batch(batch):
                     break
             else:
                 if self.info.status not in FINAL_STATES:
                     self.info.status = "stopped" if self._stop.is_set() else "ended"
+            if self._refused is not None:
+                self.info.status, self.info.error = "failed", str(self._refused)
         except StreamError as exc:
             # A stream that played and then went away for good has ended; one that never played failed.
             self.info.status, self.info.error = ("ended" if self.info.frames else "failed"), str(exc)
@@ -306,13 +313,33 @@ class StreamMonitor:
             self.info.status, self.info.error = "failed", f"internal error: {exc!r}"
             log.exception("stream %s: internal error", self.info.id)
         finally:
+            if watcher is not None:
+                watcher.stop()
             self._finish()
         return self.snapshot()
 
+    def _watch_playlist(self) -> PlaylistWatcher | None:
+        """For HLS: check the playlist now and keep re-checking it while the stream runs."""
+        if not self.options.hls:
+            return None
+        watcher = PlaylistWatcher(self.url, allow_private_addresses=self.guard.settings.allow_private_addresses,
+                                  interval=PLAYLIST_CHECK_INTERVAL, timeout=self.live.open_timeout,
+                                  on_refused=self._refuse)
+        watcher.check()
+        if watcher.error is not None:
+            raise watcher.error
+        return watcher.start()
+
+    def _refuse(self, exc: GuardError) -> None:
+        # Called from the watcher's thread: stop reading; run() reports the stream as failed.
+        self._refused = exc
+        self._stop.set()
+
     # -- per batch ----------------------------------------------------------------------------
 
-    def _live_options(self) -> decode.LiveOptions:
+    def _live_options(self, watcher: PlaylistWatcher | None = None) -> decode.LiveOptions:
         live = self.live
+        target = watcher.state.target_duration if watcher is not None and watcher.state is not None else 0.0
         return decode.LiveOptions(
             sample_fps=self.guard.settings.sample_fps, fast=self.guard.settings.fast_decode,
             threads=live.decoder_threads, open_timeout=live.open_timeout, stall_timeout=live.stall_timeout,
@@ -320,7 +347,20 @@ class StreamMonitor:
             reconnect_initial=live.reconnect_initial, reconnect_max=live.reconnect_max,
             give_up_after=live.give_up_after, realtime=self.options.realtime,
             thumbnail_width=live.thumbnail_width, protocol_whitelist=self.options.whitelist, hls=self.options.hls,
+            hls_target_duration=target, hls_ended=self._playlist_ended(watcher),
         )
+
+    @staticmethod
+    def _playlist_ended(watcher: PlaylistWatcher | None):
+        if watcher is None:
+            return None
+
+        def ended() -> bool:
+            # A fresh look: the demuxer has just stopped, the periodic state may be seconds old.
+            watcher.check()
+            return watcher.ended or watcher.error is not None
+
+        return ended
 
     def _window_seconds(self) -> float:
         longest = max((r.min_seconds for r in self.guard.index.refs.values()), default=0.0)

@@ -10,6 +10,11 @@ address the server can. Two layers keep it to network streams:
    ``http``/``https`` on a public host as well.
 2. :func:`protocol_whitelist` — FFmpeg's ``protocol_whitelist`` for the scheme, so that even
    a playlist that changes after the check cannot make FFmpeg open a file or another protocol.
+3. :class:`PlaylistWatcher` — while an HLS stream is monitored, its playlist is fetched again
+   every few seconds and checked like at the start; a playlist that turns bad (a segment on a
+   private address, another scheme) stops the stream with a clear error. FFmpeg reloads the
+   playlist on its own, so a bad entry can be fetched once before the watcher sees it (at
+   most one check interval; never a local file, the whitelist forbids it).
 
 Local files are only opened by the explicit real-time rehearsal mode (``realtime=True``),
 which does not go through this module.
@@ -18,13 +23,18 @@ which does not go through this module.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from guard.errors import StreamError, URLPolicyError
+from guard.errors import GuardError, StreamError, URLPolicyError
+
+log = logging.getLogger(__name__)
 
 #: Schemes a monitored URL may use.
 ALLOWED_SCHEMES = ("rtmp", "rtmps", "http", "https", "srt", "udp")
@@ -125,7 +135,12 @@ def check_playlist(url: str, *, allow_private_addresses: bool = False, timeout: 
 
     Returns the absolute URIs it lists. Master playlists are followed ``MAX_PLAYLIST_DEPTH`` deep.
     """
-    text = _fetch(url, timeout)
+    return _check_playlist_text(url, _fetch(url, timeout), allow_private_addresses=allow_private_addresses,
+                                timeout=timeout, depth=depth)
+
+
+def _check_playlist_text(url: str, text: str, *, allow_private_addresses: bool, timeout: float,
+                         depth: int = 0) -> list[str]:
     if not text.lstrip("\ufeff").startswith("#EXTM3U"):
         raise URLPolicyError(f"{redact(url)}: not an HLS playlist (no #EXTM3U header)")
     uris = [urllib.parse.urljoin(url, u) for u in playlist_uris(text)]
@@ -234,3 +249,101 @@ def _fetch(url: str, timeout: float) -> str:
     if len(data) > MAX_PLAYLIST_BYTES:
         raise URLPolicyError(f"{redact(url)}: playlist larger than {MAX_PLAYLIST_BYTES} bytes")
     return data.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class PlaylistState:
+    """What one check of a live HLS playlist found (media playlists of a master merged)."""
+
+    ended: bool  # #EXT-X-ENDLIST: the live stream is over
+    target_duration: float  # #EXT-X-TARGETDURATION (s), the longest segment; 0 when absent
+    uris: int
+
+
+_TARGET = re.compile(r"^#EXT-X-TARGETDURATION:\s*([0-9.]+)", re.MULTILINE)
+
+
+def playlist_state(url: str, *, allow_private_addresses: bool = False, timeout: float = 5.0) -> PlaylistState:
+    """Fetch and check an HLS playlist (as :func:`check_playlist`); report whether it ended.
+
+    For a master playlist, the first media playlist it lists decides ``ended`` and
+    ``target_duration`` (every variant is checked for safety).
+    """
+    text = _fetch(url, timeout)
+    uris = _check_playlist_text(url, text, allow_private_addresses=allow_private_addresses, timeout=timeout)
+    if "#EXT-X-STREAM-INF" in text:
+        media = [u for u in uris if urllib.parse.urlsplit(u).path.lower().endswith((".m3u8", ".m3u"))]
+        if media:
+            text = _fetch(media[0], timeout)
+    found = _TARGET.search(text)
+    return PlaylistState(ended="#EXT-X-ENDLIST" in text, target_duration=float(found.group(1)) if found else 0.0,
+                         uris=len(uris))
+
+
+class PlaylistWatcher:
+    """Re-checks a monitored HLS playlist every ``interval`` seconds in its own thread.
+
+    FFmpeg keeps reloading a live playlist after guard checked it at open, so a playlist that
+    later lists a segment on a private address (or any non-http URI) would be fetched. The
+    watcher fetches the playlist the same way, and on a refused entry records the
+    :class:`~guard.errors.URLPolicyError` in :attr:`error` and calls ``on_refused(error)``
+    (the monitor stops the stream). It also tells whether the playlist has ended
+    (:attr:`ended`), which a clean end of FFmpeg's HLS demuxer does not: FFmpeg also ends
+    "cleanly" when a read is interrupted while it waits for the next segment.
+    Fetch failures (the server is down) are not refused entries: they are logged and retried.
+    """
+
+    def __init__(self, url: str, *, allow_private_addresses: bool = False, interval: float = 2.0,
+                 timeout: float = 5.0, on_refused=None):
+        self.url = url
+        self.allow_private_addresses = allow_private_addresses
+        self.interval = interval
+        self.timeout = timeout
+        self.on_refused = on_refused
+        self.error: URLPolicyError | None = None
+        self.state: PlaylistState | None = None
+        self.checks = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the last successful check saw ``#EXT-X-ENDLIST``."""
+        return self.state is not None and self.state.ended
+
+    def check(self) -> PlaylistState | None:
+        """Fetch and check the playlist once; None if it could not be fetched or was refused."""
+        try:
+            self.state = playlist_state(self.url, allow_private_addresses=self.allow_private_addresses,
+                                        timeout=self.timeout)
+            return self.state
+        except URLPolicyError as exc:
+            if self.error is None:
+                self.error = exc
+                log.warning("playlist %s refused after open: %s", redact(self.url), exc)
+                if self.on_refused is not None:
+                    self.on_refused(exc)
+            return None
+        except GuardError as exc:
+            log.info("playlist %s: re-check failed (%s)", redact(self.url), exc)
+            return None
+        finally:
+            self.checks += 1
+
+    def start(self) -> "PlaylistWatcher":
+        """Start checking in a daemon thread (until :meth:`stop` or a refused entry)."""
+        self._thread = threading.Thread(target=self._run, name="guard-playlist-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
+            if self.error is not None:
+                return
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (bounded by the fetch timeout)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self.timeout + 1.0)

@@ -5,12 +5,16 @@ Starts ``guard serve`` (real uvicorn) on 127.0.0.1 over a fresh store with a few
 scans and incidents, then runs ``--clients`` concurrent clients for ``--duration`` seconds.
 Each client loops over three reads: a reference lookup (``GET /v1/references/{id}``), an
 incident listing (``GET /v1/incidents?limit=20``) and a scan-status read
-(``GET /v1/scans/{id}``), with ``--think`` seconds between requests. Meanwhile one more
-client keeps an ingest running: it uploads a reference video, waits for its job, deletes the
-reference and starts again. Prints one table row per operation (Markdown).
+(``GET /v1/scans/{id}``), with ``--think`` seconds between requests on average (uniform in
+0.5–1.5 × think, first request within the first think time, so that clients do not fire in
+synchronised waves; ``--think 0`` is a closed loop: each client sends its next request as soon
+as the previous answer arrives). Meanwhile one more client, in its own process, keeps an
+ingest running: it uploads a 60 s reference video, waits for its job, deletes the reference and
+starts again. Prints one table row per operation (Markdown).
 
-    python scripts/bench_api.py                     # 200 clients, 30 s
-    python scripts/bench_api.py --clients 50 --duration 10 --think 0.1
+    python scripts/bench_api.py --think 0.5         # 200 clients, 30 s, ~400 requests/s offered
+    python scripts/bench_api.py                     # closed loop: as fast as the server answers
+    python scripts/bench_api.py --clients 50 --duration 10 --no-ingest
 
 Everything stays on loopback, is bounded by ``--duration``, and the server is stopped at the end.
 """
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
+import random
 import signal
 import socket
 import statistics
@@ -64,9 +70,12 @@ def prepare(home: Path, media: Path) -> dict:
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen:
+    """``guard serve`` in a subprocess (its log goes to ``<home>/server.log``); waits until it answers."""
     command = [sys.executable, "-c", "from guard.cli import main; main()", "--home", str(home), "serve",
                "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(home / "server.log", "wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -75,7 +84,7 @@ def start_server(home: Path, port: int) -> subprocess.Popen:
         except httpx.TransportError:
             time.sleep(0.1)
     server.kill()
-    raise SystemExit("server did not start: " + server.stderr.read().decode()[-2000:])
+    raise SystemExit("server did not start: " + (home / "server.log").read_text()[-2000:])
 
 
 class Connection:
@@ -121,6 +130,9 @@ async def reader(host: str, port: int, world: dict, index: int, stop_at: float, 
     ]
     connection = Connection(host, port)
     i = index
+    jitter = random.Random(index)
+    if think:  # clients start spread over one think time, not in one synchronised burst
+        await asyncio.sleep(jitter.uniform(0, think))
     try:
         while time.monotonic() < stop_at:
             name, path, token = ops[i % len(ops)]
@@ -134,44 +146,57 @@ async def reader(host: str, port: int, world: dict, index: int, stop_at: float, 
             results[name].append((time.perf_counter() - started, ok))
             i += 1
             if think:
-                await asyncio.sleep(think)
+                await asyncio.sleep(jitter.uniform(0.5 * think, 1.5 * think))
     finally:
         await connection.close()
 
 
-async def ingester(client: httpx.AsyncClient, world: dict, stop_at: float, results: dict) -> None:
-    headers = {"Authorization": f"Bearer {world['rights']}"}
-    data = world["upload"].read_bytes()
-    while time.monotonic() < stop_at:
-        started = time.perf_counter()
-        r = await client.post("/v1/references", headers=headers,
-                              files={"file": ("ingest.mp4", data, "video/mp4")}, timeout=60)
-        ok = r.status_code == 202
-        if ok:
-            location = r.headers["location"]
-            while True:
-                job = (await client.get(location, headers=headers)).json()
-                if job["status"] in ("done", "failed"):
-                    break
-                await asyncio.sleep(0.2)
-            ok = job["status"] == "done"
+def ingester(port: int, token: str, upload: str, stop_at_wall: float, out) -> None:
+    """Keep one ingest running until ``stop_at_wall``: upload, wait for the job, delete, repeat.
+
+    Runs in its own process, so that building a multi-megabyte upload never stalls the
+    readers' event loop (their latencies would then measure the load generator).
+    """
+    headers = {"Authorization": f"Bearer {token}"}
+    data = Path(upload).read_bytes()
+    samples = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+        while time.time() < stop_at_wall:
+            started = time.perf_counter()
+            r = client.post("/v1/references", files={"file": ("ingest.mp4", data, "video/mp4")})
+            ok = r.status_code == 202
             if ok:
-                ref_id = job["result"]["reference"]["id"]
-                await client.delete(f"/v1/references/{ref_id}", headers=headers)
-        results["ingest (upload → done)"].append((time.perf_counter() - started, ok))
+                location = r.headers["location"]
+                while (job := client.get(location).json())["status"] not in ("done", "failed"):
+                    time.sleep(0.2)
+                ok = job["status"] == "done"
+                if ok:
+                    client.delete(f"/v1/references/{job['result']['reference']['id']}")
+            samples.append((time.perf_counter() - started, ok))
+    out.send(samples)
 
 
-async def run(port: int, world: dict, clients: int, duration: float, think: float,
-              ingest: bool = True) -> tuple[dict, float]:
+async def read_load(port: int, world: dict, clients: int, stop_at: float, think: float) -> dict:
     results: dict = defaultdict(list)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        started = time.monotonic()
-        stop_at = started + duration
-        tasks = [asyncio.create_task(ingester(client, world, stop_at, results))] if ingest else []
-        tasks += [asyncio.create_task(reader("127.0.0.1", port, world, i, stop_at, think, results))
-                  for i in range(clients)]
-        await asyncio.gather(*tasks)
-        return results, time.monotonic() - started
+    await asyncio.gather(*[reader("127.0.0.1", port, world, i, stop_at, think, results) for i in range(clients)])
+    return results
+
+
+def run(port: int, world: dict, clients: int, duration: float, think: float,
+        ingest: bool = True) -> tuple[dict, float]:
+    """The readers in this process's event loop, the ingester in another process."""
+    started = time.monotonic()
+    receive, send = multiprocessing.Pipe(duplex=False)
+    uploader = None
+    if ingest:
+        uploader = multiprocessing.Process(
+            target=ingester, args=(port, world["rights"], str(world["upload"]), time.time() + duration, send))
+        uploader.start()
+    results = asyncio.run(read_load(port, world, clients, started + duration, think))
+    if uploader is not None:
+        results["ingest (upload → done)"] = receive.recv() if receive.poll(120) else []
+        uploader.join(30)
+    return results, time.monotonic() - started
 
 
 def table(results: dict, elapsed: float) -> str:
@@ -199,9 +224,10 @@ def main() -> None:
         port = free_port()
         server = start_server(home, port)
         try:
-            results, elapsed = asyncio.run(run(port, world, args.clients, args.duration, args.think,
-                                               not args.no_ingest))
+            results, elapsed = run(port, world, args.clients, args.duration, args.think, not args.no_ingest)
         finally:
+            if os.environ.get("GUARD_BENCH_LOG"):
+                Path(os.environ["GUARD_BENCH_LOG"]).write_bytes((home / "server.log").read_bytes())
             server.send_signal(signal.SIGINT)
             try:
                 server.wait(30)

@@ -40,9 +40,7 @@ import ctypes
 import gc
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import faiss
 import numpy as np
@@ -148,15 +146,6 @@ def planted_queries(rng: np.random.Generator, base: np.ndarray, masks: np.ndarra
 
 # --------------------------------------------------------------------------------------------
 # Indexes
-
-
-@dataclass
-class Built:
-    """One built index: what it answers with and what building it cost."""
-
-    search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # queries → (lims, ids)
-    add_seconds: float
-    memory_mb: float
 
 
 def _rss_mb() -> float:

@@ -234,6 +234,21 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat (every process, all users)."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _decode_cost(source: Path, seconds: float) -> float:
     """CPU seconds per media second for guard's live decode path alone (fast options, sampling)."""
     start = _cpu()
@@ -262,12 +277,13 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
                 guard.monitor(url, stream_id=f"cap-{i}", account=f"acct{i}")
             publishers = [FFmpegPublisher(source, url + "?pkt_size=1316", loops=100) if use_ffmpeg
                           else PacedPublisher(source, url, loops=100) for url in urls]
+            children0, pub_t0 = _children_cpu(), time.monotonic()
             for p in publishers:
                 p.start()
             warmup = 4.0
             time.sleep(warmup)  # a benchmark's fixed measuring window, not synchronisation
             frames0 = [guard.streams.get(f"cap-{i}").frames for i in range(n)]
-            cpu0, t0 = _cpu(), time.monotonic()
+            cpu0, t0, machine0 = _cpu(), time.monotonic(), _machine_busy()
             lags = [[] for _ in range(n)]
             while time.monotonic() - t0 < seconds:
                 time.sleep(0.5)
@@ -275,25 +291,31 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
                     lags[i].append(guard.streams.get(f"cap-{i}").lag)
             elapsed = time.monotonic() - t0
             cpu = _cpu() - cpu0
+            machine1 = _machine_busy()
             frames = [guard.streams.get(f"cap-{i}").frames - frames0[i] for i in range(n)]
             for p in publishers:
                 p.stop()
+            publishers_cores = (_children_cpu() - children0) / (time.monotonic() - pub_t0)
             guard.streams.shutdown()
+        ticks = machine1[1] - machine0[1]
+        machine_cores = (machine1[0] - machine0[0]) / ticks * (os.cpu_count() or 1) if ticks else float("nan")
         expected = elapsed * settings.sample_fps
         coverage = [f / expected for f in frames]
         p95_lag = [_percentile(l, 95) for l in lags]
         ok = sum(1 for c, l in zip(coverage, p95_lag) if c >= 0.9 and l < 2.0)
         rows.append((n, ok, cpu / elapsed, cpu / elapsed / n, float(np.median(coverage)), min(coverage),
-                     float(np.median(p95_lag)), max(p95_lag)))
+                     float(np.median(p95_lag)), max(p95_lag), publishers_cores if use_ffmpeg else float("nan"),
+                     machine_cores - cpu / elapsed - (publishers_cores if use_ffmpeg else 0.0)))
         print(f"  {n} streams: {ok} keep up, CPU {cpu / elapsed:.2f} cores", file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n### Capacity: 720p30 H.264 over UDP, {seconds:.0f} s per step, {os.cpu_count()} cores\n")
-    print("| streams | keeping up | CPU (cores) | CPU per stream | decode share | median frames kept | worst | median p95 lag | worst p95 lag |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, ok, cores, per, cov_med, cov_min, lag_med, lag_max in rows:
+    print("| streams | keeping up | guard CPU (cores) | CPU per stream | decode share | publishers CPU | "
+          "other jobs CPU | median frames kept | worst | median p95 lag | worst p95 lag |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, ok, cores, per, cov_med, cov_min, lag_med, lag_max, pub, other in rows:
         share = min(decode_per_stream / per, 1.0) if per else float("nan")
-        print(f"| {n} | {ok} | {cores:.2f} | {per:.3f} | {share:.0%} | {cov_med:.0%} | {cov_min:.0%} | "
-              f"{lag_med:.2f} s | {lag_max:.2f} s |")
+        print(f"| {n} | {ok} | {cores:.2f} | {per:.3f} | {share:.0%} | {pub:.2f} | {max(other, 0.0):.2f} | "
+              f"{cov_med:.0%} | {cov_min:.0%} | {lag_med:.2f} s | {lag_max:.2f} s |")
     print(f"\nDecode alone (guard's live path: skip loop filter + non-reference frames, 1 thread, 4 fps "
           f"sampled to 128×128 grey): {decode_per_stream:.3f} CPU-s per stream-second, i.e. at most "
           f"{(os.cpu_count() or 1) / decode_per_stream:.1f} streams on this machine. Peak RSS {rss:.0f} MB.")

@@ -408,8 +408,8 @@ def markdown(report: dict) -> str:
             vb, vc = v["bag"]["families"][family], v["clip"]["families"][family]
             vcols = [_fmt(vb["recall"]), _fmt(vc["recall"]), _fmt(vc["iou"]), str(vc["false_matches"])]
             best_v = max(vb["recall"], vc["recall"])
-            ahead = "yes" if (f["recall"], f["iou"] or 0) > (best_v, vc["iou"] or 0) else (
-                "tie" if f["recall"] == best_v and f["recall"] == 0 else "no")
+            mine, theirs = (f["recall"], round(f["iou"] or 0, 2)), (best_v, round(vc["iou"] or 0, 2))
+            ahead = "yes" if mine > theirs else ("tie" if mine == theirs else "no")
         else:
             vcols = ["n/a"] * 4
             ahead = "n/a"
@@ -484,6 +484,13 @@ def _commit() -> str:
         return "unknown"
 
 
+def _profile_flags(profile: dict) -> str:
+    default = make_corpus.PROFILES[profile["name"]]
+    if profile["queries_per_family"] != default.queries_per_family:
+        return f" --queries-per-family {profile['queries_per_family']} --jobs 2"
+    return ""
+
+
 def document(report: dict, table: str) -> str:
     """The docs/accuracy.md page."""
     m = report["corpus"]
@@ -556,8 +563,8 @@ def document(report: dict, table: str) -> str:
         "",
         "```",
         "bash scripts/install_vpdq.sh                       # optional: the vPDQ column",
-        f"python scripts/eval.py CORPUS_DIR{' --quick' if p['name'] == 'quick' else ''} --json results.json "
-        "--write-doc docs/accuracy.md",
+        f"python scripts/eval.py CORPUS_DIR{' --quick' if p['name'] == 'quick' else ''}{_profile_flags(p)} "
+        "--json results.json --write-doc docs/accuracy.md",
         "```",
         "",
     ]
@@ -587,8 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = make_corpus.build(args.folder, profile, args.seed, args.jobs)
     build = manifest["build"]
     history = manifest.get("build_history", [])
-    build_note = (f"{sum(b['wall_seconds'] for b in history):.0f} s wall to render all "
-                  f"{build['rendered_files'] + build['cached_files']} files "
+    build_note = (f"{sum(b['wall_seconds'] for b in history):.0f} s wall in the {len(history)} recorded "
+                  f"build(s) of its {build['rendered_files'] + build['cached_files']} files "
                   f"({sum(b['render_cpu_seconds'] for b in history):.0f} s summed over render processes; "
                   f"{max([b['jobs'] for b in history] or [1])} process(es)); this run rendered "
                   f"{build['rendered_files']} and reused {build['cached_files']} from the cache")

@@ -189,11 +189,14 @@ class HLSPublisher(_Thread):
 
     Segments are cut at keyframes once ``segment_seconds`` long; the playlist lists the last
     ``list_size`` (older ones are deleted: rollover). ``#EXT-X-ENDLIST`` closes it at the end.
+    ``inject_uri``: from segment ``inject_after`` on, the playlist also lists this URI (a
+    playlist that turns bad after guard checked it).
     """
 
     def __init__(self, source: Path, folder: Path, segment_seconds: float = 1.0, list_size: int = 4,
-                 name: str = "live.m3u8"):
+                 name: str = "live.m3u8", inject_uri: str | None = None, inject_after: int = 2):
         super().__init__()
+        self.inject_uri, self.inject_after = inject_uri, inject_after
         self.source, self.folder = source, Path(folder)
         self.segment_seconds, self.list_size = segment_seconds, list_size
         self.playlist = self.folder / name
@@ -244,6 +247,8 @@ class HLSPublisher(_Thread):
                  f"#EXT-X-MEDIA-SEQUENCE:{self.sequence}"]
         for name, seg_duration in self.segments:
             lines += [f"#EXTINF:{seg_duration:.3f},", name]
+        if self.inject_uri and index >= self.inject_after:
+            lines += ["#EXTINF:1.000,", self.inject_uri]
         if end:
             lines.append("#EXT-X-ENDLIST")
         tmp = self.playlist.with_suffix(".tmp")

@@ -44,6 +44,9 @@ def media(tmp_path_factory):
         "copy_big": encode(folder / "copy_big.ts", stream_frames(
             copy_seed=REF_SEED, copy_from=COPY_FROM, lead=1.0, copy=COPY, tail=0, other_seed=31,
             size=(480, 270))),
+        "copy_gop2": encode(folder / "copy_gop2.ts", stream_frames(copy_seed=REF_SEED, copy_from=COPY_FROM,
+                                                                   lead=LEAD, copy=COPY, tail=TAIL,
+                                                                   transform=synth.logo), gop=24),
         "lead_only": encode(folder / "lead_only.ts", stream_frames(copy_seed=None, lead=3.0, copy=0, tail=0,
                                                                    other_seed=77)),
     }
@@ -211,6 +214,41 @@ def test_hls_live_playlist_with_rollover_is_flagged(make_guard, media, receiver,
     assert publisher.sequence > 0, "old segments rolled out of the playlist"
     assert final.status == "ended"
     _assert_flagged(guard, receiver, "hls-1")
+
+
+def test_hls_segments_longer_than_the_stall_timeout_do_not_end_the_stream(make_guard, media, receiver, tmp_path):
+    # 2 s keyframe interval → 2 s segments; FFmpeg's HLS demuxer waits for each next segment inside
+    # one read, which used to hit the 1 s stall timeout and look like the playlist's end.
+    guard = make_guard(stall_timeout=1.0)
+    folder = tmp_path / "hls-long"
+    publisher = HLSPublisher(media["copy_gop2"], folder, segment_seconds=1.0, list_size=3)
+    events = Events()
+    with FolderServer(folder) as server:
+        publisher.start()
+        assert wait_until(lambda: publisher.playlist.exists(), 10)
+        guard.monitor(server.url("live.m3u8"), stream_id="hls-long", account="pirate", on_event=events)
+        final = guard.streams.wait("hls-long", timeout=40)
+        publisher.stop()
+    assert max(d for _, d in publisher.segments) >= 1.9
+    assert final.status == "ended" and final.frames >= 4 * (LEAD + COPY), final
+    _assert_flagged(guard, receiver, "hls-long")
+
+
+def test_hls_playlist_turning_bad_after_open_stops_the_stream(make_guard, media, receiver, tmp_path):
+    guard = make_guard()
+    folder = tmp_path / "hls-bad"
+    publisher = HLSPublisher(media["unrelated"], folder, segment_seconds=1.0, list_size=3,
+                             inject_uri="file:///etc/passwd", inject_after=3)
+    with FolderServer(folder) as server:
+        publisher.start()
+        assert wait_until(lambda: publisher.playlist.exists(), 10)
+        guard.monitor(server.url("live.m3u8"), stream_id="hls-bad", account="pirate")
+        final = guard.streams.wait("hls-bad", timeout=30)
+        still_publishing = not publisher.done.is_set()
+        publisher.stop()
+    assert final.status == "failed" and "file" in final.error and "http or https" in final.error, final
+    assert final.frames > 0, "the stream played before its playlist turned bad"
+    assert still_publishing, "stopped because of the playlist, not because the stream ended"
 
 
 @needs_ffmpeg  # and PyAV's FFmpeg has no libsrt: guard relays SRT through the CLI

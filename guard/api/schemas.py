@@ -244,10 +244,38 @@ class IncidentOut(BaseModel):
     evidence: list[EvidenceOut]
 
 
+class IncidentSummary(BaseModel):
+    """An incident in a listing (``GET /v1/incidents/{id}`` has its segments and evidence)."""
+
+    id: int
+    stream_id: str
+    account: str
+    platform: str
+    reference_id: int
+    reference_title: str
+    owner: str
+    policy: Policy
+    status: Literal["open", "confirmed", "dismissed"]
+    live: bool
+    score: float
+    query_start: float
+    query_end: float
+    reference_start: float
+    reference_end: float
+    duration: float
+    first_seen: str | None
+    decided: str | None
+    updated: str | None
+    ended: str | None
+    reviewed: str | None
+    action_delivered: str | None
+    review_note: str | None
+
+
 class IncidentPage(BaseModel):
     """One page of incidents, newest decision first."""
 
-    items: list[IncidentOut]
+    items: list[IncidentSummary]
     total: int
     limit: int
     offset: int

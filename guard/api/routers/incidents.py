@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from guard.api.deps import AnyKey, GuardDep, Id, Limit, Offset, RightsHolderKey
 from guard.api.schemas import MAX_ID, IncidentOut, IncidentPage, Review
 from guard.errors import InputError, NotFoundError
-from guard.incidents import Incident
+from guard.incidents import Incident, iso
 from guard.keys import ApiKey
 from guard.service import Guard
 
@@ -38,6 +38,22 @@ def incident_out(incident: Incident) -> dict:
     out = incident.to_dict()
     for item in out["evidence"]:
         item["url"] = f"/v1/incidents/{incident.id}/evidence/{item['id']}"
+    return out
+
+
+#: Fields of an incident in listings (the full record, with segments and evidence, is one GET away).
+SUMMARY_FIELDS = ("id", "stream_id", "account", "platform", "reference_id", "reference_title", "owner", "policy",
+                  "status", "live", "review_note")
+SUMMARY_TIMES = ("first_seen", "decided", "updated", "ended", "reviewed", "action_delivered")
+SUMMARY_NUMBERS = ("score", "query_start", "query_end", "reference_start", "reference_end")
+
+
+def incident_summary(incident: Incident) -> dict:
+    """An incident in a listing: what, where, when and its review state (no segments or evidence)."""
+    out = {name: getattr(incident, name) for name in SUMMARY_FIELDS}
+    out.update({name: round(getattr(incident, name), 3) for name in SUMMARY_NUMBERS})
+    out.update({name: iso(getattr(incident, name)) for name in SUMMARY_TIMES})
+    out["duration"] = round(incident.query_end - incident.query_start, 3)
     return out
 
 
@@ -69,12 +85,13 @@ async def list_incidents(
     status: Annotated[str | None, Query(pattern="^(open|confirmed|dismissed)$")] = None,
     live: bool | None = None, since: Time = None, until: Time = None,
 ) -> dict:
-    """Incidents the caller is a party to, newest decision first."""
+    """Incidents the caller is a party to, newest decision first (summaries: GET one for its
+    segments and evidence)."""
     filters = dict(reference_id=reference_id, stream_id=stream_id, status=status, live=live,
                    since=_time(since), until=_time(until), **scope(key))
     items = guard.incidents.list(**filters, limit=limit, offset=offset)
     total = guard.incidents.count(**filters)
-    return {"items": [incident_out(i) for i in items], "total": total, "limit": limit, "offset": offset}
+    return {"items": [incident_summary(i) for i in items], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/{incident_id:int}", response_model=IncidentOut, summary="Get an incident")
