@@ -14,7 +14,7 @@ import numpy as np
 
 from guard import exchange
 from guard.config import Settings
-from guard.errors import FormatError, InputError
+from guard.errors import FormatError, InputError, NotFoundError
 from guard.fingerprint import Fingerprinter
 from guard.jobs import JobQueue, service_handlers
 from guard.keys import KeyStore
@@ -224,7 +224,23 @@ class Guard:
                 self.update_reference(reference.id, allowlist=[*reference.allowlist, incident.account])
         self.actions.publish("incident.updated", owner=incident.owner, platform=incident.platform,
                              incident=incident.to_dict())
+        if action == "confirm":
+            self._apply_policy(incident)
         return incident
+
+    def _apply_policy(self, incident: Incident) -> None:
+        """A confirmed incident on a ``cut`` reference takes the stream down, once."""
+        reference = self.catalog.reference(incident.reference_id)
+        already_cut = any(e.type == "stream.cut" for e in self.actions.events(incident_id=incident.id))
+        if reference.policy != "cut" or already_cut:
+            return
+        stream = None
+        try:
+            stream = self.streams.stop(incident.stream_id).to_dict()
+        except NotFoundError:  # an uploaded file's scan: no stream to stop, the takedown still goes
+            pass
+        self.actions.publish("stream.cut", owner=incident.owner, platform=incident.platform,
+                             incident=incident.to_dict(), stream=stream)
 
     def _delivered(self, event, delivered_at: float) -> None:
         if event.incident_id is not None and event.type in ("incident.flagged", "stream.cut"):

@@ -69,3 +69,18 @@ def test_review_confirm_and_dismiss_with_allowlisting(client, tenants, media):
     assert client.get(f"/v1/references/{ref['id']}", headers=tenants.nba).json()["allowlist"] == ["Licensed-TV"]
     assert _scan(client, media.pirate, tenants.yt, account="licensed-tv")["result"]["incidents"] == []
     assert client.post(f"/v1/incidents/{incident_id}/review", headers=tenants.nba, json={"action": "burn"}).status_code == 422
+
+
+def test_confirm_applies_a_cut_policy_once(client, tenants, media):
+    """A flagged incident confirmed after its reference became ``cut`` sends the takedown, once."""
+    ref = upload_reference(client, media.reference, tenants.nba)
+    [incident_id] = _scan(client, media.pirate, tenants.yt)["result"]["incidents"]
+    guard = client.app.state.guard
+    cuts = lambda: [e for e in guard.actions.events(incident_id=incident_id) if e.type == "stream.cut"]  # noqa: E731
+    assert cuts() == []
+    assert client.patch(f"/v1/references/{ref['id']}", headers=tenants.nba, json={"policy": "cut"}).status_code == 200
+    for _ in range(2):
+        r = client.post(f"/v1/incidents/{incident_id}/review", headers=tenants.nba, json={"action": "confirm"})
+        assert r.status_code == 200
+    [takedown] = cuts()
+    assert (takedown.owner, takedown.platform) == ("nba", "yt")
