@@ -72,6 +72,9 @@ from guard.models import Reference
 from guard.store import Catalog
 from guard.urlpolicy import check_host
 
+#: Type of the one-off event ``send_test`` sends.
+TEST_EVENT = "webhook.test"
+
 log = logging.getLogger(__name__)
 
 #: Event types guard sends.
@@ -575,6 +578,27 @@ class ActionCenter:
         else:
             log.info("delivery of %s to endpoint %d failed (%s); retry in %.1f s",
                      event_id, endpoint_id, error, next_attempt - now)
+
+    def send_test(self, endpoint: "WebhookEndpoint") -> dict:
+        """POST a signed ``webhook.test`` event to ``endpoint`` now, once (not queued, no retries).
+
+        The attempt is logged with the endpoint's deliveries (outbox id 0) and its answer returned.
+        """
+        try:
+            check_host(urllib.parse.urlsplit(endpoint.url).hostname or "",
+                       allow_private_addresses=self.allow_private_addresses)
+        except URLPolicyError as exc:
+            raise WebhookError(f"webhook url refused: {exc}") from None
+        event_id = "evt_test_" + uuid.uuid4().hex
+        body = json.dumps({"id": event_id, "type": TEST_EVENT, "created": iso(time.time()), "incident": None,
+                           "stream": None}, separators=(",", ":"), sort_keys=True).encode()
+        code, error, duration_ms = self._post(endpoint.url, endpoint.secret, event_id, TEST_EVENT, body)
+        with self.catalog.transaction() as db:
+            db.execute("INSERT INTO webhook_deliveries (outbox_id, event_id, endpoint_id, attempt, at, status_code,"
+                       " error, duration_ms) VALUES (0, ?, ?, 1, ?, ?, ?, ?)",
+                       (event_id, endpoint.id, time.time(), code, error, duration_ms))
+        return {"delivered": code is not None and 200 <= code < 300, "event_id": event_id,
+                "status_code": code, "error": error, "duration_ms": duration_ms}
 
     def _post(self, url: str, secret: str, event_id: str, event_type: str,
               body: bytes) -> tuple[int | None, str | None, float]:

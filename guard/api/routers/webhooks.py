@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
-
 from fastapi import APIRouter, Response, status
 
-from guard import __version__
-from guard.actions import WebhookEndpoint, signature_header
+from guard.actions import WebhookEndpoint
 from guard.api.deps import AnyKey, GuardDep, Id, Limit, owner_scope, visible
 from guard.api.schemas import Deliveries, WebhookCreate, WebhookOut, WebhookPage, WebhookTestResult
-from guard.errors import ForbiddenError, URLPolicyError, WebhookError
-from guard.incidents import iso
+from guard.errors import ForbiddenError
 from guard.keys import ApiKey
 from guard.service import Guard
-from guard.urlpolicy import check_host
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-
-TEST_EVENT = "webhook.test"
 
 
 def visible_endpoint(guard: Guard, key: ApiKey, endpoint_id: int) -> WebhookEndpoint:
@@ -72,7 +60,7 @@ def delete_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> Response:
 def test_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """POST a signed ``webhook.test`` event to the endpoint now and report its answer."""
     endpoint = visible_endpoint(guard, key, endpoint_id)
-    return send_test_event(guard, endpoint)
+    return guard.actions.send_test(endpoint)
 
 
 @router.get("/{endpoint_id:int}/deliveries", response_model=Deliveries, summary="Recent deliveries")
@@ -82,41 +70,3 @@ async def list_deliveries(endpoint_id: Id, guard: GuardDep, key: AnyKey, limit: 
     rows = guard.actions.outbox(endpoint_id=endpoint_id, limit=100_000)[-limit:][::-1]
     attempts = guard.actions.deliveries(endpoint_id=endpoint_id, limit=limit)
     return {"items": [r.to_dict() for r in rows], "attempts": [a.to_dict() for a in attempts]}
-
-
-def send_test_event(guard: Guard, endpoint: WebhookEndpoint) -> dict:
-    """Sign and POST a ``webhook.test`` event like a real one (no retries, not in the outbox)."""
-    event_id = "evt_test_" + uuid.uuid4().hex
-    body = json.dumps({"id": event_id, "type": TEST_EVENT, "created": iso(time.time()), "incident": None,
-                       "stream": None}, separators=(",", ":"), sort_keys=True).encode()
-    try:
-        check_host(urllib.parse.urlsplit(endpoint.url).hostname or "",
-                   allow_private_addresses=guard.settings.allow_private_addresses)
-    except URLPolicyError as exc:
-        raise WebhookError(f"webhook url refused: {exc}") from None
-    timestamp = str(int(time.time()))
-    request = urllib.request.Request(endpoint.url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": f"guard/{__version__}",
-        "Guard-Event-Id": event_id, "Guard-Event-Type": TEST_EVENT, "Idempotency-Key": event_id,
-        "Guard-Timestamp": timestamp, "Guard-Signature": signature_header(endpoint.secret, timestamp, body),
-    })
-    started = time.monotonic()
-    try:
-        with _OPENER.open(request, timeout=guard.settings.webhook.timeout) as answer:
-            answer.read(65536)
-            code, error = answer.status, None
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        code, error = exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        code, error = None, str(getattr(exc, "reason", exc))[:300]
-    return {"delivered": code is not None and 200 <= code < 300, "event_id": event_id, "status_code": code,
-            "error": error, "duration_ms": round((time.monotonic() - started) * 1000, 1)}
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect())

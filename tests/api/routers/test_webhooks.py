@@ -59,6 +59,8 @@ def test_failed_test_event_is_reported(open_client):
         endpoint = client.post("/v1/webhooks", headers=keys["yt"], json={"url": receiver.url, "secret": "s" * 20}).json()
         result = client.post(f"/v1/webhooks/{endpoint['id']}/test", headers=keys["yt"]).json()
         assert (result["delivered"], result["status_code"], result["error"]) == (False, 500, "HTTP 500")
+        attempts = client.get(f"/v1/webhooks/{endpoint['id']}/deliveries", headers=keys["yt"]).json()["attempts"]
+        assert (attempts[0]["event_id"], attempts[0]["status_code"]) == (result["event_id"], 500)
 
 
 def test_webhooks_are_per_tenant(open_client):
