@@ -48,6 +48,10 @@ def detect_bars(grey: np.ndarray) -> np.ndarray:
     )
     if n > 1:
         bars = median_filter(bars, size=(min(SMOOTH_FRAMES, n), 1), mode="nearest")
+    # Letterbox and pillarbox bars come in equal pairs; a dark band on one side only is picture
+    # (a night sky, a dark stage), so only the part both sides share is cropped.
+    bars[:, 0] = bars[:, 1] = np.minimum(bars[:, 0], bars[:, 1])
+    bars[:, 2] = bars[:, 3] = np.minimum(bars[:, 2], bars[:, 3])
     # Scaling blurs the bar edge over a pixel or so: trim one more line where a bar was found.
     bars = np.where(bars > 0, bars + 1, 0)
     return np.stack([bars[:, 0], h - bars[:, 1], bars[:, 2], w - bars[:, 3]], axis=1)

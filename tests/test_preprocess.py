@@ -48,3 +48,14 @@ def test_crop_resize_and_informative():
     assert out[:, :, 0].max() < out[:, :, -1].min()  # the ramp survives, no bar rows left
     flat = np.full((2, 16, 16), 30, np.uint8)
     assert preprocess.informative(np.concatenate([out, flat])).tolist() == [True] * 3 + [False] * 2
+
+
+def test_a_dark_band_on_one_side_only_is_picture_not_a_bar():
+    """A night sky or a dark stage at the top is kept: real bars come in equal pairs."""
+    frames = []
+    for f in _content():
+        f = f.copy()
+        f[:30] = 0  # the top sixth is black, the bottom is not
+        frames.append(f)
+    boxes = preprocess.detect_bars(_grey(frames))
+    assert (boxes[:, 0] == 0).all() and (boxes[:, 1] == 128).all()
