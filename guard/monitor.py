@@ -300,8 +300,6 @@ class StreamMonitor:
             else:
                 if self.info.status not in FINAL_STATES:
                     self.info.status = "stopped" if self._stop.is_set() else "ended"
-            if self._refused is not None:
-                self.info.status, self.info.error = "failed", str(self._refused)
         except StreamError as exc:
             # A stream that played and then went away for good has ended; one that never played failed.
             self.info.status, self.info.error = ("ended" if self.info.frames else "failed"), str(exc)
@@ -315,6 +313,8 @@ class StreamMonitor:
         finally:
             if watcher is not None:
                 watcher.stop()
+            if self._refused is not None:  # whatever the read loop saw, the refusal is why it ended
+                self.info.status, self.info.error = "failed", str(self._refused)
             self._finish()
         return self.snapshot()
 

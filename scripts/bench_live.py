@@ -14,7 +14,9 @@ Unrelated-only streams count false incidents.
 Capacity: N 720p30 H.264 streams published over UDP by ffmpeg (``-re -stream_loop``, copy),
 all monitored by one guard process for ``--seconds``. A stream keeps up when its lag (growth
 of wall clock minus stream clock) stays under 2 s and it sampled ≥ 90 % of the frames it
-should have (UDP drops what a slow reader does not take).
+should have (UDP drops what a slow reader does not take). Besides guard's own CPU, the table
+shows the publishers' CPU (the ffmpeg children) and the CPU everything else on the machine used
+meanwhile (``/proc/stat``), since the machine is shared and other jobs decide what is left.
 """
 
 from __future__ import annotations

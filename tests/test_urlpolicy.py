@@ -8,7 +8,7 @@ import pytest
 
 from guard import decode
 from guard.errors import InputError, StreamError, URLPolicyError
-from guard.urlpolicy import check_url, playlist_uris, protocol_whitelist, redact
+from guard.urlpolicy import PlaylistWatcher, check_url, playlist_uris, protocol_whitelist, redact
 from tests.live_helpers import FolderServer, encode, reference_frames
 
 
@@ -109,3 +109,46 @@ def test_ffmpeg_whitelist_refuses_file_segments_even_without_guards_check(tmp_pa
     with FolderServer(tmp_path) as server:
         frames = sum(len(b.times) for b in decode.live_batches(server.url("ok.m3u8"), options, threading.Event()))
     assert frames > 0
+
+
+def test_playlist_watcher_refuses_a_playlist_that_turns_bad_later(tmp_path):
+    """The playlist is fine when the stream starts, then lists a segment over another protocol."""
+    _playlist(tmp_path, "live.m3u8", ["seg0.ts", "seg1.ts"])
+    refused = []
+    got_refusal = threading.Event()
+
+    def on_refused(exc):
+        refused.append(exc)
+        got_refusal.set()
+
+    with FolderServer(tmp_path) as server:
+        watcher = PlaylistWatcher(server.url("live.m3u8"), allow_private_addresses=True, interval=0.1,
+                                  timeout=2.0, on_refused=on_refused)
+        state = watcher.check()
+        assert state is not None and not state.ended and state.target_duration == 1.0 and state.uris == 2
+        watcher.start()
+        try:
+            _playlist(tmp_path, "live.m3u8", ["seg1.ts", "rtmp://8.8.8.8/live/seg2"])
+            assert got_refusal.wait(5), "the watcher must notice the new entry"
+        finally:
+            watcher.stop()
+    assert len(refused) == 1 and watcher.error is refused[0]
+    assert "rtmp" in str(refused[0]) and "http or https" in str(refused[0])
+
+
+def test_playlist_watcher_reports_the_end_and_survives_fetch_failures(tmp_path):
+    _playlist(tmp_path, "live.m3u8", ["seg0.ts"])
+    with FolderServer(tmp_path) as server:
+        watcher = PlaylistWatcher(server.url("live.m3u8"), allow_private_addresses=True, timeout=2.0)
+        assert watcher.check() is not None and not watcher.ended
+        (tmp_path / "live.m3u8").unlink()
+        assert watcher.check() is None and watcher.error is None, "a missing playlist is not a refusal"
+        _playlist(tmp_path, "live.m3u8", ["seg0.ts"], header="#EXT-X-TARGETDURATION:6")
+        (tmp_path / "live.m3u8").write_text((tmp_path / "live.m3u8").read_text() + "#EXT-X-ENDLIST\n")
+        assert watcher.check() is not None and watcher.ended
+    assert watcher.checks == 3
+
+
+def test_hls_read_timeout_leaves_room_for_segments():
+    assert decode.LiveOptions(stall_timeout=2.0).read_timeout == 2.0
+    assert decode.LiveOptions(stall_timeout=2.0, hls=True, hls_target_duration=6.0).read_timeout == 14.0
