@@ -219,31 +219,6 @@ class EvidenceOut(BaseModel):
     url: str = Field(description="Where to GET the JPEG.")
 
 
-class IncidentOut(BaseModel):
-    """A copy of a reference seen on a stream or in a scanned file, with its segments."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: int
-    stream_id: str
-    account: str
-    platform: str
-    reference_id: int
-    reference_title: str
-    owner: str
-    policy: Policy
-    status: Literal["open", "confirmed", "dismissed"]
-    live: bool
-    score: float
-    query_start: float
-    query_end: float
-    reference_start: float
-    reference_end: float
-    segments: list[dict[str, Any]]
-    decided: str | None
-    evidence: list[EvidenceOut]
-
-
 class IncidentSummary(BaseModel):
     """An incident in a listing (``GET /v1/incidents/{id}`` has its segments and evidence)."""
 
@@ -270,6 +245,15 @@ class IncidentSummary(BaseModel):
     reviewed: str | None
     action_delivered: str | None
     review_note: str | None
+
+
+class IncidentOut(IncidentSummary):
+    """A copy of a reference seen on a stream or in a scanned file, with its segments and evidence."""
+
+    model_config = ConfigDict(extra="allow")
+
+    segments: list[dict[str, Any]]
+    evidence: list[EvidenceOut]
 
 
 class IncidentPage(BaseModel):
