@@ -22,6 +22,17 @@ class MatchSettings:
     hits are almost never chance; ``match_radius`` (19.5 %) is the relaxed per-frame distance
     accepted once the offset agrees with a seeded alignment — it admits 90 % of frames cropped
     by 10 % under a logo while about 1 % of unrelated frame pairs come that close.
+
+    A copy found at these radii has its edges re-drawn (see :func:`guard.match.refine`): frames
+    around it score ``extend_radius`` (25 %) minus their distance, and the copy is the span of
+    maximal summed score. A 20 % crop or a 25 % overlay keeps whole scenes at 50–75 bits — they
+    stay in the copy when clean stretches flank them — while unrelated programme sits at 95+
+    bits at the copy's alignment. Where two segments restate one stretch of query, the weaker
+    wins only when its mean distance over the shared span is ``rival_margin`` bits lower: a
+    better alignment is better by several bits, neighbouring rates over a short copy differ by
+    a fraction of one. With ``mirror``, the horizontally flipped query is searched as well
+    (for signals that can flip codes; twice the index work); a mirrored copy must last
+    ``mirror_min_factor`` times the reference's ``min_seconds``.
     """
 
     seed_radius: int = 32
@@ -39,6 +50,10 @@ class MatchSettings:
     uniqueness_margin: int = 4
     min_uniqueness: float = 0.55
     min_matched_fraction: float = 0.5
+    extend_radius: int = 64
+    rival_margin: float = 2.0
+    mirror: bool = True
+    mirror_min_factor: float = 2.0
     rates: tuple[float, ...] = (1.0, 0.95, 1.05, 0.9, 1.1)
 
 

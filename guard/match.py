@@ -17,7 +17,7 @@ Everything is deterministic: ties break on reference id, then time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import numpy as np
@@ -202,7 +202,40 @@ def verify(
                 found[-1] = (merged_frames, merged)
                 continue
         found.append((frames, segment))
-    return [segment for _, segment in found]
+    # Only copies that qualified are re-drawn: growing every candidate run before it qualifies
+    # turned look-alike programme into false incidents on the negatives.
+    return [segment_of(refine(frames, dist, unique, settings)) or segment for frames, segment in found]
+
+
+def refine(
+    core: np.ndarray,
+    dist: np.ndarray,
+    unique: np.ndarray,
+    settings: MatchSettings,
+) -> np.ndarray:
+    """Re-draw the edges of a found copy where its frames stop following the alignment.
+
+    The ``core`` frames were found within ``match_radius``. Around them, each frame scores
+    ``extend_radius − distance``: positive for frames that resemble the aligned reference
+    frame, negative for those that do not; beyond ``seed_radius`` a frame that is not
+    temporally unique scores at most 0 (a look-alike programme next to a clean copy resembles
+    the reference's neighbouring instants as well). The copy runs from the start to the end
+    that maximise the summed score through the core's middle frame — a maximal-scoring
+    segment, as in sequence alignment. So a 20 % crop or a 25 % overlay, whose frames sit at
+    50–75 bits for whole scenes, stays one copy when clean stretches flank it, and the copy
+    ends where the unrelated programme (95+ bits at this alignment) begins. Returns the
+    copy's frames: those in the span that score above 0, and the core's own.
+    """
+    score = (settings.extend_radius - dist).astype(np.float64)
+    doubtful = (dist > settings.seed_radius) & ~unique
+    score[doubtful] = np.minimum(score[doubtful], 0.0)
+    middle = int(core[len(core) // 2])
+    before = np.concatenate([[0.0], np.cumsum(score[:middle][::-1])])  # score of start = middle - k
+    first = middle - int(np.argmax(before))
+    after = np.cumsum(score[middle:])
+    last = middle + int(np.argmax(after))
+    span = np.arange(first, last + 1)
+    return np.union1d(span[score[span] > 0], core[(core >= first) & (core <= last)])
 
 
 def _temporally_unique(
@@ -320,20 +353,74 @@ def find_segments(
     for hypothesis in vote(query_times, hits, refs, settings):
         ref = refs[hypothesis.ref_id]
         segments += verify(hypothesis, query_times, query_codes, ref, frame_period, settings)
-    return _distinct(segments)
+
+    def closer(a: Segment, b: Segment) -> bool:
+        """Whether ``a``'s alignment matches the query span it shares with ``b`` clearly closer."""
+        shared = (query_times >= max(a.query_start, b.query_start)) & (
+            query_times < min(a.query_end, b.query_end))
+        if not shared.any():
+            return False
+        mean = [
+            aligned_distances(query_times[shared], query_codes[shared], refs[s.reference_id],
+                              s.reference_start - s.rate * s.query_start, s.rate,
+                              settings.align_tolerance)[0].mean()
+            for s in (a, b)
+        ]
+        return bool(mean[0] < mean[1] - settings.rival_margin)
+
+    return _distinct(segments, query_codes.shape[1] * 8, closer)
 
 
-def _distinct(segments: list[Segment]) -> list[Segment]:
-    """Drop segments that restate a stronger one (same reference, mostly the same query span)."""
+def _distinct(segments: list[Segment], bits: int, closer) -> list[Segment]:
+    """Drop segments that restate another (mostly the same query span).
+
+    Candidates are taken strongest first (summed similarity of their matched frames).
+    ``closer(a, b)`` says whether ``a``'s alignment matches the query span it shares with
+    ``b`` clearly better. A candidate restating kept segments of its own reference replaces
+    them only when it is closer than each: among neighbouring playback rates the one that
+    aligns the copy best wins, not the one that let look-alike frames around it in. A
+    candidate is dropped when a kept segment of another reference is closer over their
+    shared span: a query frame shows one picture, and another reference that merely
+    resembles it (the same photo, shot differently) explains it worse. Equally close
+    references (one containing the other's footage) are both kept.
+    """
     ranked = sorted(
         segments,
-        key=lambda s: (-s.matched_frames, abs(s.rate - 1.0), s.reference_id, s.query_start),
+        key=lambda s: (-s.matched_frames * (1.0 - s.mean_distance / (bits / 2)),
+                       abs(s.rate - 1.0), s.reference_id, s.query_start),
     )
     kept: list[Segment] = []
     for seg in ranked:
-        if not any(s.reference_id == seg.reference_id and _overlap(s, seg) > 0.5 for s in kept):
-            kept.append(seg)
+        rivals = [s for s in kept if _overlap(s, seg) > 0.5]
+        own = [s for s in rivals if s.reference_id == seg.reference_id]
+        if any(s.reference_id != seg.reference_id and closer(s, seg) for s in rivals):
+            continue
+        if own:
+            if not all(closer(seg, s) for s in own):
+                continue
+            kept = [s for s in kept if all(s is not r for r in own)]
+        kept.append(seg)
     return sorted(kept, key=lambda s: (s.query_start, s.reference_id))
+
+
+def with_mirrored(
+    segments: list[Segment], mirrored: list[Segment], refs: Mapping[int, RefFrames], min_factor: float
+) -> list[Segment]:
+    """``segments`` plus the segments found in the horizontally flipped query, marked
+    ``modality="video-mirrored"``.
+
+    A flipped reading lasts at least ``min_factor`` times its reference's ``min_seconds``: it
+    doubles the chances of a look-alike (on the negatives, symmetric concert stages matched
+    their mirror image for 5–7 s), and a pirate who flips a stream flips all of it. A flipped
+    reading that restates a segment of the same reference is dropped (a symmetric picture
+    matches both ways; the unflipped reading wins).
+    """
+    extra = [
+        replace(m, modality="video-mirrored") for m in mirrored
+        if m.duration >= min_factor * refs[m.reference_id].min_seconds
+        and not any(s.reference_id == m.reference_id and _overlap(s, m) > 0.5 for s in segments)
+    ]
+    return sorted(segments + extra, key=lambda s: (s.query_start, s.reference_id))
 
 
 def _overlap(a: Segment, b: Segment) -> float:

@@ -18,7 +18,7 @@ from guard.errors import FormatError, InputError, NotFoundError
 from guard.fingerprint import Fingerprinter
 from guard.jobs import JobQueue, service_handlers
 from guard.keys import KeyStore
-from guard.match import find_segments
+from guard.match import find_segments, with_mirrored
 from guard.models import Fingerprint, Reference, ScanResult, Segment
 from guard.refindex import ReferenceIndex
 from guard.store import Catalog
@@ -172,8 +172,15 @@ class Guard:
         """Copied segments in a sequence of query frames (times in seconds, packed codes)."""
         self.index.sync()
         m = self.settings.match
+        period = 1.0 / self.settings.sample_fps
         hits = self.index.search(codes, m.seed_radius, m.max_hits_per_frame)
-        return find_segments(times, codes, hits, self.index.refs, 1.0 / self.settings.sample_fps, m)
+        segments = find_segments(times, codes, hits, self.index.refs, period, m)
+        mirrored = self.fingerprinter.signal.mirror(codes) if m.mirror and len(codes) else None
+        if mirrored is not None:
+            hits = self.index.search(mirrored, m.seed_radius, m.max_hits_per_frame)
+            flipped = find_segments(times, mirrored, hits, self.index.refs, period, m)
+            segments = with_mirrored(segments, flipped, self.index.refs, m.mirror_min_factor)
+        return segments
 
     def scan(self, path: str | os.PathLike, progress: Progress | None = None) -> ScanResult:
         """Fingerprint a file and report every copied segment in it."""

@@ -38,7 +38,7 @@ from guard.errors import WebhookError
 SIZE = (320, 180)
 FPS = 12
 #: Styles of the unrelated stream content (no photos, which every seed draws from).
-OTHER_STYLES = ("shapes", "concert")
+OTHER_STYLES = ("shapes",)
 
 
 def free_port(kind: str = "tcp") -> int:

@@ -76,3 +76,21 @@ def test_scan_is_deterministic(guard, loaded_store, tmp_path):
     path = media.make_copy(tmp_path / "copy.mp4", 2, 4.0, 15.0, lambda f: synth.crop(f, 0.05), before=5.0)
     first, second = guard.scan(path).to_dict(), guard.scan(path).to_dict()
     assert first == second
+
+
+def test_a_mirrored_copy_is_found_and_marked(guard, loaded_store, tmp_path):
+    _, ids = loaded_store
+    path = media.make_copy(tmp_path / "mirror.mp4", 2, 6.0, 16.0, synth.mirror, before=5.0, after=4.0)
+    (segment,) = guard.scan(path).segments
+    assert segment.reference_id == ids[2] and segment.modality == "video-mirrored"
+    assert segment.query_start == pytest.approx(5.0, abs=TOLERANCE)
+    assert segment.query_end == pytest.approx(21.0, abs=TOLERANCE)
+    assert segment.reference_start == pytest.approx(6.0, abs=TOLERANCE)
+
+
+def test_a_mirrored_reading_needs_twice_the_reference_min_seconds(guard, loaded_store, tmp_path):
+    """Long enough unflipped (min_seconds 5), too short for a flipped reading."""
+    path = media.make_copy(tmp_path / "short.mp4", 3, 6.0, 7.0, synth.mirror, before=5.0, after=4.0)
+    assert guard.scan(path).segments == []
+    path = media.make_copy(tmp_path / "plain.mp4", 3, 6.0, 7.0, None, before=5.0, after=4.0)
+    assert [s.modality for s in guard.scan(path).segments] == ["video"]

@@ -5,7 +5,8 @@ import pytest
 
 from guard.config import MatchSettings
 from guard.index import BruteForceIndex
-from guard.match import RefFrames, find_segments, vector_ids
+from guard.match import RefFrames, _distinct, find_segments, vector_ids
+from guard.models import Segment
 
 FPS = 4.0
 SETTINGS = MatchSettings()
@@ -124,3 +125,58 @@ def test_pieces_of_one_copy_broken_by_a_gap_are_merged(world):
     copy[50:64] = _random_codes(rng, 14)  # 3.5 s of damage inside the copy
     (segment,) = _scan(index, refs, np.arange(120) / FPS, copy)
     assert segment.query_start == pytest.approx(0.0) and segment.query_end == pytest.approx(30.0)
+
+
+def test_a_heavily_damaged_stretch_inside_a_copy_stays_part_of_it(world):
+    """14 s of a copy beyond the match radius (a large overlay, a hard crop) still follow the
+    reference's motion: they are kept, so one copy is reported, not two."""
+    rng, refs, index = world
+    copy = _flip(rng, refs[1].codes[40:160], 10)  # ref 10–40 s, lightly re-encoded
+    copy[32:88] = _flip(rng, refs[1].codes[72:128], 66)  # query 13–27 s: far beyond match_radius
+    query = np.concatenate([_random_codes(rng, 20), copy, _random_codes(rng, 20)])
+    (segment,) = _scan(index, refs, np.arange(len(query)) / FPS, query)
+    assert segment.reference_id == 1
+    assert segment.query_start == pytest.approx(5.0) and segment.query_end == pytest.approx(35.0)
+
+
+def test_look_alike_frames_next_to_a_copy_are_left_out(world):
+    """Frames within match_radius of the aligned reference that match its neighbouring instants
+    just as well (a look-alike programme before the copy) do not stretch the copy."""
+    rng, refs, index = world
+    still = _random_codes(rng, 1)
+    codes = np.concatenate([np.repeat(still, 80, axis=0), _random_codes(rng, 160)])
+    refs[3] = RefFrames("opens on a still", 5.0, np.arange(240) / FPS, _flip(rng, codes, 4))
+    index.add(vector_ids(3, 240), refs[3].codes)
+    look_alike = _flip(rng, np.repeat(still, 24, axis=0), 44)  # 6 s, ≤ match_radius, not unique
+    query = np.concatenate([_random_codes(rng, 20), look_alike, codes[80:160], _random_codes(rng, 20)])
+    (segment,) = _scan(index, refs, np.arange(len(query)) / FPS, query)
+    assert segment.reference_id == 3
+    assert segment.query_start == pytest.approx(11.0)
+    assert segment.query_end == pytest.approx(31.0)
+    assert segment.reference_start == pytest.approx(20.0)
+
+
+def _segment(start, end, rate, frames, distance, reference_id=1):
+    return Segment(reference_id=reference_id, reference_title="r", query_start=start, query_end=end,
+                   reference_start=start, reference_end=end, offset=0.0, rate=rate,
+                   matched_fraction=1.0, score=0.5, matched_frames=frames, mean_distance=distance)
+
+
+def test_of_two_rates_restating_one_copy_the_clearly_closer_one_is_kept():
+    """The stronger restatement is kept unless the other aligns their shared span clearly closer."""
+    padded = _segment(5.0, 22.0, 0.915, 61, 17.0)  # more frames: look-alike ones around the copy
+    aligned = _segment(8.5, 22.0, 1.0, 53, 8.0)
+    other = _segment(40.0, 50.0, 1.0, 30, 5.0)
+    kept = _distinct([padded, aligned, other], 256, closer=lambda a, b: a is aligned)
+    assert kept == [aligned, other]
+    kept = _distinct([padded, aligned, other], 256, closer=lambda a, b: False)
+    assert kept == [padded, other]
+
+
+def test_another_reference_that_explains_a_copy_worse_is_dropped():
+    """A query frame shows one picture: a weaker look-alike of another reference over the same
+    span goes unless it is as close (a reference that contains the other's footage)."""
+    copy = _segment(8.0, 44.0, 1.0, 130, 30.0)
+    same_photo = _segment(37.5, 44.0, 0.87, 25, 40.0, reference_id=2)
+    assert _distinct([copy, same_photo], 256, closer=lambda a, b: a is copy) == [copy]
+    assert _distinct([copy, same_photo], 256, closer=lambda a, b: False) == [copy, same_photo]

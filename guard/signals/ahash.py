@@ -28,3 +28,9 @@ class AHash(FrameSignal):
         if self.median:
             return flat > np.median(flat, axis=1, keepdims=True)
         return flat > flat.mean(axis=1, keepdims=True)
+
+    def mirror(self, codes: np.ndarray) -> np.ndarray:
+        """Flipping a frame flips each row of its grid and keeps its mean and median, so the
+        mirrored frame's code is the code with each row's bits reversed."""
+        grid = np.unpackbits(codes, axis=1).reshape(len(codes), self.hash_size, self.hash_size)
+        return np.packbits(grid[:, :, ::-1].reshape(len(codes), -1), axis=1)

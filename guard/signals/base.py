@@ -30,6 +30,11 @@ class FrameSignal(ABC):
             return np.zeros((0, self.bits // 8), dtype=np.uint8)
         return np.packbits(self.hash_bits(frames), axis=1)
 
+    def mirror(self, codes: np.ndarray) -> np.ndarray | None:
+        """The codes the horizontally flipped frames would get, or ``None`` when the signal
+        cannot derive them from the codes alone (then mirrored copies are not searched)."""
+        return None
+
     @property
     def code_bytes(self) -> int:
         """Length of one packed code in bytes."""

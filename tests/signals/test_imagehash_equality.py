@@ -54,3 +54,17 @@ def test_hamming_matches_imagehash_difference(name):
 def test_signal_identity_is_versioned():
     signal = get_signal("phash16")
     assert signal.describe() == {"name": "phash16", "version": 1, "bits": 256}
+
+
+@pytest.mark.parametrize("name", ["ahash8", "ahash16", "mhash16"])
+def test_mirrored_codes_are_the_codes_of_flipped_frames(name):
+    signal = get_signal(name)
+    frames = _inputs(signal.input_size)
+    flipped = np.ascontiguousarray(frames[:, :, ::-1])
+    assert np.array_equal(signal.mirror(signal.hash_batch(frames)), signal.hash_batch(flipped))
+
+
+@pytest.mark.parametrize("name", ["phash8", "phash16", "dhash8", "dhash16"])
+def test_signals_that_cannot_flip_codes_say_so(name):
+    signal = get_signal(name)
+    assert signal.mirror(signal.hash_batch(_inputs(signal.input_size))) is None
