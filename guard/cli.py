@@ -25,7 +25,7 @@ from guard import __version__
 from guard.config import Settings
 from guard.errors import GuardError
 from guard.keys import ROLES
-from guard.models import POLICIES, Reference, ScanResult
+from guard.models import POLICIES, ScanResult
 from guard.service import Guard, media_files
 
 EXIT_FOUND = 1

@@ -8,8 +8,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from guard import decode, preprocess
-from guard.models import Fingerprint
+from guard.models import Fingerprint, MaskedCodes
 from guard.signals import FrameSignal, get_signal
+
+#: Overlay analysis looks at frames this many times the signal's input size (16×16 → 64×64).
+DETAIL_FACTOR = 4
 
 
 class Fingerprinter:
@@ -37,17 +40,40 @@ class Fingerprinter:
         path: str | os.PathLike,
         progress: Callable[[float], None] | None = None,
         av_options: dict | None = None,
+        overlays: bool = False,
     ) -> Fingerprint:
-        """Fingerprint a whole file; ``progress`` receives media seconds done after each batch."""
-        times, codes, last = [], [], 0.0
-        for batch in decode.sample_frames(path, self.decode_options, av_options):
-            t, c = self.hash_batch(batch)
+        """Fingerprint a whole file; ``progress`` receives media seconds done after each batch.
+
+        With ``overlays``, frames partly hidden by a still overlay also get a masked reading
+        (:attr:`Fingerprint.masked`) — what scans want, references do not.
+        """
+        batches = decode.sample_frames(path, self.decode_options, av_options)
+        return self.fingerprint_batches(batches, progress, overlays=overlays)
+
+    def fingerprint_batches(
+        self,
+        batches: Iterable[decode.FrameBatch],
+        progress: Callable[[float], None] | None = None,
+        max_seconds: float | None = None,
+        overlays: bool = False,
+    ) -> Fingerprint:
+        """Fingerprint a stream of batches, stopping after ``max_seconds`` of media if given."""
+        times, codes, cells, motion, last, previous = [], [], [], [], 0.0, None
+        for batch in batches:
+            if overlays:
+                t, c, frames, moved, previous = self._hash_with_motion(batch, previous)
+                cells.append(frames)
+                motion.append(moved)
+            else:
+                t, c = self.hash_batch(batch)
             times.append(t)
             codes.append(c)
             last = float(batch.times[-1]) + 1.0 / self.sample_fps
             if progress:
                 progress(last)
-        return Fingerprint(
+            if max_seconds is not None and last >= max_seconds:
+                break
+        fp = Fingerprint(
             signal=self.signal.name,
             signal_version=self.signal.version,
             bits=self.signal.bits,
@@ -56,3 +82,27 @@ class Fingerprinter:
             times=np.concatenate(times) if times else np.zeros(0),
             codes=np.concatenate(codes) if codes else np.zeros((0, self.signal.code_bytes), np.uint8),
         )
+        if overlays and len(fp):
+            fp.masked = self._masked_reading(np.concatenate(cells), np.concatenate(motion))
+        return fp
+
+    def _hash_with_motion(self, batch: decode.FrameBatch, previous: np.ndarray | None):
+        """:meth:`hash_batch` plus the hashed frames, their block motion and the last detail frame."""
+        boxes = preprocess.detect_bars(batch.grey)
+        frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
+        w, h = self.signal.input_size
+        detail = preprocess.crop_resize(batch.grey, boxes, (w * DETAIL_FACTOR, h * DETAIL_FACTOR))
+        moved = preprocess.block_motion(detail, previous, self.signal.input_size)
+        keep = preprocess.informative(frames)
+        return (batch.times[keep], self.signal.hash_batch(frames[keep]), frames[keep],
+                moved[keep].astype(np.float16), detail[-1] if len(detail) else previous)
+
+    def _masked_reading(self, frames: np.ndarray, motion: np.ndarray) -> MaskedCodes | None:
+        usable, overlaid = preprocess.still_overlay(motion.astype(np.float32))
+        if not overlaid.any():
+            return None
+        codes = self.signal.hash_masked(frames, usable)
+        if codes is None:
+            return None
+        masks = np.packbits(usable.reshape(len(frames), -1) & overlaid[:, None], axis=1)
+        return MaskedCodes(codes=codes, masks=masks)

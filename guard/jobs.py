@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 
 from guard import decode, urlpolicy
 from guard.errors import GuardError, InputError, NotFoundError
@@ -349,24 +348,16 @@ def scan_url(guard, url: str, progress: Progress | None = None) -> tuple[ScanRes
 
 def _scan_url(guard, url: str, progress: Progress) -> tuple[ScanResult, bool]:
     checked = urlpolicy.check_url(url, allow_private_addresses=guard.settings.allow_private_addresses)
-    fingerprinter = guard.fingerprinter
     limit = guard.settings.scan_url_max_seconds
-    times, codes, last, truncated = [], [], 0.0, False
-    batches = decode.sample_frames(url, fingerprinter.decode_options, {"protocol_whitelist": checked.whitelist})
+    options = guard.fingerprinter.decode_options
+    batches = decode.sample_frames(url, options, {"protocol_whitelist": checked.whitelist})
     with closing(batches):
-        for batch in batches:
-            t, c = fingerprinter.hash_batch(batch)
-            times.append(t)
-            codes.append(c)
-            last = float(batch.times[-1]) + 1.0 / fingerprinter.sample_fps
-            progress(last / limit)  # a lower bound: the media's length is not known
-            if last >= limit:
-                truncated = True
-                break
-    all_times = np.concatenate(times) if times else np.zeros(0)
-    all_codes = np.concatenate(codes) if codes else np.zeros((0, fingerprinter.signal.code_bytes), np.uint8)
-    segments = guard.match(all_times, all_codes) if len(all_times) else []
-    return ScanResult(path=url, duration=round(last, 3), frames=len(all_times), segments=segments), truncated
+        # progress is a lower bound: the media's length is not known
+        fp = guard.fingerprinter.fingerprint_batches(
+            batches, lambda seconds: progress(seconds / limit), max_seconds=limit, overlays=True)
+    segments = guard.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+    truncated = fp.duration >= limit
+    return ScanResult(path=url, duration=fp.duration, frames=len(fp), segments=segments), truncated
 
 
 def record_scan_incidents(guard, job: Job, segments: list[Segment], media_path: str | None) -> list:

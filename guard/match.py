@@ -24,8 +24,8 @@ import numpy as np
 
 from guard.config import MatchSettings
 from guard.index.base import Hits
-from guard.models import Segment
-from guard.signals.base import hamming
+from guard.models import MaskedCodes, Segment
+from guard.signals.base import hamming, masked_hamming
 
 #: Vector ids pack the reference id above the frame number: ``ref_id << ID_SHIFT | frame``.
 ID_SHIFT = 24
@@ -139,11 +139,14 @@ def aligned_distances(
     offset: float,
     rate: float,
     tolerance: float,
+    masked: MaskedCodes | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query frame, the closest reference frame near its aligned time.
 
     Returns ``(distance, reference time)``; frames with no reference frame within
     ``tolerance`` seconds of the predicted time get distance ``bits + 1`` and time NaN.
+    A frame with a ``masked`` reading (a still overlay hides part of it) counts the closer
+    of its two readings.
     """
     bits = query_codes.shape[1] * 8
     expected = rate * query_times + offset
@@ -159,6 +162,9 @@ def aligned_distances(
             continue
         d = np.full(len(query_times), bits + 1, dtype=np.int32)
         d[near] = hamming(query_codes[near], ref.codes[idx_ok[near]])
+        if masked is not None:
+            d[near] = np.minimum(d[near], masked_hamming(
+                masked.codes[near], ref.codes[idx_ok[near]], masked.masks[near]))
         better = d < best
         best[better] = d[better]
         best_time[better] = ref.times[idx_ok[better]]
@@ -172,15 +178,17 @@ def verify(
     ref: RefFrames,
     frame_period: float,
     settings: MatchSettings,
+    masked: MaskedCodes | None = None,
 ) -> list[Segment]:
     """The copied segments an alignment hypothesis explains, if any."""
     dist, ref_time = aligned_distances(
-        query_times, query_codes, ref, hypothesis.offset, hypothesis.rate, settings.align_tolerance
+        query_times, query_codes, ref, hypothesis.offset, hypothesis.rate, settings.align_tolerance,
+        masked,
     )
     accepted = np.flatnonzero(dist <= settings.match_radius)
     if len(accepted) == 0:
         return []
-    unique = _temporally_unique(query_times, query_codes, ref, hypothesis, dist, settings)
+    unique = _temporally_unique(query_times, query_codes, ref, hypothesis, dist, settings, masked)
 
     def segment_of(frames: np.ndarray) -> Segment | None:
         if unique[frames].mean() < settings.min_uniqueness:
@@ -245,6 +253,7 @@ def _temporally_unique(
     hypothesis: Hypothesis,
     dist: np.ndarray,
     settings: MatchSettings,
+    masked: MaskedCodes | None = None,
 ) -> np.ndarray:
     """Which query frames match their aligned reference frame clearly better than nearby ones.
 
@@ -256,7 +265,7 @@ def _temporally_unique(
     """
     shifted = [
         aligned_distances(query_times, query_codes, ref, hypothesis.offset + shift,
-                          hypothesis.rate, settings.align_tolerance)[0]
+                          hypothesis.rate, settings.align_tolerance, masked)[0]
         for shift in settings.uniqueness_shifts
     ]
     return dist < np.min(shifted, axis=0) - settings.uniqueness_margin
@@ -347,12 +356,16 @@ def find_segments(
     refs: Mapping[int, RefFrames],
     frame_period: float,
     settings: MatchSettings,
+    masked: MaskedCodes | None = None,
 ) -> list[Segment]:
-    """Every copied segment in a query, strongest first, one per stretch of each reference."""
+    """Every copied segment in a query, strongest first, one per stretch of each reference.
+
+    ``masked``: the overlay readings of the query frames, if any (see :class:`MaskedCodes`).
+    """
     segments: list[Segment] = []
     for hypothesis in vote(query_times, hits, refs, settings):
         ref = refs[hypothesis.ref_id]
-        segments += verify(hypothesis, query_times, query_codes, ref, frame_period, settings)
+        segments += verify(hypothesis, query_times, query_codes, ref, frame_period, settings, masked)
 
     def closer(a: Segment, b: Segment) -> bool:
         """Whether ``a``'s alignment matches the query span it shares with ``b`` clearly closer."""
@@ -360,10 +373,11 @@ def find_segments(
             query_times < min(a.query_end, b.query_end))
         if not shared.any():
             return False
+        part = None if masked is None else MaskedCodes(masked.codes[shared], masked.masks[shared])
         mean = [
             aligned_distances(query_times[shared], query_codes[shared], refs[s.reference_id],
                               s.reference_start - s.rate * s.query_start, s.rate,
-                              settings.align_tolerance)[0].mean()
+                              settings.align_tolerance, part)[0].mean()
             for s in (a, b)
         ]
         return bool(mean[0] < mean[1] - settings.rival_margin)

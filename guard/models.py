@@ -10,8 +10,21 @@ POLICIES = ("flag", "cut")
 
 
 @dataclass
+class MaskedCodes:
+    """A second reading of frames partly hidden by a still overlay (see
+    :func:`guard.preprocess.still_overlay`): codes computed from the visible cells, and which
+    bits those are, packed like the codes. Frames without an overlay have an all-zero mask."""
+
+    codes: np.ndarray  # (n, bits // 8) uint8
+    masks: np.ndarray  # (n, bits // 8) uint8
+
+
+@dataclass
 class Fingerprint:
-    """The hashes of one video: one packed code per informative sampled frame, with its time."""
+    """The hashes of one video: one packed code per informative sampled frame, with its time.
+
+    ``masked`` holds the overlay readings of a scanned video (never stored with references).
+    """
 
     signal: str
     signal_version: int
@@ -20,6 +33,7 @@ class Fingerprint:
     duration: float
     times: np.ndarray  # (n,) float64 seconds from the first frame
     codes: np.ndarray  # (n, bits // 8) uint8
+    masked: MaskedCodes | None = None
 
     def __len__(self) -> int:
         return len(self.times)

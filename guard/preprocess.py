@@ -70,3 +70,57 @@ def informative(grey: np.ndarray) -> np.ndarray:
     """Boolean mask of frames with enough picture to hash meaningfully (not black, not flat)."""
     flat = grey.reshape(len(grey), -1).astype(np.float32)
     return flat.std(axis=1) >= MIN_CONTENT_STD
+
+
+# -- still overlays ---------------------------------------------------------------------------
+# A pirate's panel, chat box or banner stays put while the programme under it moves. Over a few
+# seconds its cells change far less than the rest of the picture, even when it is translucent.
+
+#: Frames on each side of a frame whose motion is pooled (±2 s at 4 sampled fps).
+MOTION_WINDOW = 8
+#: A cell is still when it moves less than this share of the frame's median cell motion.
+STILL_RATIO = 0.3
+#: Still shares outside this range get no masked reading: below, nothing worth hiding (a corner
+#: logo is tolerated by the plain hash already); above, the scene itself is still (a studio
+#: shot), not an overlay on a moving programme.
+STILL_SHARE_RANGE = (0.08, 0.5)
+#: Median cell motion (grey levels per sampled frame) below which the whole picture is still.
+MIN_MOTION = 1.0
+
+
+def block_motion(detail: np.ndarray, previous: np.ndarray | None, grid: tuple[int, int]) -> np.ndarray:
+    """Mean absolute change of each block of a ``grid`` (w, h) since the frame before.
+
+    ``detail`` is ``(n, h, w)`` grey frames (``w``, ``h`` multiples of the grid), ``previous``
+    the frame before the first (``None`` at the start: the first frame copies the second's
+    motion). Returns ``(n, grid_h, grid_w)`` float32.
+    """
+    frames = detail.astype(np.float32)
+    before = np.concatenate([frames[:1] if previous is None else previous[None].astype(np.float32),
+                             frames[:-1]])
+    change = np.abs(frames - before)
+    n, h, w = change.shape
+    gw, gh = grid
+    blocks = change.reshape(n, gh, h // gh, gw, w // gw).mean(axis=(2, 4))
+    if previous is None and n > 1:
+        blocks[0] = blocks[1]
+    return blocks
+
+
+def still_overlay(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which cells show the moving programme, and which frames carry a still overlay.
+
+    ``motion`` is ``(n, gh, gw)`` from :func:`block_motion` over a whole sequence. Returns
+    ``(usable, overlaid)``: ``usable`` ``(n, gh, gw)`` bool, ``overlaid`` ``(n,)`` bool for
+    frames whose still cells cover :data:`STILL_SHARE_RANGE` of the picture while the rest moves.
+    """
+    n = len(motion)
+    if n == 0:
+        return np.zeros(motion.shape, bool), np.zeros(0, bool)
+    pooled = median_filter(motion, size=(min(2 * MOTION_WINDOW + 1, n), 1, 1), mode="nearest")
+    level = np.median(pooled.reshape(n, -1), axis=1)
+    usable = pooled >= STILL_RATIO * level[:, None, None]
+    still = 1.0 - usable.reshape(n, -1).mean(axis=1)
+    low, high = STILL_SHARE_RANGE
+    overlaid = (level >= MIN_MOTION) & (still >= low) & (still <= high)
+    return usable, overlaid

@@ -17,6 +17,7 @@ import numpy as np
 
 from guard.errors import FormatError, StoreError
 from guard.index import FaissBinaryIndex, Hits
+from guard.index.brute import masked_search
 from guard.match import RefFrames, vector_ids
 from guard.models import Fingerprint, Reference
 from guard.signals import FrameSignal
@@ -38,6 +39,7 @@ class ReferenceIndex:
         self._lock = threading.RLock()
         self._generation = -1
         self._revision = -1
+        self._flat: tuple[int, np.ndarray, np.ndarray] | None = None  # generation, ids, codes
         self.index = FaissBinaryIndex(signal.bits)
         self.refs: dict[int, RefFrames] = {}
         self.sync()
@@ -145,6 +147,18 @@ class ReferenceIndex:
         """Index hits for query codes (see :meth:`FaissBinaryIndex.search`)."""
         with self._lock:
             return self.index.search(codes, radius, max_hits)
+
+    def search_masked(self, codes: np.ndarray, masks: np.ndarray, radius: int, max_hits: int) -> Hits:
+        """Hits for partly hidden query frames over the bits their masks show (brute force)."""
+        with self._lock:
+            if self._flat is None or self._flat[0] != self._generation:
+                ids = [vector_ids(ref_id, len(ref.times)) for ref_id, ref in self.refs.items()]
+                stored = [ref.codes for ref in self.refs.values()]
+                self._flat = (self._generation,
+                              np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                              np.concatenate(stored) if stored else np.zeros((0, self.signal.code_bytes), np.uint8))
+            _, ids, stored = self._flat
+        return masked_search(codes, masks, ids, stored, radius, max_hits)
 
     def __len__(self) -> int:
         return len(self.index)

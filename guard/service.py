@@ -18,8 +18,9 @@ from guard.errors import FormatError, InputError, NotFoundError
 from guard.fingerprint import Fingerprinter
 from guard.jobs import JobQueue, service_handlers
 from guard.keys import KeyStore
+from guard.index.base import merge_hits
 from guard.match import find_segments, with_mirrored
-from guard.models import Fingerprint, Reference, ScanResult, Segment
+from guard.models import Fingerprint, MaskedCodes, Reference, ScanResult, Segment
 from guard.refindex import ReferenceIndex
 from guard.store import Catalog
 from guard.actions import ActionCenter
@@ -76,9 +77,11 @@ class Guard:
 
     # -- references ---------------------------------------------------------------------------
 
-    def fingerprint(self, path: str | os.PathLike, progress: Progress | None = None) -> Fingerprint:
-        """Fingerprint a media file (no storage)."""
-        return self.fingerprinter.fingerprint_file(path, progress)
+    def fingerprint(
+        self, path: str | os.PathLike, progress: Progress | None = None, overlays: bool = False
+    ) -> Fingerprint:
+        """Fingerprint a media file (no storage); ``overlays`` adds the masked readings scans use."""
+        return self.fingerprinter.fingerprint_file(path, progress, overlays=overlays)
 
     def ingest(
         self,
@@ -168,13 +171,17 @@ class Guard:
 
     # -- scanning -----------------------------------------------------------------------------
 
-    def match(self, times: np.ndarray, codes: np.ndarray) -> list[Segment]:
-        """Copied segments in a sequence of query frames (times in seconds, packed codes)."""
+    def match(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None) -> list[Segment]:
+        """Copied segments in a sequence of query frames (times in seconds, packed codes, and
+        the masked readings of frames partly hidden by a still overlay, if any)."""
         self.index.sync()
         m = self.settings.match
         period = 1.0 / self.settings.sample_fps
         hits = self.index.search(codes, m.seed_radius, m.max_hits_per_frame)
-        segments = find_segments(times, codes, hits, self.index.refs, period, m)
+        if masked is not None:
+            hidden = self.index.search_masked(masked.codes, masked.masks, m.seed_radius, m.max_hits_per_frame)
+            hits = merge_hits(hits, hidden, m.max_hits_per_frame)
+        segments = find_segments(times, codes, hits, self.index.refs, period, m, masked)
         mirrored = self.fingerprinter.signal.mirror(codes) if m.mirror and len(codes) else None
         if mirrored is not None:
             hits = self.index.search(mirrored, m.seed_radius, m.max_hits_per_frame)
@@ -184,8 +191,8 @@ class Guard:
 
     def scan(self, path: str | os.PathLike, progress: Progress | None = None) -> ScanResult:
         """Fingerprint a file and report every copied segment in it."""
-        fp = self.fingerprint(path, progress)
-        segments = self.match(fp.times, fp.codes) if len(fp) else []
+        fp = self.fingerprint(path, progress, overlays=True)
+        segments = self.match(fp.times, fp.codes, fp.masked) if len(fp) else []
         return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
 
 

@@ -94,3 +94,22 @@ def test_a_mirrored_reading_needs_twice_the_reference_min_seconds(guard, loaded_
     assert guard.scan(path).segments == []
     path = media.make_copy(tmp_path / "plain.mp4", 3, 6.0, 7.0, None, before=5.0, after=4.0)
     assert [s.modality for s in guard.scan(path).segments] == ["video"]
+
+
+@pytest.mark.parametrize("seed,corner", [(1, "tl"), (3, "tr")])
+def test_a_copy_under_a_large_still_panel_is_found_through_its_masked_reading(
+        guard, loaded_store, tmp_path, seed, corner):
+    """A translucent panel over a quarter of the picture moves the whole hash; the frames'
+    masked readings (the panel's still cells left out) find the copy."""
+    _, ids = loaded_store
+    panel = lambda f: synth.overlay(f, 0.25, corner, seed=seed)  # noqa: E731
+    path = media.make_copy(tmp_path / "panel.mp4", seed, 10.0, 18.0, panel, before=5.0, after=4.0)
+    fp = guard.fingerprint(path, overlays=True)
+    assert fp.masked is not None
+    copied = (fp.times >= 6.0) & (fp.times < 22.0)
+    assert fp.masked.masks[copied].any(axis=1).mean() > 0.8
+    (segment,) = guard.scan(path).segments
+    assert segment.reference_id == ids[seed]
+    assert segment.query_start == pytest.approx(5.0, abs=TOLERANCE)
+    assert segment.query_end == pytest.approx(23.0, abs=TOLERANCE)
+    assert segment.reference_start == pytest.approx(10.0, abs=TOLERANCE)

@@ -6,7 +6,7 @@ import pytest
 from guard.config import MatchSettings
 from guard.index import BruteForceIndex
 from guard.match import RefFrames, _distinct, find_segments, vector_ids
-from guard.models import Segment
+from guard.models import MaskedCodes, Segment
 
 FPS = 4.0
 SETTINGS = MatchSettings()
@@ -180,3 +180,21 @@ def test_another_reference_that_explains_a_copy_worse_is_dropped():
     same_photo = _segment(37.5, 44.0, 0.87, 25, 40.0, reference_id=2)
     assert _distinct([copy, same_photo], 256, closer=lambda a, b: a is copy) == [copy]
     assert _distinct([copy, same_photo], 256, closer=lambda a, b: False) == [copy, same_photo]
+
+
+def test_masked_readings_count_where_the_plain_codes_are_far(world):
+    """Frames whose plain codes are garbled (an overlay moved the whole hash) but whose masked
+    reading is close are verified through the masked reading; seeds come from the index."""
+    rng, refs, index = world
+    copied = refs[1].codes[40:120]
+    garbled = _flip(rng, copied, 90)
+    garbled[::10] = copied[::10]  # a few frames the plain search seeds on
+    masks = np.full(copied.shape, 0xFF, np.uint8)
+    masks[:, :8] = 0
+    reading = MaskedCodes(codes=copied.copy(), masks=masks)
+    reading.codes[:, :8] ^= 0xFF  # what is hidden is wrong, what shows is right
+    times = np.arange(80) / FPS
+    hits = index.search(garbled, SETTINGS.seed_radius, SETTINGS.max_hits_per_frame)
+    assert find_segments(times, garbled, hits, refs, 1 / FPS, SETTINGS) == []
+    (segment,) = find_segments(times, garbled, hits, refs, 1 / FPS, SETTINGS, reading)
+    assert segment.reference_id == 1 and segment.query_end - segment.query_start == pytest.approx(20.0)

@@ -59,3 +59,36 @@ def test_a_dark_band_on_one_side_only_is_picture_not_a_bar():
         frames.append(f)
     boxes = preprocess.detect_bars(_grey(frames))
     assert (boxes[:, 0] == 0).all() and (boxes[:, 1] == 128).all()
+
+
+def _moving_under_a_panel(n=40, panel=True, seed=3):
+    """64×64 frames of moving noise; a still, translucent panel over the top-left quarter."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (n, 64, 64)).astype(np.float32)
+    if panel:
+        frames[:, :32, :32] = 0.85 * 40 + 0.15 * frames[:, :32, :32]
+    return frames.astype(np.uint8)
+
+
+def test_a_still_panel_over_moving_content_is_found():
+    motion = preprocess.block_motion(_moving_under_a_panel(), None, (16, 16))
+    usable, overlaid = preprocess.still_overlay(motion)
+    assert overlaid.all()
+    assert not usable[:, :8, :8].any() and usable[:, 8:, :].all() and usable[:, :, 8:].all()
+
+
+def test_motion_continues_across_batches():
+    frames = _moving_under_a_panel()
+    whole = preprocess.block_motion(frames, None, (16, 16))
+    parts = np.concatenate([preprocess.block_motion(frames[:15], None, (16, 16)),
+                            preprocess.block_motion(frames[15:], frames[14], (16, 16))])
+    assert np.allclose(whole, parts)
+
+
+@pytest.mark.parametrize("frames", [
+    _moving_under_a_panel(panel=False),  # all of it moves: nothing to hide
+    np.repeat(_moving_under_a_panel(n=1), 40, axis=0),  # nothing moves: a still scene
+], ids=["all moving", "all still"])
+def test_no_overlay_without_a_still_part_over_a_moving_one(frames):
+    _, overlaid = preprocess.still_overlay(preprocess.block_motion(frames, None, (16, 16)))
+    assert not overlaid.any()

@@ -63,3 +63,20 @@ def limit_hits(offsets: np.ndarray, ids: np.ndarray, distances: np.ndarray, max_
     else:
         all_ids, all_dist = np.zeros(0, np.int64), np.zeros(0, np.int32)
     return Hits(np.asarray(out_offsets, dtype=np.int64), all_ids, all_dist)
+
+
+def merge_hits(a: Hits, b: Hits, max_hits: int) -> Hits:
+    """Both searches' hits per query (same queries, in order); an id found twice keeps its
+    smaller distance."""
+    offsets, ids, distances = [0], [], []
+    for i in range(len(a.offsets) - 1):
+        ia, da = a.for_query(i)
+        ib, db = b.for_query(i)
+        both_ids, both_d = np.concatenate([ia, ib]), np.concatenate([da, db])
+        order = np.lexsort((both_d, both_ids))
+        first = np.ones(len(order), bool)
+        first[1:] = both_ids[order][1:] != both_ids[order][:-1]
+        ids.append(both_ids[order][first])
+        distances.append(both_d[order][first])
+        offsets.append(offsets[-1] + int(first.sum()))
+    return limit_hits(np.asarray(offsets, np.int64), np.concatenate(ids), np.concatenate(distances), max_hits)

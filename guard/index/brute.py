@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from guard.index.base import BinaryIndex, Hits, limit_hits
-from guard.signals.base import hamming
+from guard.signals.base import hamming, masked_hamming
 
 
 class BruteForceIndex(BinaryIndex):
@@ -43,3 +43,27 @@ class BruteForceIndex(BinaryIndex):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def masked_search(
+    codes: np.ndarray, masks: np.ndarray, ids: np.ndarray, stored: np.ndarray, radius: int, max_hits: int
+) -> Hits:
+    """Radius search over the bits each query's mask shows (:func:`masked_hamming`), brute
+    force: FAISS cannot leave bits out. Queries with an empty mask get no hits. The cost is
+    one pass over ``stored`` per masked query, so callers search only partly hidden frames."""
+    offsets, found, dists = [0], [], []
+    for code, mask in zip(codes, masks):
+        if mask.any():
+            d = masked_hamming(stored, code[None, :], mask[None, :])
+            hit = np.flatnonzero(d <= radius)
+            found.append(ids[hit])
+            dists.append(d[hit])
+            offsets.append(offsets[-1] + len(hit))
+        else:
+            offsets.append(offsets[-1])
+    return limit_hits(
+        np.asarray(offsets, np.int64),
+        np.concatenate(found) if found else np.zeros(0, np.int64),
+        np.concatenate(dists) if dists else np.zeros(0, np.int32),
+        max_hits,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guard.errors import FormatError
 from guard.signals.ahash import AHash
-from guard.signals.base import FrameSignal, hamming
+from guard.signals.base import FrameSignal, hamming, masked_hamming
 from guard.signals.dhash import DHash
 from guard.signals.phash import PHash
 
@@ -29,4 +29,4 @@ def get_signal(name: str = DEFAULT_SIGNAL) -> FrameSignal:
         raise FormatError(f"unknown signal {name!r} (known: {', '.join(sorted(_FACTORIES))})") from None
 
 
-__all__ = ["FrameSignal", "PHash", "DHash", "AHash", "hamming", "get_signal", "DEFAULT_SIGNAL"]
+__all__ = ["FrameSignal", "PHash", "DHash", "AHash", "hamming", "masked_hamming", "get_signal", "DEFAULT_SIGNAL"]

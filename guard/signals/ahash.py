@@ -29,6 +29,14 @@ class AHash(FrameSignal):
             return flat > np.median(flat, axis=1, keepdims=True)
         return flat > flat.mean(axis=1, keepdims=True)
 
+    def hash_masked(self, frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
+        """The threshold (mean or median) is taken over the usable pixels only: a dark panel
+        over a quarter of the frame would otherwise move it and flip bits everywhere."""
+        flat = frames.reshape(len(frames), -1).astype(np.float32)
+        shown = np.where(usable.reshape(len(frames), -1), flat, np.nan)
+        threshold = np.nanmedian(shown, axis=1) if self.median else np.nanmean(shown, axis=1)
+        return np.packbits(flat > threshold[:, None], axis=1)
+
     def mirror(self, codes: np.ndarray) -> np.ndarray:
         """Flipping a frame flips each row of its grid and keeps its mean and median, so the
         mirrored frame's code is the code with each row's bits reversed."""

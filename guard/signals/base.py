@@ -30,6 +30,13 @@ class FrameSignal(ABC):
             return np.zeros((0, self.bits // 8), dtype=np.uint8)
         return np.packbits(self.hash_bits(frames), axis=1)
 
+    def hash_masked(self, frames: np.ndarray, usable: np.ndarray) -> np.ndarray | None:
+        """Codes of ``frames`` computed from their ``usable`` pixels ``(n, height, width)`` bool
+        only (the rest is hidden, e.g. under an overlay), or ``None`` when the signal cannot
+        (then partly hidden copies get no second reading). Bits of hidden pixels are
+        meaningless: compare with :func:`masked_hamming`."""
+        return None
+
     def mirror(self, codes: np.ndarray) -> np.ndarray | None:
         """The codes the horizontally flipped frames would get, or ``None`` when the signal
         cannot derive them from the codes alone (then mirrored copies are not searched)."""
@@ -48,3 +55,17 @@ class FrameSignal(ABC):
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distances between packed codes ``a`` and ``b`` (broadcasting over leading axes)."""
     return np.unpackbits(np.bitwise_xor(a, b), axis=-1).sum(axis=-1, dtype=np.int32)
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def masked_hamming(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Hamming distances between packed codes over the bits set in ``mask``, scaled to the
+    full code length (a code half hidden and 20 bits off its half reads as 40 of 256).
+    Rows with an empty mask get ``bits + 1`` (no reading)."""
+    bits = mask.shape[-1] * 8
+    differ = _POPCOUNT[np.bitwise_and(np.bitwise_xor(a, b), mask)].sum(axis=-1, dtype=np.int32)
+    shown = _POPCOUNT[mask].sum(axis=-1, dtype=np.int32)
+    scaled = np.rint(differ * bits / np.maximum(shown, 1)).astype(np.int32)
+    return np.where(shown > 0, scaled, bits + 1)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from guard.signals import get_signal, hamming
+from guard.signals import get_signal, hamming, masked_hamming
 
 REFERENCE = {
     "phash8": lambda im: imagehash.phash(im, hash_size=8),
@@ -68,3 +68,33 @@ def test_mirrored_codes_are_the_codes_of_flipped_frames(name):
 def test_signals_that_cannot_flip_codes_say_so(name):
     signal = get_signal(name)
     assert signal.mirror(signal.hash_batch(_inputs(signal.input_size))) is None
+
+
+@pytest.mark.parametrize("name", ["ahash8", "ahash16", "mhash16"])
+def test_masked_codes_ignore_what_is_hidden(name):
+    """With every pixel usable the masked code is the code; hiding a quarter under a dark
+    panel leaves the visible bits where they were."""
+    signal = get_signal(name)
+    frames = _inputs(signal.input_size)
+    usable = np.ones(frames.shape, bool)
+    assert np.array_equal(signal.hash_masked(frames, usable), signal.hash_batch(frames))
+    h, w = frames.shape[1:]
+    covered = frames.copy()
+    covered[:, : h // 2, : w // 2] = 0
+    usable[:, : h // 2, : w // 2] = False
+    mask = np.packbits(usable.reshape(len(frames), -1), axis=1)
+    visible_only = signal.hash_masked(frames, usable)
+    assert np.array_equal(masked_hamming(signal.hash_masked(covered, usable), visible_only, mask),
+                          np.zeros(len(frames)))
+
+
+def test_masked_hamming_scales_to_the_full_code():
+    a = np.zeros((1, 32), np.uint8)
+    b = np.zeros((1, 32), np.uint8)
+    b[0, :2] = 0xFF  # 16 bits differ, all in the first half
+    half = np.zeros((1, 32), np.uint8)
+    half[0, :16] = 0xFF
+    assert masked_hamming(a, b, half).tolist() == [32]  # 16 of 128 shown bits → 32 of 256
+    assert masked_hamming(a, b, np.full((1, 32), 0xFF, np.uint8)).tolist() == [16]
+    assert masked_hamming(a, b, np.zeros((1, 32), np.uint8)).tolist() == [257]  # nothing shown
+    assert get_signal("phash16").hash_masked(np.zeros((1, 32, 32), np.uint8), np.ones((1, 32, 32), bool)) is None
