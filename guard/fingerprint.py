@@ -101,8 +101,10 @@ class Fingerprinter:
         usable, overlaid = preprocess.still_overlay(motion.astype(np.float32))
         if not overlaid.any():
             return None
-        codes = self.signal.hash_masked(frames, usable)
-        if codes is None:
+        hidden = self.signal.hash_masked(frames[overlaid], usable[overlaid])
+        if hidden is None:
             return None
+        codes = np.zeros((len(frames), self.signal.code_bytes), np.uint8)
+        codes[overlaid] = hidden
         masks = np.packbits(usable.reshape(len(frames), -1) & overlaid[:, None], axis=1)
         return MaskedCodes(codes=codes, masks=masks)
