@@ -11,6 +11,11 @@ Two steps, kept apart:
    an overlaid, cropped or re-encoded frame count. Runs of accepted frames become segments
    when most of their frames are *temporally unique* (closer to the aligned reference frame
    than to the reference a few seconds earlier or later), which rejects look-alike scenes.
+   Each segment's edges are then re-drawn by :func:`refine` (a maximal-scoring span).
+
+Segments restating one stretch of query are resolved by which alignment is closer over the
+span they share (:func:`find_segments`). Frames may carry a second, masked reading
+(:class:`guard.models.MaskedCodes`); a frame counts the closer of its readings.
 
 Everything is deterministic: ties break on reference id, then time.
 """
