@@ -23,11 +23,15 @@ class Fingerprinter:
         self.sample_fps = sample_fps
         self.decode_options = decode.DecodeOptions(sample_fps=sample_fps, fast=fast_decode)
 
-    def hash_batch(self, batch: decode.FrameBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Times and codes of a batch's informative frames, bars removed."""
+    def _prepare(self, batch: decode.FrameBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bar boxes, frames at the signal's input size, and which frames are informative."""
         boxes = preprocess.detect_bars(batch.grey)
         frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
-        keep = preprocess.informative(frames)
+        return boxes, frames, preprocess.informative(frames)
+
+    def hash_batch(self, batch: decode.FrameBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Times and codes of a batch's informative frames, bars removed."""
+        _, frames, keep = self._prepare(batch)
         return batch.times[keep], self.signal.hash_batch(frames[keep])
 
     def hash_batches(self, batches: Iterable[decode.FrameBatch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -88,12 +92,10 @@ class Fingerprinter:
 
     def _hash_with_motion(self, batch: decode.FrameBatch, previous: np.ndarray | None):
         """:meth:`hash_batch` plus the hashed frames, their block motion and the last detail frame."""
-        boxes = preprocess.detect_bars(batch.grey)
-        frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
+        boxes, frames, keep = self._prepare(batch)
         w, h = self.signal.input_size
         detail = preprocess.crop_resize(batch.grey, boxes, (w * DETAIL_FACTOR, h * DETAIL_FACTOR))
         moved = preprocess.block_motion(detail, previous, self.signal.input_size)
-        keep = preprocess.informative(frames)
         return (batch.times[keep], self.signal.hash_batch(frames[keep]), frames[keep],
                 moved[keep].astype(np.float16), detail[-1] if len(detail) else previous)
 

@@ -378,7 +378,7 @@ def find_segments(
             query_times < min(a.query_end, b.query_end))
         if not shared.any():
             return False
-        part = None if masked is None else MaskedCodes(masked.codes[shared], masked.masks[shared])
+        part = None if masked is None else masked.take(shared)
         mean = [
             aligned_distances(query_times[shared], query_codes[shared], refs[s.reference_id],
                               s.reference_start - s.rate * s.query_start, s.rate,

@@ -18,6 +18,10 @@ class MaskedCodes:
     codes: np.ndarray  # (n, bits // 8) uint8
     masks: np.ndarray  # (n, bits // 8) uint8
 
+    def take(self, frames) -> "MaskedCodes":
+        """The readings of some frames (an index or boolean selection)."""
+        return MaskedCodes(self.codes[frames], self.masks[frames])
+
 
 @dataclass
 class Fingerprint:

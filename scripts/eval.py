@@ -38,7 +38,6 @@ import make_corpus  # noqa: E402
 
 from guard.config import Settings  # noqa: E402
 from guard.match import RefFrames, aligned_distances  # noqa: E402
-from guard.models import MaskedCodes  # noqa: E402
 from guard.service import Guard  # noqa: E402
 
 log = logging.getLogger("eval")
@@ -223,7 +222,7 @@ def _time_to_certain(guard: Guard, fp, query: dict, names: dict[int, str]) -> fl
     while tau <= truth["query_end"] + guard.settings.match.max_gap + 1.0:
         keep = fp.times < tau
         if keep.any():
-            masked = None if fp.masked is None else MaskedCodes(fp.masked.codes[keep], fp.masked.masks[keep])
+            masked = None if fp.masked is None else fp.masked.take(keep)
             dets = [_from_segment(s, names) for s in guard.match(fp.times[keep], fp.codes[keep], masked)]
             if any(is_correct(d, truth, query["reference"]) for d in dets):
                 return round(tau - truth["query_start"], 2)
@@ -245,7 +244,7 @@ def _true_alignment(guard: Guard, fp, query: dict, ref_db_id: int) -> dict:
     ref = RefFrames(query["reference"], 0.0, ref_fp.times, ref_fp.codes)
     offset = truth["ref_start"] - truth["rate"] * truth["query_start"]
     m = guard.settings.match
-    masked = None if fp.masked is None else MaskedCodes(fp.masked.codes[inside], fp.masked.masks[inside])
+    masked = None if fp.masked is None else fp.masked.take(inside)
     dist, _ = aligned_distances(fp.times[inside], fp.codes[inside], ref, offset, truth["rate"],
                                 m.align_tolerance, masked)
     valid = dist <= ref_fp.bits

@@ -1,6 +1,8 @@
-"""A brute-force NumPy index: the oracle the FAISS index is tested against."""
+"""Brute-force NumPy search: the oracle the FAISS index is tested against, and masked search."""
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import numpy as np
 
@@ -27,19 +29,8 @@ class BruteForceIndex(BinaryIndex):
         return removed
 
     def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
-        offsets, ids, dists = [0], [], []
-        for code in codes:
-            d = hamming(self.codes, code[None, :])
-            hit = np.flatnonzero(d <= radius)
-            ids.append(self.ids[hit])
-            dists.append(d[hit])
-            offsets.append(offsets[-1] + len(hit))
-        return limit_hits(
-            np.asarray(offsets, np.int64),
-            np.concatenate(ids) if ids else np.zeros(0, np.int64),
-            np.concatenate(dists) if dists else np.zeros(0, np.int32),
-            max_hits,
-        )
+        distances = (hamming(self.codes, code[None, :]) for code in codes)
+        return _within(distances, self.ids, radius, max_hits)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,16 +42,20 @@ def masked_search(
     """Radius search over the bits each query's mask shows (:func:`masked_hamming`), brute
     force: FAISS cannot leave bits out. Queries with an empty mask get no hits. The cost is
     one pass over ``stored`` per masked query, so callers search only partly hidden frames."""
+    empty = np.full(len(ids), radius + 1, np.int32)
+    distances = (masked_hamming(stored, code[None, :], mask[None, :]) if mask.any() else empty
+                 for code, mask in zip(codes, masks))
+    return _within(distances, ids, radius, max_hits)
+
+
+def _within(distances: Iterable[np.ndarray], ids: np.ndarray, radius: int, max_hits: int) -> Hits:
+    """Hits from each query's distances to every stored code."""
     offsets, found, dists = [0], [], []
-    for code, mask in zip(codes, masks):
-        if mask.any():
-            d = masked_hamming(stored, code[None, :], mask[None, :])
-            hit = np.flatnonzero(d <= radius)
-            found.append(ids[hit])
-            dists.append(d[hit])
-            offsets.append(offsets[-1] + len(hit))
-        else:
-            offsets.append(offsets[-1])
+    for d in distances:
+        hit = np.flatnonzero(d <= radius)
+        found.append(ids[hit])
+        dists.append(d[hit])
+        offsets.append(offsets[-1] + len(hit))
     return limit_hits(
         np.asarray(offsets, np.int64),
         np.concatenate(found) if found else np.zeros(0, np.int64),
