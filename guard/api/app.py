@@ -10,11 +10,12 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from prometheus_client import CollectorRegistry
 
 from guard import __version__
 from guard.api import errors
 from guard.api.deps import known_query_only
-from guard.api.metrics import MetricsMiddleware, RequestMetrics
+from guard.api.metrics import MetricsMiddleware, RequestMetrics, ServiceCollector
 from guard.api.routers import health, incidents, references, scans, streams, webhooks
 from guard.api.schemas import ErrorBody
 from guard.config import Settings
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="guard", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.guard = guard
-    app.state.metrics = RequestMetrics()
+    app.state.registry = CollectorRegistry()
+    app.state.metrics = RequestMetrics(app.state.registry)
+    app.state.registry.register(ServiceCollector(lambda: health.service_gauges(guard)))
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     strict = [Depends(known_query_only)]

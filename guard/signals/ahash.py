@@ -29,6 +29,10 @@ class AHash(FrameSignal):
             return flat > np.median(flat, axis=1, keepdims=True)
         return flat > flat.mean(axis=1, keepdims=True)
 
+    def parameters(self) -> dict:
+        """Grid side and the threshold statistic (``mean`` or ``median``)."""
+        return {"hash_size": self.hash_size, "threshold": "median" if self.median else "mean"}
+
     def hash_masked(self, frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
         """The threshold (mean or median) is taken over the usable pixels only: a dark panel
         over a quarter of the frame would otherwise move it and flip bits everywhere."""
@@ -42,3 +46,18 @@ class AHash(FrameSignal):
         mirrored frame's code is the code with each row's bits reversed."""
         grid = np.unpackbits(codes, axis=1).reshape(len(codes), self.hash_size, self.hash_size)
         return np.packbits(grid[:, :, ::-1].reshape(len(codes), -1), axis=1)
+
+
+def ahash8() -> AHash:
+    """8×8 mean hash (64 bits)."""
+    return AHash(8)
+
+
+def ahash16() -> AHash:
+    """16×16 mean hash (256 bits)."""
+    return AHash(16)
+
+
+def mhash16() -> AHash:
+    """16×16 median hash (256 bits): guard's default signal."""
+    return AHash(16, median=True)

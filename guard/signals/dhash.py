@@ -21,3 +21,17 @@ class DHash(FrameSignal):
     def hash_bits(self, frames: np.ndarray) -> np.ndarray:
         diff = frames[:, :, 1:] > frames[:, :, :-1]
         return diff.reshape(len(frames), -1)
+
+    def parameters(self) -> dict:
+        """Grid side (``hash_size`` rows of ``hash_size + 1`` pixels)."""
+        return {"hash_size": self.hash_size}
+
+
+def dhash8() -> DHash:
+    """8×8 gradient hash (64 bits)."""
+    return DHash(8)
+
+
+def dhash16() -> DHash:
+    """16×16 gradient hash (256 bits)."""
+    return DHash(16)

@@ -30,3 +30,17 @@ class PHash(FrameSignal):
         low = dct[:, : self.hash_size, : self.hash_size].reshape(len(frames), -1)
         median = np.median(low, axis=1, keepdims=True)
         return low > median
+
+    def parameters(self) -> dict:
+        """Kept frequencies per side and the input oversampling factor."""
+        return {"hash_size": self.hash_size, "highfreq_factor": self.highfreq_factor}
+
+
+def phash8() -> PHash:
+    """8×8 DCT hash (64 bits) of a 32×32 frame."""
+    return PHash(8)
+
+
+def phash16() -> PHash:
+    """16×16 DCT hash (256 bits) of a 64×64 frame."""
+    return PHash(16)

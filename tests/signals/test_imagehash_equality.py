@@ -53,7 +53,16 @@ def test_hamming_matches_imagehash_difference(name):
 
 def test_signal_identity_is_versioned():
     signal = get_signal("phash16")
-    assert signal.describe() == {"name": "phash16", "version": 1, "bits": 256}
+    assert signal.describe() == {
+        "name": "phash16", "version": 1, "modality": "video", "metric": "hamming", "bits": 256,
+        "input_size": [64, 64], "params": {"hash_size": 16, "highfreq_factor": 4},
+    }
+
+
+def test_description_records_the_threshold():
+    """Mean and median hashes of one size differ only in their threshold: describe() says so."""
+    assert get_signal("ahash16").describe()["params"]["threshold"] == "mean"
+    assert get_signal("mhash16").describe()["params"]["threshold"] == "median"
 
 
 @pytest.mark.parametrize("name", ["ahash8", "ahash16", "mhash16"])
