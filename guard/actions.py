@@ -44,33 +44,45 @@ Delivery
 
     Delivery is at-least-once; a receiver that records ``Guard-Event-Id`` and ignores repeats
     sees every event exactly once (:func:`verify_signature` does the check above).
+
+Address policy
+    Every attempt resolves the endpoint's host again, checks every address it resolves to
+    (:func:`guard.urlpolicy.check_addresses`: no loopback/private/link-local/reserved address
+    unless ``allow_private_addresses`` is set *now*) and connects to those checked addresses
+    only, sending the original ``Host`` header and, for https, the host name as SNI with the
+    certificate verified against it. So an endpoint registered while private addresses were
+    allowed stops receiving once they are not, and a host name re-pointed to a private address
+    after registration (DNS rebinding) never receives. A refused attempt is logged with its
+    reason and, like a ``410`` answer, fails the outbox row at once; a host that cannot be
+    resolved is an ordinary failure, retried with backoff. Redirects are never followed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import random
 import secrets
+import socket
+import ssl
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, NamedTuple, Sequence
 
-from guard import __version__
+from guard import __version__, urlpolicy
 from guard.config import WebhookSettings
 from guard.errors import NotFoundError, URLPolicyError, WebhookError
 from guard.incidents import iso
 from guard.models import Reference
 from guard.store import Catalog
-from guard.urlpolicy import check_host
+from guard.urlpolicy import check_addresses
 
 #: Type of the one-off event ``send_test`` sends.
 TEST_EVENT = "webhook.test"
@@ -85,6 +97,8 @@ SIGNATURE_VERSION = "v1"
 PERMANENT_FAILURES = (410,)
 
 DeliveryListener = Callable[["Event", float], None]
+#: Host name → its addresses (the system resolver unless a caller passes another).
+Resolver = Callable[[str], Sequence]
 
 
 # -- policies and allowlists --------------------------------------------------------------------
@@ -238,13 +252,17 @@ _OUTBOX_COLUMNS = ("o.id, o.event_id, o.endpoint_id, o.status, o.attempts, o.nex
 
 
 class ActionCenter:
-    """Webhook endpoints, the event outbox, its dispatcher and the delivery log."""
+    """Webhook endpoints, the event outbox, its dispatcher and the delivery log.
+
+    ``resolver`` (host → addresses) replaces the system resolver, e.g. to pin names in tests.
+    """
 
     def __init__(self, catalog: Catalog, settings: WebhookSettings | None = None, *,
-                 allow_private_addresses: bool = False):
+                 allow_private_addresses: bool = False, resolver: Resolver | None = None):
         self.catalog = catalog
         self.settings = settings or WebhookSettings()
         self.allow_private_addresses = allow_private_addresses
+        self.resolver = resolver
         self._listeners: list[DeliveryListener] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -332,10 +350,21 @@ class ActionCenter:
         unknown = [e for e in events if e != "*" and e not in EVENT_TYPES]
         if unknown:
             raise WebhookError(f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}")
+        if self.allow_private_addresses:
+            return  # any address will do; each delivery resolves (and checks) the host again
         try:
-            check_host(parts.hostname, allow_private_addresses=self.allow_private_addresses)
+            check_addresses(parts.hostname, self._resolve(parts.hostname))
         except URLPolicyError as exc:
             raise WebhookError(f"webhook url refused: {exc}") from None
+
+    def _resolve(self, host: str) -> list:
+        """The host's addresses; :class:`URLPolicyError` if it cannot be resolved."""
+        if self.resolver is None:
+            return urlpolicy._resolve(host)
+        try:
+            return list(self.resolver(host))
+        except (OSError, UnicodeError) as exc:
+            raise URLPolicyError(f"{host}: cannot be resolved ({exc})") from None
 
     # -- events -------------------------------------------------------------------------------
 
@@ -548,12 +577,12 @@ class ActionCenter:
     def _deliver(self, row: tuple) -> None:
         outbox_id, event_id, endpoint_id, attempts, event_type, body, incident_id, url, secret = row
         attempt = attempts + 1
-        status_code, error, duration_ms = self._post(url, secret, event_id, event_type, body.encode())
+        status_code, error, duration_ms, refused = self._post(url, secret, event_id, event_type, body.encode())
         ok = status_code is not None and 200 <= status_code < 300
         now = time.time()
         if ok:
             status, next_attempt = "delivered", now
-        elif status_code in PERMANENT_FAILURES or attempt >= self.settings.max_attempts:
+        elif refused or status_code in PERMANENT_FAILURES or attempt >= self.settings.max_attempts:
             status, next_attempt = "failed", now
         else:
             status, next_attempt = "pending", now + self._backoff(attempt)
@@ -582,28 +611,47 @@ class ActionCenter:
     def send_test(self, endpoint: "WebhookEndpoint") -> dict:
         """POST a signed ``webhook.test`` event to ``endpoint`` now, once (not queued, no retries).
 
-        The attempt is logged with the endpoint's deliveries (outbox id 0) and its answer returned.
+        The attempt is logged with the endpoint's deliveries (outbox id 0) and its answer returned;
+        an address the policy refuses is logged too, then raised as :class:`WebhookError`.
         """
-        try:
-            check_host(urllib.parse.urlsplit(endpoint.url).hostname or "",
-                       allow_private_addresses=self.allow_private_addresses)
-        except URLPolicyError as exc:
-            raise WebhookError(f"webhook url refused: {exc}") from None
         event_id = "evt_test_" + uuid.uuid4().hex
         body = json.dumps({"id": event_id, "type": TEST_EVENT, "created": iso(time.time()), "incident": None,
                            "stream": None}, separators=(",", ":"), sort_keys=True).encode()
-        code, error, duration_ms = self._post(endpoint.url, endpoint.secret, event_id, TEST_EVENT, body)
+        code, error, duration_ms, refused = self._post(endpoint.url, endpoint.secret, event_id, TEST_EVENT, body)
         with self.catalog.transaction() as db:
             db.execute("INSERT INTO webhook_deliveries (outbox_id, event_id, endpoint_id, attempt, at, status_code,"
                        " error, duration_ms) VALUES (0, ?, ?, 1, ?, ?, ?, ?)",
                        (event_id, endpoint.id, time.time(), code, error, duration_ms))
+        if refused:
+            raise WebhookError(f"webhook url {error}")
         return {"delivered": code is not None and 200 <= code < 300, "event_id": event_id,
                 "status_code": code, "error": error, "duration_ms": duration_ms}
 
-    def _post(self, url: str, secret: str, event_id: str, event_type: str,
-              body: bytes) -> tuple[int | None, str | None, float]:
+    def _post(self, url: str, secret: str, event_id: str, event_type: str, body: bytes) -> "_Attempt":
+        """One signed POST to the addresses of ``url``'s host that pass the address policy now."""
+        started = time.monotonic()
+
+        def attempt(code: int | None, error: str | None, refused: bool = False) -> _Attempt:
+            return _Attempt(code, error, round((time.monotonic() - started) * 1000, 1), refused)
+
+        parts = urllib.parse.urlsplit(url)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return attempt(None, "refused: invalid port in the webhook url", refused=True)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return attempt(None, "refused: not an http(s)://host/… url", refused=True)
+        try:
+            resolved = self._resolve(parts.hostname)
+        except URLPolicyError as exc:
+            return attempt(None, str(exc)[:300])  # DNS may answer again later: retried
+        try:
+            addresses = check_addresses(parts.hostname, resolved,
+                                        allow_private_addresses=self.allow_private_addresses)
+        except URLPolicyError as exc:
+            return attempt(None, f"refused by the address policy: {exc}"[:300], refused=True)
         timestamp = str(int(time.time()))
-        request = urllib.request.Request(url, data=body, method="POST", headers={
+        headers = {
             "Content-Type": "application/json",
             "User-Agent": f"guard/{__version__}",
             "Guard-Event-Id": event_id,
@@ -611,32 +659,70 @@ class ActionCenter:
             "Idempotency-Key": event_id,
             "Guard-Timestamp": timestamp,
             "Guard-Signature": signature_header(secret, timestamp, body),
-        })
-        started = time.monotonic()
+        }
+        if parts.scheme == "https":
+            connection = _PinnedHTTPSConnection(parts.hostname, port, addresses, self.settings.timeout)
+        else:
+            connection = _PinnedHTTPConnection(parts.hostname, port, addresses, self.settings.timeout)
+        target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
         try:
-            with _OPENER.open(request, timeout=self.settings.timeout) as response:
-                response.read(65536)
-                code, error = response.status, None
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            code, error = exc.code, f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            code, error = None, str(getattr(exc, "reason", exc))[:300]
-        return code, error, round((time.monotonic() - started) * 1000, 1)
+            connection.request("POST", target, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read(65536)
+            code = response.status
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            return attempt(None, (str(exc) or type(exc).__name__)[:300])
+        finally:
+            connection.close()
+        return attempt(code, None if 200 <= code < 300 else f"HTTP {code}")
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_initial * 2 ** (attempt - 1), self.settings.backoff_max)
         return base * random.uniform(0.9, 1.1)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A webhook answer that redirects is a failure, not a hop to somewhere else."""
+class _Attempt(NamedTuple):
+    """What one POST gave: the HTTP status (None without an answer), the error, its time, and
+    whether the address policy refused it (then nothing was sent)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    refused: bool
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect())
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to addresses resolved and checked beforehand, never resolving the host again;
+    requests still name the host (``Host`` header). A redirect is just a non-2xx answer."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._create_connection = _connector(addresses)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """:class:`_PinnedHTTPConnection` over TLS: SNI and certificate check use the host name."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence, timeout: float):
+        # a new default context per attempt: the system CAs (or SSL_CERT_FILE) as they are now
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._create_connection = _connector(addresses)
+
+
+def _connector(addresses: Sequence):
+    """A ``socket.create_connection`` stand-in that tries ``addresses`` in turn, ignoring the host."""
+
+    def connect(address, timeout=None, source_address=None):
+        port = address[1]
+        error: OSError | None = None
+        for ip in dict.fromkeys(addresses):  # getaddrinfo repeats an address per socket type
+            try:
+                return socket.create_connection((str(ip), port), timeout, source_address)
+            except OSError as exc:
+                error = exc
+        raise error or OSError("no address to connect to")
+
+    return connect
 
 
 def _endpoint(row: tuple) -> WebhookEndpoint:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from guard import __version__
 from guard.config import Settings
 from guard.errors import GuardError
 from guard.keys import ROLES
-from guard.models import POLICIES, ScanResult
+from guard.models import POLICIES, ScanResult, check_name
 from guard.service import Guard, media_files
 
 EXIT_FOUND = 1
@@ -33,6 +34,27 @@ EXIT_INTERNAL = 4
 EXIT_CUT = 5
 
 log = logging.getLogger("guard")
+
+#: What a terminal must not get raw: C0/C1 controls (escape sequences, CR, LF), line and
+#: paragraph separators, bidi overrides and lone surrogates.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _safe(value: object) -> str:
+    """``value`` as text with the characters of :data:`_UNSAFE` escaped (``\\x1b``, ``\\u202e``),
+    so that stored names cannot break a table or drive the terminal."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
+                       str(value))
+
+
+def _name_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Titles and owners follow the API's rule (:func:`guard.models.check_name`)."""
+    if value is None:
+        return None
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 class _Context:
@@ -95,8 +117,9 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--title", help="Title (default: the file name). Only with a single PATH.")
-@click.option("--owner", default="default", show_default=True, help="Rights holder that owns the reference.")
+@click.option("--title", callback=_name_option, help="Title (default: the file name). Only with a single PATH.")
+@click.option("--owner", default="default", show_default=True, callback=_name_option,
+              help="Rights holder that owns the reference.")
 @click.option("--policy", type=click.Choice(POLICIES), default="flag", show_default=True,
               help="flag: record for review; cut: take the stream down.")
 @click.option("--min-seconds", type=click.FloatRange(min=0.5), default=None,
@@ -121,9 +144,11 @@ def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, a
                                    min_seconds=min_seconds, allowlist=list(allowlist), progress=advance)
         refs.append(ref)
         if not as_json:
-            click.echo(f"registered {ref.id}  {ref.title}  ({ref.duration:.1f} s, {ref.frames} frames, policy {ref.policy})")
+            click.echo(f"registered {ref.id}  {_safe(ref.title)}  ({ref.duration:.1f} s, {ref.frames} frames, policy {ref.policy})")
+            for warning in ref.warnings:
+                click.echo(f"  warning: {warning}")
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in refs], indent=2))
+        click.echo(json.dumps([{**r.to_dict(), "warnings": r.warnings} for r in refs], indent=2))
 
 
 @cli.command()
@@ -153,7 +178,7 @@ def scan(obj: _Context, paths, as_json) -> None:
         except GuardError as exc:
             errors.append({"path": str(path), "error": str(exc)})
             if not as_json:
-                click.echo(f"error: {exc}", err=True)
+                click.echo(f"error: {_safe(exc)}", err=True)
             continue
         results.append(result)
         if not as_json:
@@ -168,14 +193,14 @@ def scan(obj: _Context, paths, as_json) -> None:
 
 def _print_scan(result: ScanResult) -> None:
     if not result.segments:
-        click.echo(f"{result.path}: no copy found ({result.duration:.1f} s scanned)")
+        click.echo(f"{_safe(result.path)}: no copy found ({result.duration:.1f} s scanned)")
         return
-    click.echo(f"{result.path}: {len(result.segments)} cop{'y' if len(result.segments) == 1 else 'ies'} found")
+    click.echo(f"{_safe(result.path)}: {len(result.segments)} cop{'y' if len(result.segments) == 1 else 'ies'} found")
     header = f"  {'query span':>17}  {'ref':>4}  {'title':<24} {'reference span':>17}  {'rate':>5}  {'match':>5}  {'score':>5}"
     click.echo(header)
     for s in result.segments:
         click.echo(
-            f"  {_span(s.query_start, s.query_end):>17}  {s.reference_id:>4}  {s.reference_title[:24]:<24} "
+            f"  {_span(s.query_start, s.query_end):>17}  {s.reference_id:>4}  {_safe(s.reference_title)[:24]:<24} "
             f"{_span(s.reference_start, s.reference_end):>17}  {s.rate:>5.2f}  {s.matched_fraction:>5.0%}  {s.score:>5.2f}"
         )
 
@@ -185,8 +210,9 @@ def _span(a: float, b: float) -> str:
 
 
 def _clock(seconds: float) -> str:
-    minutes, secs = divmod(max(seconds, 0.0), 60)
-    return f"{int(minutes):d}:{secs:04.1f}"
+    """``m:ss.s``; rounded to tenths before the split, so 119.98 s reads 2:00.0, not 1:60.0."""
+    minutes, tenths = divmod(round(max(seconds, 0.0) * 10), 600)
+    return f"{minutes:d}:{tenths / 10:04.1f}"
 
 
 @cli.group()
@@ -207,7 +233,7 @@ def refs_list(obj: _Context, owner, as_json) -> None:
     if not items:
         click.echo("no references")
     for r in items:
-        click.echo(f"{r.id:>5}  {r.title[:40]:<40}  {r.owner:<16} {r.duration:>8.1f} s  {r.policy:<4}  min {r.min_seconds:g} s")
+        click.echo(f"{r.id:>5}  {_safe(r.title)[:40]:<40}  {_safe(r.owner):<16} {r.duration:>8.1f} s  {r.policy:<4}  min {r.min_seconds:g} s")
 
 
 @refs.command("show")
@@ -225,7 +251,7 @@ def refs_rm(obj: _Context, ref_ids) -> None:
     """Remove references (their fingerprints leave the index at once)."""
     for ref_id in ref_ids:
         ref = obj.guard.remove_reference(ref_id)
-        click.echo(f"removed {ref.id}  {ref.title}")
+        click.echo(f"removed {ref.id}  {_safe(ref.title)}")
 
 
 @cli.command("export")
@@ -241,20 +267,24 @@ def export_cmd(obj: _Context, ref_id: int, output: Path) -> None:
       guard --home ./private ingest game7.mp4 && guard --home ./private export 1 -o game7.gfp.gz
     """
     obj.guard.export(ref_id, output)
-    click.echo(f"wrote {output}")
+    click.echo(f"wrote {_safe(output)}")
 
 
 @cli.command("import")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--owner", default="default", show_default=True)
-@click.option("--title", help="Override the title stored in the file.")
+@click.option("--owner", default="default", show_default=True, callback=_name_option)
+@click.option("--title", callback=_name_option, help="Override the title stored in the file.")
 @click.option("--policy", type=click.Choice(POLICIES), default="flag", show_default=True)
 @click.option("--min-seconds", type=click.FloatRange(min=0.5), default=None)
 @click.pass_obj
 def import_cmd(obj: _Context, path: Path, owner, title, policy, min_seconds) -> None:
-    """Register a hash-only reference from a file made by ``guard export``."""
+    """Register a hash-only reference from a file made by ``guard export``.
+
+    Only a regular file is read, up to 256 MiB (decompressed too); anything else is refused
+    with exit code 2.
+    """
     ref = obj.guard.import_fingerprint(path, owner=owner, policy=policy, min_seconds=min_seconds, title=title)
-    click.echo(f"registered {ref.id}  {ref.title}  ({ref.frames} frames, policy {ref.policy})")
+    click.echo(f"registered {ref.id}  {_safe(ref.title)}  ({ref.frames} frames, policy {ref.policy})")
 
 
 @cli.command()
@@ -318,7 +348,7 @@ def keys_create(obj: _Context, role: str, owner: str, label: str, as_json: bool)
         click.echo(json.dumps({**key.to_dict(), "key": token}, indent=2))
         return
     click.echo(token)
-    click.echo(f"key {key.id} ({key.role} for {key.owner}): shown once, store it now", err=True)
+    click.echo(f"key {key.id} ({key.role} for {_safe(key.owner)}): shown once, store it now", err=True)
 
 
 @keys.command("list")
@@ -335,7 +365,7 @@ def keys_list(obj: _Context, owner, as_json: bool) -> None:
         click.echo("no keys")
     for k in items:
         state = f"revoked {k.revoked}" if k.revoked else "active"
-        click.echo(f"{k.id:>5}  {k.prefix}…  {k.role:<13} {k.owner:<20} {state:<30} {k.label}")
+        click.echo(f"{k.id:>5}  {_safe(k.prefix)}…  {k.role:<13} {_safe(k.owner):<20} {state:<30} {_safe(k.label)}")
 
 
 @keys.command("revoke")
@@ -345,7 +375,7 @@ def keys_revoke(obj: _Context, key_ids) -> None:
     """Revoke keys at once (requests with them answer 401 from then on)."""
     for key_id in key_ids:
         key = obj.guard.keys.revoke(key_id)
-        click.echo(f"revoked {key.id}  {key.prefix}…  {key.role} for {key.owner}")
+        click.echo(f"revoked {key.id}  {_safe(key.prefix)}…  {key.role} for {_safe(key.owner)}")
 
 
 @cli.command()
@@ -418,14 +448,14 @@ def _event_line(event) -> str:
     from guard.incidents import iso
 
     clock = (iso(event.time) or "")[11:23]
-    text = f"{clock}  {event.stream_id}  {event.type:<20}"
+    text = f"{clock}  {_safe(event.stream_id)}  {event.type:<20}"
     incident = event.incident
     if incident is not None:
         text += (f" ref {incident.reference_id} {incident.reference_title!r}  score {incident.score:.2f}"
                  f"  stream {_span(incident.query_start, incident.query_end)}"
                  f"  ref {_span(incident.reference_start, incident.reference_end)}  incident {incident.id}")
     elif event.detail:
-        text += f" {event.detail}"
+        text += f" {_safe(event.detail)}"
     return text
 
 
@@ -434,7 +464,7 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except GuardError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_safe(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

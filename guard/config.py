@@ -65,7 +65,10 @@ class LiveSettings:
     longest reference ``min_seconds``). ``decision_interval``: how often a stream's window is
     matched (adds at most this much latency). ``stall_timeout``: a source silent this long is
     reconnected. ``reconnect_*``: exponential backoff between attempts; a stream that stays
-    unreachable for ``give_up_after`` seconds ends with an error. ``incident_idle_seconds``:
+    unreachable for ``give_up_after`` seconds ends with an error. ``start_timeout``: how long an
+    HLS playlist may be missing when monitoring starts (a packager writes it only after its
+    first segment; retried with the reconnect backoff, then the stream fails;
+    ``GUARD_LIVE_START_TIMEOUT``). ``incident_idle_seconds``:
     an incident whose copy has not been seen this long is closed. ``update_interval``:
     least time between two ``incident.updated`` events of one incident.
     """
@@ -77,6 +80,7 @@ class LiveSettings:
     reconnect_initial: float = 0.5
     reconnect_max: float = 10.0
     give_up_after: float = 300.0
+    start_timeout: float = 60.0
     incident_idle_seconds: float = 20.0
     update_interval: float = 10.0
     decoder_threads: int = 1
@@ -139,6 +143,8 @@ class Settings:
             values["job_workers"] = int(os.environ["GUARD_JOB_WORKERS"])
         if os.environ.get("GUARD_ALLOW_PRIVATE_ADDRESSES"):
             values["allow_private_addresses"] = os.environ["GUARD_ALLOW_PRIVATE_ADDRESSES"].lower() in ("1", "true", "yes")
+        if os.environ.get("GUARD_LIVE_START_TIMEOUT"):
+            values["live"] = LiveSettings(start_timeout=float(os.environ["GUARD_LIVE_START_TIMEOUT"]))
         if os.environ.get("GUARD_WEBHOOK_URL"):
             values["webhook"] = WebhookSettings(
                 url=os.environ["GUARD_WEBHOOK_URL"], secret=os.environ.get("GUARD_WEBHOOK_SECRET")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,14 @@ log = logging.getLogger(__name__)
 GREY_SIZE = 128
 #: How many sampled frames travel together; hashing is batched over these.
 BATCH_SIZE = 32
+#: A step between consecutive frames' timestamps larger than this (s), or backwards by more
+#: than half a second, is a discontinuity (a reset, a splice, a jump), not time that passed:
+#: the clock re-anchors (see :class:`StreamClock`). A shorter forward step is kept as real
+#: time: a variable-frame-rate file may hold one picture that long (a paused screen, a slide).
+#: A longer one kept would shift all that follows: a copy spliced across it would fall into
+#: pieces at alignments seconds apart, each needing the reference's ``min_seconds`` (default
+#: 5 s) on its own. Live sources use the same value, raised to the wall-clock time that passed.
+MAX_TIMESTAMP_JUMP = 5.0
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,7 @@ class FrameBatch:
 def _open(source: str | os.PathLike, options: DecodeOptions, av_options: dict | None = None):
     name = os.fspath(source)
     if not _is_url(name):
-        path = Path(name)
-        if not path.is_file():
-            raise InputError(f"{name}: no such file")
-        if path.stat().st_size == 0:
-            raise InputError(f"{name}: empty file")
+        check_media_path(name)
     try:
         return av.open(
             name,
@@ -81,6 +86,38 @@ def _open(source: str | os.PathLike, options: DecodeOptions, av_options: dict | 
         )
     except av.error.FFmpegError as exc:
         raise InputError(f"{name}: cannot be opened as media ({_reason(exc)})") from exc
+
+
+#: What a path that is not a regular file is, by the kind of its ``os.stat`` mode.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_media_path(path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` unless ``path`` is a non-empty regular file.
+
+    Only ``os.stat`` is used: a FIFO or a device is named for what it is and never opened
+    (opening a FIFO blocks until something writes to it).
+    """
+    name = os.fspath(path)
+    try:
+        info = os.stat(name)
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((what for test, what in _FILE_KINDS if test(info.st_mode)), None)
+        raise InputError(f"{name}: is {kind}, not a regular file" if kind else f"{name}: not a regular file")
+    if info.st_size == 0:
+        raise InputError(f"{name}: empty file")
 
 
 def _is_url(name: str) -> bool:
@@ -144,9 +181,8 @@ def sample_frames(
         _configure_decoder(stream, options)
         sampler = _Sampler(options.sample_fps)
         emitted = 0
-        for frame in _decoded_frames(container, stream, name):
-            t = _frame_time(frame, stream)
-            if t is None or not sampler.take(t):
+        for t, frame in _timed_frames(container, stream, name):
+            if not sampler.take(t):
                 continue
             grey = frame.reformat(
                 width=GREY_SIZE, height=GREY_SIZE, format="gray", interpolation="AREA"
@@ -181,6 +217,25 @@ def _decoded_frames(container, stream, name: str):
         log.warning("%s: stopped reading after an error (%s)", name, _reason(exc))
     if errors:
         log.warning("%s: skipped %d damaged packets", name, errors)
+
+
+def _timed_frames(container, stream, name: str) -> Iterator[tuple[float, object]]:
+    """Decoded frames of a file with their time in seconds from the first frame, continuous
+    across timestamp resets and jumps (the live path's :class:`StreamClock`, without a wall
+    clock). Frames without a timestamp are skipped."""
+    clock = StreamClock(_frame_interval(stream))
+    for frame in _decoded_frames(container, stream, name):
+        raw = _frame_time(frame, stream)
+        if raw is not None:
+            yield clock(raw), frame
+    if clock.rebases:
+        log.info("%s: timestamps re-anchored %d times (reset or jump in the file)", name, clock.rebases)
+
+
+def _frame_interval(stream) -> float:
+    """Seconds between frames by the stream's declared rate (1/25 s when it declares none)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return 1.0 / float(rate) if rate else 0.04
 
 
 def _frame_time(frame, stream) -> float | None:
@@ -248,9 +303,8 @@ def rgb_frames(source: str | os.PathLike, sample_fps: float) -> Iterator[tuple[f
         stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
         sampler = _Sampler(sample_fps)
-        for frame in _decoded_frames(container, stream, name):
-            t = _frame_time(frame, stream)
-            if t is not None and sampler.take(t):
+        for t, frame in _timed_frames(container, stream, name):
+            if sampler.take(t):
                 yield sampler.times.pop(), frame.to_ndarray(format="rgb24")
     finally:
         container.close()
@@ -266,17 +320,20 @@ def write_video(
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     options: dict | None = None,
+    container_options: dict | None = None,
 ) -> Path:
     """Encode RGB ``frames`` (H×W×3 uint8, all the same size) into ``path``.
 
     ``audio``, when given, is mono float32 PCM in [-1, 1] muxed as AAC (or the container's
-    default audio codec). Used by ``guard demo``, the tests and the corpus scripts.
+    default audio codec). ``options`` go to the encoder, ``container_options`` to the muxer
+    (e.g. ``{"output_ts_offset": "600"}`` starts the timestamps at 600 s). Used by
+    ``guard demo``, the tests and the corpus scripts.
     """
     path = Path(path)
     from fractions import Fraction
 
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", container_options=container_options or {}) as container:
         stream = None
         for rgb in frames:
             if stream is None:
@@ -336,7 +393,8 @@ class LiveOptions:
     end with it. ``flush_interval``: longest a sampled frame waits (wall clock) before its
     batch is handed on. ``protocol_whitelist``: FFmpeg protocols the source may use (see
     :mod:`guard.urlpolicy`). ``max_jump``: a timestamp step larger than this (or backwards)
-    is a reset or a jump; the stream clock then continues from the wall-clock gap.
+    is a reset or a jump; the stream clock then continues from the wall-clock gap (see
+    :data:`MAX_TIMESTAMP_JUMP`).
     ``hls``: the URL is a live HLS playlist; ``hls_target_duration`` (s, from the playlist)
     lengthens the stall timeout, because FFmpeg's HLS demuxer waits for the next segment
     inside one read; ``hls_ended`` tells whether the playlist really ended (FFmpeg reports an
@@ -356,7 +414,7 @@ class LiveOptions:
     flush_interval: float = 0.25
     thumbnail_width: int = 160
     protocol_whitelist: str | None = None
-    max_jump: float = 5.0
+    max_jump: float = MAX_TIMESTAMP_JUMP
     hls: bool = False
     hls_target_duration: float = 0.0
     hls_ended: Callable[[], bool] | None = None
@@ -387,14 +445,17 @@ class LiveBatch:
 
 
 class StreamClock:
-    """Maps source timestamps to one monotonic stream clock.
+    """Maps source timestamps to one monotonic clock, for live sources and files alike.
 
-    A new connection, a timestamp reset (a step backwards) or a jump (a step forward much larger
-    than the wall-clock time that passed) re-anchors the clock so it continues from the last
-    time plus the wall-clock gap: the matcher sees the real spacing of what was shown.
+    A new connection, a timestamp reset (a step backwards) or a jump (a step forward larger
+    than ``max_jump`` and, live, much larger than the wall-clock time that passed) re-anchors
+    the clock so it continues from the last time plus the wall-clock gap: the matcher sees the
+    real spacing of what was shown. A file has no wall clock (``wall`` is None): after a
+    discontinuity its time continues one ``period`` (its frame interval) after the last frame,
+    so byte-concatenated or spliced files are timed as they play.
     """
 
-    def __init__(self, period: float, max_jump: float = 5.0):
+    def __init__(self, period: float, max_jump: float = MAX_TIMESTAMP_JUMP):
         self.period = period
         self.max_jump = max_jump
         self.offset: float | None = None
@@ -406,27 +467,34 @@ class StreamClock:
         """The next timestamp comes from a new connection: re-anchor on it."""
         self.offset = None
 
-    def __call__(self, raw: float | None, wall: float) -> float:
+    def __call__(self, raw: float | None, wall: float | None = None) -> float:
+        """Clock time of a frame with source timestamp ``raw`` (s) decoded at ``wall``
+        (``time.time()``; None for a file, whose frames then need a timestamp)."""
         if raw is None:  # no timestamp: the wall clock is all there is
             raw = wall if self.offset is None else wall - self.offset
         if self.offset is None:
             self._anchor(raw, wall)
         t = raw + self.offset
         if self.last is not None:
-            step, wall_step = t - self.last, wall - self.last_wall
-            if step < -0.5 or step > max(self.max_jump, wall_step + 2.0):
+            step = t - self.last
+            wall_step = None if wall is None else wall - self.last_wall
+            limit = self.max_jump if wall_step is None else max(self.max_jump, wall_step + 2.0)
+            if step < -0.5 or step > limit:
                 self.rebases += 1
-                log.info("stream clock re-anchored (timestamp step %.2f s over %.2f s)", step, wall_step)
+                log.info("clock re-anchored (timestamp step %.2f s over %s)", step,
+                         "a file" if wall_step is None else f"{wall_step:.2f} s")
                 self._anchor(raw, wall)
                 t = raw + self.offset
         if self.last is None or t > self.last:
             self.last = t
-            self.last_wall = wall
+            self.last_wall = wall or 0.0
         return t
 
-    def _anchor(self, raw: float, wall: float) -> None:
+    def _anchor(self, raw: float, wall: float | None) -> None:
         if self.last is None:
             self.offset = -raw
+        elif wall is None:
+            self.offset = self.last + self.period - raw
         else:
             gap = min(max(wall - self.last_wall, self.period), 3600.0)
             self.offset = self.last + gap - raw
@@ -547,8 +615,7 @@ def _open_live(url: str, options: LiveOptions, av_options: dict | None) -> _Live
     opts = _live_av_options(url, options)
     opts.update(av_options or {})
     if url.startswith("file:"):  # a rehearsal file, spelled so FFmpeg reads no other protocol from its name
-        if not Path(url[5:]).is_file():
-            raise InputError(f"{url[5:]}: no such file")
+        check_media_path(url[5:])
         try:
             container = av.open(url, mode="r", options=opts, timeout=(options.open_timeout, options.stall_timeout))
         except av.error.FFmpegError as exc:

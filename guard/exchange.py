@@ -16,6 +16,12 @@ A file is UTF-8 JSON (gzip-compressed when its name ends in ``.gz``)::
     }
 
 Readers accept every ``format_version`` up to their own and refuse newer ones.
+
+Files come from other parties, so a reader trusts nothing: only regular files are opened
+(never a FIFO or a device, which would block or never end), at most :data:`MAX_FILE_BYTES`
+are read and at most as many decompressed, JSON must be plain (no ``NaN``/``Infinity``, no
+deep nesting), every number lies in a sane range and the title follows the same rule as a
+title set through the API (:func:`guard.models.check_name`).
 """
 
 from __future__ import annotations
@@ -24,20 +30,42 @@ import base64
 import binascii
 import gzip
 import hashlib
+import io
 import json
+import math
+import os
+import stat
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from guard.errors import FormatError
-from guard.models import Fingerprint
+from guard.errors import FormatError, TooLargeError
+from guard.models import Fingerprint, check_name
+from guard.signals import get_signal
 
 FORMAT_NAME = "guard-fingerprint"
 FORMAT_VERSION = 1
 
+#: Most bytes read from an exchange file, and most bytes its gzip stream may decompress to.
+#: A week of video at 4 samples a second is about 130 MB of JSON.
+MAX_FILE_BYTES = 256 * 1024**2
+#: Longest reference a file may describe, in seconds (7 days).
+MAX_DURATION = 7 * 24 * 3600.0
+#: Sampling rates a file may declare, in frames per second.
+MIN_SAMPLE_FPS, MAX_SAMPLE_FPS = 0.1, 60.0
+#: Most frames a file may hold.
+MAX_FRAMES = 2**22
+#: How far past ``duration`` the last frame time may lie, in seconds.
+TIME_SLACK = 1.0
+#: Largest signal version a file may declare.
+MAX_SIGNAL_VERSION = 10_000
 
-def dump(fp: Fingerprint, title: str, path: Path) -> Path:
-    """Write ``fp`` to ``path`` in the exchange format."""
+_CHUNK = 1024**2
+
+
+def dumps(fp: Fingerprint, title: str) -> bytes:
+    """``fp`` and its title as exchange-format JSON bytes (not compressed)."""
     times = np.asarray(fp.times, dtype="<f8").tobytes()
     codes = np.ascontiguousarray(fp.codes, dtype=np.uint8).tobytes()
     doc = {
@@ -52,62 +80,207 @@ def dump(fp: Fingerprint, title: str, path: Path) -> Path:
         "codes": base64.b64encode(codes).decode(),
         "sha256": hashlib.sha256(times + codes).hexdigest(),
     }
-    data = json.dumps(doc).encode()
+    try:
+        return json.dumps(doc, allow_nan=False).encode()
+    except ValueError:
+        raise FormatError(f"cannot export {title!r}: its duration or sample rate is not a finite number") from None
+
+
+def dump(fp: Fingerprint, title: str, path: Path) -> Path:
+    """Write ``fp`` to ``path`` in the exchange format."""
+    data = dumps(fp, title)
     path = Path(path)
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
     return path
 
 
-def load(path: Path) -> tuple[Fingerprint, str]:
-    """Read and validate an exchange file; return the fingerprint and its title."""
+def load(path: Path, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> tuple[Fingerprint, str]:
+    """Read and validate an exchange file; return the fingerprint and its title.
+
+    ``name`` is what error messages call the file (default: its path).
+    """
     path = Path(path)
+    name = str(path) if name is None else name
+    return parse(read_bounded(path, name, max_bytes), name, max_bytes)
+
+
+def read_bounded(path: Path, name: str, max_bytes: int = MAX_FILE_BYTES) -> bytearray:
+    """The bytes of the regular file ``path``: :class:`FormatError` for anything else (a FIFO,
+    a device, a directory…), :class:`TooLargeError` past ``max_bytes``.
+
+    The kind is checked before opening (opening a FIFO would block) and again on the open
+    descriptor, which is opened non-blocking in case the path was swapped in between.
+    """
     try:
-        raw = path.read_bytes()
+        _require_regular(os.stat(path).st_mode, name)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror})") from exc
-    return parse(raw, str(path))
+        raise FormatError(f"{name}: cannot read ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        _require_regular(os.fstat(fd).st_mode, name)
+        data = bytearray()
+        try:
+            while chunk := handle.read(min(_CHUNK, max_bytes + 1 - len(data))):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise TooLargeError(f"{name}: larger than the limit of {max_bytes} bytes")
+        except OSError as exc:
+            raise FormatError(f"{name}: cannot read ({exc.strerror})") from exc
+    return data
 
 
-def parse(raw: bytes, name: str) -> tuple[Fingerprint, str]:
-    """Validate exchange-format bytes (plain or gzip) named ``name`` in error messages."""
+def _require_regular(mode: int, name: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    for is_kind, label in kinds:
+        if is_kind(mode):
+            raise FormatError(f"{name}: is {label}, not a regular file")
+    raise FormatError(f"{name}: not a regular file")
+
+
+def gunzip_bounded(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) -> bytearray:
+    """Decompress gzip ``raw`` chunk by chunk, stopping with :class:`TooLargeError` as soon as
+    the output passes ``max_bytes`` (a small file may expand a thousandfold)."""
+    out = bytearray()
     try:
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        doc = json.loads(raw)
-    except (OSError, EOFError, ValueError) as exc:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            while chunk := stream.read(min(_CHUNK, max_bytes + 1 - len(out))):
+                out += chunk
+                if len(out) > max_bytes:
+                    raise TooLargeError(f"{name}: decompresses to more than the limit of {max_bytes} bytes")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FormatError(f"{name}: not a guard fingerprint file (bad gzip data: {exc})") from exc
+    return out
+
+
+def _refuse_constant(token: str):
+    raise ValueError(f"{token} is not allowed: numbers must be finite")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"{token} is not allowed: numbers must be finite")
+    return value
+
+
+def _json(raw: bytes | bytearray, name: str) -> object:
+    """Strict JSON: UTF-8, finite numbers only, bounded nesting."""
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise FormatError(f"{name}: not a guard fingerprint file (JSON nested too deeply)") from exc
+    except ValueError as exc:  # also UnicodeDecodeError and json.JSONDecodeError
         raise FormatError(f"{name}: not a guard fingerprint file ({exc})") from exc
+
+
+def parse(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[Fingerprint, str]:
+    """Validate exchange-format bytes (plain or gzip) named ``name`` in error messages.
+
+    Raises :class:`FormatError` for anything but a valid file, :class:`TooLargeError` for one
+    whose content passes ``max_bytes``.
+    """
+    if len(raw) > max_bytes:
+        raise TooLargeError(f"{name}: larger than the limit of {max_bytes} bytes")
+    if raw[:2] == b"\x1f\x8b":
+        raw = gunzip_bounded(raw, name, max_bytes)
+    doc = _json(raw, name)
+    del raw
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise FormatError(f"{name}: not a guard fingerprint file (no 'format': '{FORMAT_NAME}')")
     version = doc.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not _is_int(version) or version < 1:
         raise FormatError(f"{name}: missing or invalid format_version")
     if version > FORMAT_VERSION:
-        raise FormatError(f"{name}: format version {version} is newer than this guard reads ({FORMAT_VERSION})")
+        raise FormatError(f"{name}: format version {_show(version)} is newer than this guard reads ({FORMAT_VERSION})")
     try:
-        signal = doc["signal"]
-        bits = int(signal["bits"])
-        times_raw = base64.b64decode(doc["times"], validate=True)
-        codes_raw = base64.b64decode(doc["codes"], validate=True)
-        frames = int(doc["frames"])
-        fp = Fingerprint(
-            signal=str(signal["name"]),
-            signal_version=int(signal["version"]),
-            bits=bits,
-            sample_fps=float(doc["sample_fps"]),
-            duration=float(doc["duration"]),
-            times=np.frombuffer(times_raw, dtype="<f8").astype(np.float64),
-            codes=np.frombuffer(codes_raw, dtype=np.uint8).reshape(-1, bits // 8).copy(),
-        )
-        title = str(doc["title"])
-        digest = str(doc["sha256"])
-    except (KeyError, TypeError, ValueError, binascii.Error, ZeroDivisionError) as exc:
-        raise FormatError(f"{name}: malformed fingerprint file ({type(exc).__name__}: {exc})") from exc
+        return _fingerprint(doc, name)
+    except KeyError as exc:
+        raise FormatError(f"{name}: malformed fingerprint file (missing field {exc})") from exc
+
+
+def _fingerprint(doc: dict, name: str) -> tuple[Fingerprint, str]:
+    signal = doc["signal"]
+    if not isinstance(signal, dict):
+        raise FormatError(f"{name}: malformed fingerprint file ('signal' must be an object)")
+    signal_name = _string(signal["name"], "signal.name", name)
+    if len(signal_name) > 64:
+        raise FormatError(f"{name}: unknown signal {_show(signal_name)}")
+    try:
+        known = get_signal(signal_name)
+    except FormatError as exc:
+        raise FormatError(f"{name}: {exc}") from None
+    signal_version = _integer(signal["version"], "signal.version", 1, MAX_SIGNAL_VERSION, name)
+    bits = _integer(signal["bits"], "signal.bits", 1, 4096, name)
+    if bits != known.bits:
+        raise FormatError(f"{name}: signal {known.name} has {known.bits} bits, the file says {bits}")
+    sample_fps = _number(doc["sample_fps"], "sample_fps", MIN_SAMPLE_FPS, MAX_SAMPLE_FPS, name)
+    duration = _number(doc["duration"], "duration", 0.0, MAX_DURATION, name)
+    frames = _integer(doc["frames"], "frames", 0, MAX_FRAMES, name)
+    if frames > 2 * sample_fps * (duration + TIME_SLACK) + 16:
+        raise FormatError(f"{name}: {frames} frames cannot come from {duration:g} s sampled at {sample_fps:g} fps")
+    try:
+        title = check_name(doc["title"])
+    except ValueError as exc:
+        raise FormatError(f"{name}: invalid title ({exc})") from None
+    times_raw = _base64(doc["times"], "times", name)
+    codes_raw = _base64(doc["codes"], "codes", name)
+    digest = _string(doc["sha256"], "sha256", name)
     if hashlib.sha256(times_raw + codes_raw).hexdigest() != digest:
         raise FormatError(f"{name}: checksum mismatch (file damaged or edited)")
-    if len(fp.times) != frames or len(fp.codes) != frames:
-        raise FormatError(f"{name}: header says {frames} frames, data holds {len(fp.times)} times and {len(fp.codes)} codes")
-    if frames and (not np.isfinite(fp.times).all() or np.any(np.diff(fp.times) <= 0) or fp.times[0] < 0):
+    code_bytes = bits // 8
+    if len(times_raw) != 8 * frames or len(codes_raw) != code_bytes * frames:
+        raise FormatError(f"{name}: header says {frames} frames, data holds {len(times_raw) / 8:g} times "
+                          f"and {len(codes_raw) / code_bytes:g} codes")
+    times = np.frombuffer(times_raw, dtype="<f8").astype(np.float64)
+    if frames and (not np.isfinite(times).all() or np.any(np.diff(times) <= 0) or times[0] < 0):
         raise FormatError(f"{name}: frame times must be finite, non-negative and increasing")
-    if fp.sample_fps <= 0 or fp.duration < 0:
-        raise FormatError(f"{name}: invalid sample_fps or duration")
+    if frames and times[-1] > duration + TIME_SLACK:
+        raise FormatError(f"{name}: frame time {times[-1]:g} s is past the duration of {duration:g} s")
+    fp = Fingerprint(
+        signal=signal_name, signal_version=signal_version, bits=bits, sample_fps=sample_fps,
+        duration=duration, times=times, codes=np.frombuffer(codes_raw, dtype=np.uint8).reshape(frames, code_bytes).copy(),
+    )
     return fp, title
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _integer(value: object, field: str, low: int, high: int, name: str) -> int:
+    if not _is_int(value):
+        raise FormatError(f"{name}: malformed fingerprint file ('{field}' must be an integer, not {_show(value)})")
+    if not low <= value <= high:
+        raise FormatError(f"{name}: '{field}' must be between {low} and {high} (got {_show(value)})")
+    return value
+
+
+def _number(value: object, field: str, low: float, high: float, name: str) -> float:
+    if not (_is_int(value) or isinstance(value, float)):
+        raise FormatError(f"{name}: malformed fingerprint file ('{field}' must be a number, not {_show(value)})")
+    if not low <= value <= high:  # NaN never passes
+        raise FormatError(f"{name}: '{field}' must be between {low:g} and {high:g} (got {_show(value)})")
+    return float(value)
+
+
+def _string(value: object, field: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise FormatError(f"{name}: malformed fingerprint file ('{field}' must be a string, not {_show(value)})")
+    return value
+
+
+def _base64(value: object, field: str, name: str) -> bytes:
+    text = _string(value, field, name)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise FormatError(f"{name}: malformed fingerprint file ('{field}' is not base64: {exc})") from None

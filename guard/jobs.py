@@ -132,6 +132,15 @@ class JobQueue:
         )
         return [_job(r) for r in rows], total
 
+    def files_in_use(self) -> set[str]:
+        """Every file (``params["_files"]``) of a job that has not finished, queued or running.
+
+        Such a file must survive a restart: its job still needs it, and :meth:`_finish` deletes
+        it once the job is final.
+        """
+        rows = self.catalog.query("SELECT params FROM jobs WHERE status NOT IN (?, ?)", FINAL)
+        return {str(name) for (params,) in rows for name in json.loads(params).get("_files", [])}
+
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of jobs per (kind, status), for metrics."""
         rows = self.catalog.query("SELECT kind, status, COUNT(*) FROM jobs GROUP BY kind, status")
@@ -153,6 +162,8 @@ class JobQueue:
     def recover(self) -> int:
         """After a restart: fail jobs a previous process left running, requeue queued ones.
 
+        A requeued job may be running by the time this returns, so whoever cleans files up
+        after it must keep :meth:`files_in_use` (not only the queued jobs' files).
         Returns how many jobs were marked failed.
         """
         interrupted = [_job(r) for r in self.catalog.query("SELECT * FROM jobs WHERE status = 'running'")]
@@ -304,7 +315,7 @@ def service_handlers(guard) -> dict[str, Handler]:
             policy=p.get("policy", "flag"), min_seconds=p.get("min_seconds"),
             source=f"upload:{filename}", allowlist=p.get("allowlist") or [],
         )
-        return {"reference": ref.to_dict()}
+        return {"reference": ref.to_dict(), "warnings": ref.warnings}
 
     def _scan(job: Job, progress: Progress) -> dict:
         p = job.params

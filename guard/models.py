@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 POLICIES = ("flag", "cut")
+
+#: Longest title, owner or account name guard accepts (API fields and imported files alike).
+NAME_MAX_LENGTH = 200
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def check_printable(value: str) -> str:
+    """``value`` unchanged; ValueError if it holds lone surrogates or control characters
+    (C0, DEL, C1: terminal escapes, CR/LF), which no title, name or URL needs."""
+    if _SURROGATE.search(value):
+        raise ValueError("must be valid Unicode text")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def check_name(value: str) -> str:
+    """The rule for a title, owner or account name: 1 to :data:`NAME_MAX_LENGTH` printable
+    characters. Returns ``value``; raises ValueError saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {type(value).__name__}")
+    if not 1 <= len(value) <= NAME_MAX_LENGTH:
+        raise ValueError(f"must be 1 to {NAME_MAX_LENGTH} characters long (got {len(value)})")
+    return check_printable(value)
 
 
 @dataclass
@@ -25,9 +52,12 @@ class MaskedCodes:
 
 @dataclass
 class Fingerprint:
-    """The hashes of one video: one packed code per informative sampled frame, with its time.
+    """One track of a video: one packed code of one signal per informative sampled frame,
+    with its time. A reference has one track per signal.
 
     ``masked`` holds the overlay readings of a scanned video (never stored with references).
+    ``pipeline`` records everything that shaped the codes (see :mod:`guard.pipeline`): the
+    signal's description, the decoder options and the preprocessing version.
     """
 
     signal: str
@@ -38,9 +68,20 @@ class Fingerprint:
     times: np.ndarray  # (n,) float64 seconds from the first frame
     codes: np.ndarray  # (n, bits // 8) uint8
     masked: MaskedCodes | None = None
+    pipeline: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.times)
+
+
+@dataclass
+class Keyframe:
+    """A small JPEG of a reference at ``media_time`` seconds: evidence of what was copied."""
+
+    media_time: float
+    width: int
+    height: int
+    jpeg: bytes
 
 
 @dataclass
@@ -57,10 +98,14 @@ class Reference:
     source: str
     frames: int
     allowlist: list[str] = field(default_factory=list)
+    #: What the matcher will not find of it, said once when it is registered (not stored).
+    warnings: list[str] = field(default_factory=list, compare=False)
 
     def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form (without the registration-time ``warnings``)."""
+        out = asdict(self)
+        del out["warnings"]
+        return out
 
 
 @dataclass

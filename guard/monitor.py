@@ -325,10 +325,27 @@ class StreamMonitor:
         watcher = PlaylistWatcher(self.url, allow_private_addresses=self.guard.settings.allow_private_addresses,
                                   interval=PLAYLIST_CHECK_INTERVAL, timeout=self.live.open_timeout,
                                   on_refused=self._refuse)
-        watcher.check()
-        if watcher.error is not None:
-            raise watcher.error
-        return watcher.start()
+        self._await_playlist(watcher)
+        return watcher if self._stop.is_set() else watcher.start()
+
+    def _await_playlist(self, watcher: PlaylistWatcher) -> None:
+        """Check the playlist until it can be fetched: a packager writes it only after its first
+        segment, so a 404 at the start is retried with the reconnect backoff up to
+        ``start_timeout``. A refused playlist raises at once."""
+        deadline = time.monotonic() + self.live.start_timeout
+        delay = self.live.reconnect_initial
+        while watcher.check() is None:
+            if watcher.error is not None:
+                raise watcher.error
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StreamError(f"{self.info.url}: the playlist did not become available within "
+                                  f"{self.live.start_timeout:g} s (start_timeout; last: {watcher.failure})")
+            self._emit("stream.reconnecting", f"playlist not available yet ({watcher.failure}); "
+                                              f"retry in {min(delay, remaining):.1f} s")
+            if self._stop.wait(min(delay, remaining)):
+                return
+            delay = min(delay * 2, self.live.reconnect_max)
 
     def _refuse(self, exc: GuardError) -> None:
         # Called from the watcher's thread: stop reading; run() reports the stream as failed.
@@ -664,8 +681,14 @@ class MonitorManager:
                 raise InputError(f"{url}: local files are monitored only in real-time rehearsal mode (realtime=True)")
             # "file:" + absolute path: FFmpeg never reads a protocol prefix out of a file name.
             return f"file:{path.resolve()}", MonitorOptions(realtime=True, whitelist="file", av_options=av_options)
-        checked = check_url(url, allow_private_addresses=self.guard.settings.allow_private_addresses,
-                            timeout=self.guard.settings.live.open_timeout)
+        allow_private = self.guard.settings.allow_private_addresses
+        try:
+            checked = check_url(url, allow_private_addresses=allow_private, timeout=self.guard.settings.live.open_timeout)
+        except StreamError as exc:
+            # An HLS playlist that cannot be fetched yet (404 while the stream starts): the scheme and
+            # host passed, the monitor waits for the playlist and checks it before reading anything.
+            checked = check_url(url, allow_private_addresses=allow_private, fetch_playlists=False)
+            log.info("%s: playlist not available yet (%s); the monitor will wait for it", redact(url), exc)
         return url, MonitorOptions(realtime=realtime, whitelist=checked.whitelist, hls=checked.is_hls,
                                    av_options=av_options)
 

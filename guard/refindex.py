@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -112,9 +113,16 @@ class ReferenceIndex:
         self.index.save(self.index_path)
         meta = {"format": INDEX_FORMAT, "generation": generation, "kind": self.index.kind,
                 "signal": self.signal.describe(), "vectors": len(self.index)}
-        tmp = self.meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, self.meta_path)
+        # a name of its own: writers in other processes or threads never share the file
+        fd, tmp = tempfile.mkstemp(dir=self.meta_path.parent, prefix=f".{self.meta_path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps(meta))
+            os.replace(tmp, self.meta_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     # -- changes ------------------------------------------------------------------------------
 

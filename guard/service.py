@@ -15,7 +15,7 @@ import numpy as np
 from guard import exchange
 from guard.config import Settings
 from guard.errors import FormatError, InputError, NotFoundError
-from guard.fingerprint import Fingerprinter
+from guard.fingerprint import Fingerprinter, reference_warnings
 from guard.jobs import JobQueue, service_handlers
 from guard.keys import KeyStore
 from guard.index.base import merge_hits
@@ -112,7 +112,11 @@ class Guard:
         source: str,
         allowlist: list[str] | None = None,
     ) -> Reference:
-        """Store a computed fingerprint as a reference and index it."""
+        """Store a computed fingerprint as a reference and index it.
+
+        The reference's ``warnings`` say what of it the matcher cannot find (too short, or a
+        picture that barely changes; see :func:`guard.fingerprint.reference_warnings`).
+        """
         signal = self.fingerprinter.signal
         if (fp.signal, fp.signal_version, fp.bits) != (signal.name, signal.version, signal.bits):
             raise FormatError(
@@ -128,6 +132,9 @@ class Guard:
         )
         self.index.added(ref, fp)
         log.info("registered reference %d %r (%d frames)", ref.id, ref.title, len(fp))
+        ref.warnings = reference_warnings(fp, ref.min_seconds, self.settings.match)
+        for warning in ref.warnings:
+            log.warning("reference %d %r: %s", ref.id, ref.title, warning)
         return ref
 
     def import_fingerprint(

@@ -5,8 +5,9 @@ read local files (``file:``, ``concat:``, ``subfile:``, ``pipe:``, ``data:``) an
 address the server can. Two layers keep it to network streams:
 
 1. :func:`check_url` — guard's own check: the scheme must be one of :data:`ALLOWED_SCHEMES`,
-   the host must resolve only to public addresses (unless ``allow_private_addresses``), and an
-   HLS playlist is fetched and every URI in it (variants, segments, keys, init maps) must be
+   the host must resolve only to public addresses (unless ``allow_private_addresses``; a UDP or
+   SRT listener that binds a local port reaches no host and is exempt, see :func:`is_listener`),
+   and an HLS playlist is fetched and every URI in it (variants, segments, keys, init maps) must be
    ``http``/``https`` on a public host as well.
 2. :func:`protocol_whitelist` — FFmpeg's ``protocol_whitelist`` for the scheme, so that even
    a playlist that changes after the check cannot make FFmpeg open a file or another protocol.
@@ -64,6 +65,7 @@ class CheckedURL:
     host: str
     port: int | None
     is_hls: bool
+    listener: bool = False  # binds a local port (see is_listener); the address rule does not apply
 
     @property
     def whitelist(self) -> str:
@@ -104,16 +106,71 @@ def check_url(
     parts = _split(url)
     scheme = parts.scheme.lower()
     host = parts.hostname or ""
-    if scheme == "udp" and not host:
-        raise URLPolicyError(f"{redact(url)}: a udp URL needs an explicit address to listen on")
-    if not host:
-        raise URLPolicyError(f"{redact(url)}: no host")
-    check_host(host, allow_private_addresses=allow_private_addresses, multicast_ok=scheme == "udp")
+    listener = is_listener(url)
+    if not host and not listener:
+        hint = " (srt://:PORT listens only with mode=listener)" if scheme == "srt" else ""
+        raise URLPolicyError(f"{redact(url)}: no host{hint}")
+    if not listener:  # a local bind reaches no other host: the private-address rule is not about it
+        check_host(host, allow_private_addresses=allow_private_addresses, multicast_ok=scheme == "udp")
     port = parts.port
     is_hls = scheme in ("http", "https") and parts.path.lower().endswith((".m3u8", ".m3u"))
     if is_hls and fetch_playlists:
         check_playlist(url, allow_private_addresses=allow_private_addresses, timeout=timeout)
-    return CheckedURL(url=url, scheme=scheme, host=host, port=port, is_hls=is_hls)
+    return CheckedURL(url=url, scheme=scheme, host=host, port=port, is_hls=is_hls, listener=listener)
+
+
+def is_listener(url: str) -> bool:
+    """Whether FFmpeg, reading ``url``, binds a port of this machine instead of reaching a host.
+
+    UDP unicast to an address of this machine is a bind: ``udp://0.0.0.0:5000``,
+    ``udp://@:5000`` (no host), ``udp://127.0.0.1:5000``, ``udp://[::]:5000`` or the address of
+    a local interface; multicast is a join (allowed by :func:`check_host`), any other unicast
+    address names a remote sender. SRT binds only with ``mode=listener`` (FFmpeg's default is
+    caller, and rendezvous sends to the host), on no host, a wildcard or a local address.
+    """
+    parts = _split(url)
+    scheme = parts.scheme.lower()
+    if scheme == "srt":
+        if _ffmpeg_url_option(url, "mode") != "listener":
+            return False
+    elif scheme != "udp":
+        return False
+    host = parts.hostname or ""
+    if not host:
+        return True
+    try:
+        return all(_is_local_address(address) for address in _resolve(host))
+    except URLPolicyError:  # unresolvable: check_host reports it
+        return False
+
+
+def _ffmpeg_url_option(url: str, name: str) -> str | None:
+    """A URL option as FFmpeg's protocols read it (``av_find_info_tag``): the first ``name=``
+    after the first ``?``, split on ``&`` only, ``+`` as a space, no percent-decoding."""
+    if "?" not in url:
+        return None
+    for item in url.split("?", 1)[1].split("&"):
+        key, _, value = item.partition("=")
+        if key == name:
+            return value.replace("+", " ")
+    return None
+
+
+def _is_local_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A wildcard, loopback or local-interface address (one this machine can bind)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_unspecified or address.is_loopback:
+        return True
+    if address.is_multicast:
+        return False
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(address), 0))  # EADDRNOTAVAIL unless an interface has this address
+    except OSError:
+        return False
+    return True
 
 
 def check_host(host: str, *, allow_private_addresses: bool = False, multicast_ok: bool = False) -> None:
@@ -125,9 +182,32 @@ def check_host(host: str, *, allow_private_addresses: bool = False, multicast_ok
             continue
         if not address.is_global or address.is_multicast:
             raise URLPolicyError(
-                f"{host}: resolves to the non-public address {address}; refused "
-                "(set allow_private_addresses to monitor streams on private networks)"
+                f"{host}: resolves to the non-public address {address}; refused (to monitor streams on "
+                "private networks, pass --allow-private-addresses to guard monitor or set "
+                "GUARD_ALLOW_PRIVATE_ADDRESSES=1)"
             )
+
+
+def check_addresses(host: str, addresses, *, allow_private_addresses: bool = False) -> list:
+    """Refuse ``host`` unless every address it resolved to passes :func:`check_host`'s rule.
+
+    For callers that resolve once and connect to exactly the addresses checked (webhook
+    deliveries pin them), so that a DNS answer changing between the check and the connection
+    (rebinding) cannot send the connection to an address nobody checked. Returns the
+    addresses as :mod:`ipaddress` objects; :class:`~guard.errors.URLPolicyError` names the
+    first refused one.
+    """
+    checked = [ipaddress.ip_address(str(a).split("%", 1)[0]) for a in addresses]
+    checked = [a.ipv4_mapped if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped else a for a in checked]
+    if not checked:
+        raise URLPolicyError(f"{host}: resolves to no address")
+    for address in checked:
+        if not allow_private_addresses and (not address.is_global or address.is_multicast):
+            raise URLPolicyError(
+                f"{host}: resolves to the non-public address {address}; refused "
+                "(set allow_private_addresses to reach private networks)"
+            )
+    return checked
 
 
 def check_playlist(url: str, *, allow_private_addresses: bool = False, timeout: float = 5.0, depth: int = 0) -> list[str]:
@@ -301,6 +381,7 @@ class PlaylistWatcher:
         self.timeout = timeout
         self.on_refused = on_refused
         self.error: URLPolicyError | None = None
+        self.failure: GuardError | None = None  # why the last check could not fetch the playlist
         self.state: PlaylistState | None = None
         self.checks = 0
         self._stop = threading.Event()
@@ -316,6 +397,7 @@ class PlaylistWatcher:
         try:
             self.state = playlist_state(self.url, allow_private_addresses=self.allow_private_addresses,
                                         timeout=self.timeout)
+            self.failure = None
             return self.state
         except URLPolicyError as exc:
             if self.error is None:
@@ -325,6 +407,7 @@ class PlaylistWatcher:
                     self.on_refused(exc)
             return None
         except GuardError as exc:
+            self.failure = exc
             log.info("playlist %s: re-check failed (%s)", redact(self.url), exc)
             return None
         finally:

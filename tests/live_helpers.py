@@ -49,6 +49,17 @@ def free_port(kind: str = "tcp") -> int:
         return sock.getsockname()[1]
 
 
+def udp_port_bound(port: int) -> bool:
+    """Whether a socket of this machine is bound to UDP ``port`` (read from /proc: probing by
+    binding the port would race with the program under test binding it)."""
+    suffix = f":{port:04X}"
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            if any(row.split()[1].endswith(suffix) for row in list(rows)[1:]):
+                return True
+    return False
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
@@ -311,19 +322,32 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def log_request(self, code="-", size="-"):
+        if isinstance(code, int):  # every answer, errors included (send_error logs through here)
+            self.server.answers.append((self.path, int(code), time.monotonic()))
+
 
 class FolderServer:
-    """A threading HTTP server for one folder on 127.0.0.1 (an ephemeral port)."""
+    """A threading HTTP server for one folder on 127.0.0.1 (an ephemeral port).
+
+    A file not (yet) in the folder is answered 404, as a streaming server does for a playlist
+    its packager has not written. :meth:`answers` lists ``(status, monotonic time)`` per path.
+    """
 
     def __init__(self, folder: Path):
         handler = lambda *a, **kw: _QuietHandler(*a, directory=str(folder), **kw)  # noqa: E731
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
+        self.server.answers = []
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
+
+    def answers(self, name: str) -> list[tuple[int, float]]:
+        """``(status, time.monotonic())`` of every request for ``/name`` so far."""
+        return [(code, at) for path, code, at in list(self.server.answers) if path == f"/{name}"]
 
     def __enter__(self):
         self._thread.start()

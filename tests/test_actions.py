@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import shutil
+import ssl
+import subprocess
+import threading
 import time
 
 import numpy as np
@@ -201,3 +206,189 @@ def test_settings_endpoint_is_registered_for_every_owner(tmp_path):
             assert guard.actions.wait_delivered(event.id, 10)
         with Guard(settings) as again:  # registering is idempotent
             assert len(again.actions.endpoints()) == 1
+
+
+# -- the address policy at every delivery (issue 16) ----------------------------------------------
+
+HOOK_HOST = "hooks.example.test"  # no DNS here: a resolver passed to ActionCenter answers for it
+
+
+class _HostRecorder(WebhookReceiver):
+    """A receiver that also records the Host header of every request."""
+
+    def __init__(self, secret: str):
+        super().__init__(secret)
+        self.hosts: list[str] = []
+
+    def accept(self, headers, body: bytes) -> int:
+        self.hosts.append(headers.get("Host"))
+        return super().accept(headers, body)
+
+
+class _Resolver:
+    """Answers ``HOOK_HOST`` (and nothing else) from a script of answers; the last one repeats."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = 0
+
+    def __call__(self, host: str):
+        assert host == HOOK_HOST
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_an_endpoint_registered_while_private_addresses_were_allowed_gets_nothing_once_they_are_not(tmp_path):
+    catalog = Catalog(tmp_path / "c.sqlite")
+    lenient = ActionCenter(catalog, FAST, allow_private_addresses=True)
+    strict = ActionCenter(catalog, FAST)  # the same store after the setting was turned off
+    try:
+        with WebhookReceiver(SECRET) as receiver:
+            endpoint = lenient.add_endpoint("league", receiver.url, SECRET)
+            event = strict.publish("stream.cut", owner="league", platform="p", incident={"id": 1})
+            assert wait_until(lambda: strict.outbox(event_id=event.id)[0].status == "failed", 10)
+            [row] = strict.outbox(event_id=event.id)
+            assert row.attempts == 1 and "refused by the address policy" in row.last_error
+            [attempt] = strict.deliveries(event_id=event.id)
+            assert attempt.status_code is None and "non-public address 127.0.0.1" in attempt.error
+            with pytest.raises(WebhookError, match="non-public address 127.0.0.1"):
+                strict.send_test(endpoint)
+            assert len(strict.deliveries(endpoint_id=endpoint.id)) == 2  # the refused test is logged too
+            assert receiver.posts == 0
+            assert lenient.send_test(endpoint)["delivered"] and receiver.posts == 1
+    finally:
+        strict.stop()
+        lenient.stop()
+        catalog.close()
+
+
+def test_a_host_rebound_to_a_private_address_after_registration_gets_nothing(tmp_path):
+    catalog = Catalog(tmp_path / "c.sqlite")
+    resolver = _Resolver(["8.8.8.8"], ["127.0.0.1"])  # public when registered, loopback afterwards
+    center = ActionCenter(catalog, FAST, resolver=resolver)
+    try:
+        with WebhookReceiver(SECRET) as receiver:
+            center.add_endpoint("league", f"http://{HOOK_HOST}:{receiver.port}/hook", SECRET)
+            assert resolver.calls == 1
+            event = center.publish("incident.flagged", owner="league", platform="p", incident={"id": 1})
+            assert wait_until(lambda: center.outbox(event_id=event.id)[0].status == "failed", 10)
+            assert receiver.posts == 0 and resolver.calls == 2
+            [attempt] = center.deliveries(event_id=event.id)
+            assert f"{HOOK_HOST}: resolves to the non-public address 127.0.0.1" in attempt.error
+    finally:
+        center.stop()
+        catalog.close()
+
+
+def test_a_delivery_connects_to_the_address_it_checked_and_names_the_host(tmp_path):
+    catalog = Catalog(tmp_path / "c.sqlite")
+    # An attempt resolves once and connects to that checked answer: resolving again would give
+    # 127.0.0.2, where nothing listens (and the system resolver knows no such host).
+    with _HostRecorder(SECRET) as receiver:
+        resolver = _Resolver(["127.0.0.1"], ["127.0.0.2"])
+        center = ActionCenter(catalog, FAST, allow_private_addresses=True, resolver=resolver)
+        try:
+            center.add_endpoint("league", f"http://{HOOK_HOST}:{receiver.port}/hook?tenant=1", SECRET)
+            event = center.publish("incident.flagged", owner="league", platform="p", incident={"id": 1})
+            assert center.wait_delivered(event.id, 10)
+            assert resolver.calls == 1 and receiver.hosts == [f"{HOOK_HOST}:{receiver.port}"]
+            assert list(receiver.events) == [event.id]
+        finally:
+            center.stop()
+            catalog.close()
+
+
+def test_a_host_that_does_not_resolve_is_retried_not_refused(tmp_path):
+    catalog = Catalog(tmp_path / "c.sqlite")
+    with WebhookReceiver(SECRET) as receiver:
+        down = OSError("Temporary failure in name resolution")
+        resolver = _Resolver(down, down, ["127.0.0.1"])
+        center = ActionCenter(catalog, FAST, allow_private_addresses=True, resolver=resolver)
+        try:
+            center.add_endpoint("league", f"http://{HOOK_HOST}:{receiver.port}/hook", SECRET)
+            event = center.publish("incident.flagged", owner="league", platform="p", incident={"id": 1})
+            assert center.wait_delivered(event.id, 10)
+            errors = [d.error for d in sorted(center.deliveries(event_id=event.id), key=lambda d: d.attempt)]
+            assert len(errors) == 3 and errors[2] is None
+            assert all("cannot be resolved" in e for e in errors[:2])
+            assert list(receiver.events) == [event.id]
+        finally:
+            center.stop()
+            catalog.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A test CA and a certificate it signed for ``HOOK_HOST`` only (made by the openssl CLI)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make test certificates")
+    folder = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=guard test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+            "-subj", f"/CN={HOOK_HOST}")
+    (folder / "leaf.ext").write_text(f"subjectAltName=DNS:{HOOK_HOST}\nbasicConstraints=CA:FALSE\n"
+                                     "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext")
+    return folder
+
+
+class _TLSReceiver(_HostRecorder):
+    """The receiver over TLS with ``leaf.pem``; records the SNI names clients send."""
+
+    def __init__(self, secret: str, folder):
+        super().__init__(secret)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(folder / "leaf.pem", folder / "leaf.key")
+        self.context.sni_callback = lambda sock, name, context: self.server_names.append(name)
+        self.server_names: list[str | None] = []
+
+    def up(self):
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(receiver.accept(self.headers, body))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+
+def test_https_deliveries_send_the_host_as_sni_and_verify_the_certificate_against_it(tmp_path, tls_files,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files / "ca.pem"))  # trust the test CA only
+    catalog = Catalog(tmp_path / "c.sqlite")
+    with _TLSReceiver(SECRET, tls_files) as receiver:
+        center = ActionCenter(catalog, FAST, allow_private_addresses=True,
+                              resolver=lambda host: ["127.0.0.1"])
+        try:
+            good = center.add_endpoint("league", f"https://{HOOK_HOST}:{receiver.port}/hook", SECRET)
+            assert center.send_test(good)["delivered"]
+            assert receiver.server_names == [HOOK_HOST] and receiver.hosts == [f"{HOOK_HOST}:{receiver.port}"]
+            # The same server reached under a name its certificate does not carry: no POST.
+            wrong = center.add_endpoint("league", f"https://127.0.0.1:{receiver.port}/hook", SECRET)
+            result = center.send_test(wrong)
+            assert not result["delivered"] and "certificate verify failed" in result["error"]
+            assert receiver.posts == 1
+        finally:
+            center.stop()
+            catalog.close()

@@ -124,3 +124,156 @@ def test_demo_finds_the_copy(tmp_path):
     assert match["reference_start"] == pytest.approx(expected["reference_start"], abs=1.0)
     again = json.loads(run(tmp_path / "demo-store", "demo", "--json", check_code=0).stdout)
     assert again["reference"]["id"] == report["reference"]["id"]  # registered once, reused
+
+
+# -- hostile import files and control characters in output (issue 16) ----------------------------
+
+def _synthetic_fingerprint(frames: int = 40, fps: float = 4.0):
+    """A fingerprint of the default signal with random codes: no video needed."""
+    import numpy as np
+
+    from guard.models import Fingerprint
+
+    codes = np.random.default_rng(frames).integers(0, 256, (frames, 32), dtype=np.uint8)
+    return Fingerprint("mhash16", 1, 256, fps, frames / fps, np.arange(frames) / fps, codes)
+
+
+def _export_text(title: str = "Finals game 7") -> str:
+    from guard import exchange
+
+    return exchange.dumps(_synthetic_fingerprint(), title).decode()
+
+
+def _run_measured(home, *args, timeout: float = 60.0) -> tuple[int, str, int]:
+    """Run guard; return its exit code, stderr and peak resident memory in bytes. A run that
+    outlives ``timeout`` (an import blocked on a FIFO) is killed and fails the test."""
+    import signal
+    import time
+
+    env = {**os.environ, "GUARD_HOME": str(home)}
+    err_path = f"{home}.stderr"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "guard", *map(str, args)], stdout=subprocess.DEVNULL,
+                                stderr=err, stdin=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            os.kill(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            pytest.fail(f"guard {' '.join(map(str, args))} still running after {timeout} s")
+        time.sleep(0.05)
+    with open(err_path, encoding="utf-8") as err:
+        return proc.returncode, err.read(), usage.ru_maxrss * 1024
+
+
+def test_import_refuses_hostile_files_with_exit_2(tmp_path):
+    home = tmp_path / "store"
+    valid = _export_text()
+    assert valid.count('"duration": 10.0') == 1
+    texts = {
+        "nan.json": (valid.replace('"duration": 10.0', '"duration": NaN'), "numbers must be finite"),
+        "inf.json": (valid.replace('"duration": 10.0', '"duration": Infinity'), "numbers must be finite"),
+        "huge.json": (valid.replace('"duration": 10.0', '"duration": 1e308'), "'duration' must be between 0 and"),
+        "deep.json": ("[" * 200_000, "JSON nested too deeply"),
+        "dict-title.json": (_export_text().replace('"Finals game 7"', '{"a": 1}'), "invalid title (must be a string"),
+        "escape-title.json": (_export_text("a\x1b[2J\r\nb"), "invalid title (must not contain control characters)"),
+    }
+    cases = []
+    for name, (text, message) in texts.items():
+        (tmp_path / name).write_text(text)
+        cases.append((tmp_path / name, message))
+    fifo = tmp_path / "feed.json"
+    os.mkfifo(fifo)
+    (tmp_path / "folder").mkdir()
+    cases += [(fifo, "is a FIFO, not a regular file"), ("/dev/zero", "is a character device, not a regular file")]
+    for path, message in cases:
+        code, stderr, _ = _run_measured(home, "import", path)
+        assert code == ERROR and f"error: {path}: " in stderr and message in stderr, (path, stderr)
+        assert len(stderr.strip().splitlines()) == 1
+    assert "is a directory" in run(home, "import", tmp_path / "folder", check_code=ERROR).stderr
+    (tmp_path / "ok.json").write_text(valid)
+    proc = run(home, "import", tmp_path / "ok.json", "--title", "a\x1bb", check_code=ERROR)
+    assert "must not contain control characters" in proc.stderr
+    assert json.loads(run(home, "refs", "list", "--json", check_code=0).stdout) == []
+    assert "Finals game 7" in run(home, "import", tmp_path / "ok.json", check_code=0).stdout
+
+
+def test_import_of_a_gzip_bomb_stops_at_the_limit(tmp_path):
+    import gzip
+
+    bomb = tmp_path / "bomb.json.gz"
+    bomb.write_bytes(gzip.compress(bytes(1024**2)) * 1024)  # 1 GiB of zeros in about 1 MB
+    code, stderr, peak = _run_measured(tmp_path / "store", "import", bomb)
+    assert code == ERROR and stderr.strip() == f"error: {bomb}: decompresses to more than the limit of {256 * 1024**2} bytes"
+    assert peak < 700 * 1024**2, peak  # the limit and the interpreter, never the gigabyte
+
+
+def test_tables_escape_control_characters(tmp_path):
+    import re
+
+    from guard.config import Settings
+    from guard.service import Guard
+
+    home = tmp_path / "store"
+    title = "Finals\x1b[2J\x1b[31m\r\n   99  forged row\u202e"
+    with Guard(Settings(home=home)) as guard:  # stored by an older guard that did not check titles
+        ref = guard.register(_synthetic_fingerprint(), title=title, owner="nba\x9b2J", source="test")
+        guard.keys.create("rights_holder", "nba\x9b2J", label="bot\x1b]0;owned\x07\r\nx")
+    unsafe = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")
+    listed = run(home, "refs", "list", check_code=0).stdout
+    assert listed.count("\n") == 1 and not unsafe.search(listed)
+    assert "Finals\\x1b[2J\\x1b[31m\\x0d\\x0a   99  fo" in listed and "nba\\x9b2J" in listed
+    keys = run(home, "keys", "list", check_code=0).stdout
+    assert keys.count("\n") == 1 and not unsafe.search(keys) and "bot\\x1b]0;owned\\x07\\x0d\\x0ax" in keys
+    assert json.loads(run(home, "refs", "show", ref.id, check_code=0).stdout)["title"] == title  # JSON keeps it exact
+    removed = run(home, "refs", "rm", ref.id, check_code=0).stdout
+    assert removed.count("\n") == 1 and not unsafe.search(removed) and "forged row\\u202e" in removed
+
+
+# -- issue 16: paths that are no media file, clock rounding, ingest warnings ---------------------
+
+
+@pytest.mark.parametrize("command,kind,message", [
+    ("scan", "fifo", "is a FIFO"), ("ingest", "fifo", "is a FIFO"),
+    ("scan", "device", "is a character device"), ("ingest", "device", "is a character device"),
+    ("ingest", "directory", "is a directory"),  # scan walks a directory's media files instead
+])
+def test_a_fifo_device_or_directory_is_named_for_what_it_is(tmp_path, command, kind, message):
+    path = {"fifo": tmp_path / "pipe.mp4", "device": "/dev/null", "directory": tmp_path / "folder"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody writes to it: opening it would hang the command
+    elif kind == "directory":
+        path.mkdir()
+    env = {**os.environ, "GUARD_HOME": str(tmp_path / "store")}
+    proc = subprocess.run([sys.executable, "-m", "guard", command, str(path)], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == ERROR, (proc.stdout, proc.stderr)
+    assert f"{path}: {message}" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("seconds,shown", [
+    (119.98, "2:00.0"), (59.96, "1:00.0"), (3599.99, "60:00.0"), (59.94, "0:59.9"), (0.0, "0:00.0"),
+])
+def test_times_round_before_splitting_minutes(seconds, shown):
+    from guard.cli import _clock
+
+    assert _clock(seconds) == shown
+
+
+def test_ingest_prints_what_will_not_be_matchable(tmp_path):
+    import itertools
+
+    from guard import synth
+
+    picture = next(iter(media.reference_frames(5, fps=10, start=3.0, seconds=0.1)))
+    still = synth.make_video(tmp_path / "still.mp4", itertools.repeat(picture, 80), 10)
+    human = run(tmp_path / "store", "ingest", still, check_code=0).stdout
+    assert "registered" in human and "warning: its picture barely changes" in human
+    (ref,) = json.loads(run(tmp_path / "store", "ingest", still, "--json", check_code=0).stdout)
+    assert len(ref["warnings"]) == 1 and "barely changes" in ref["warnings"][0]

@@ -1,9 +1,12 @@
 """Sampling decoder: rate, timing, options, metadata."""
 
+import os
+
 import numpy as np
 import pytest
 
 from guard import decode, synth
+from guard.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +39,73 @@ def test_probe(clip):
 
 def test_full_decode_counts_every_frame(clip):
     assert decode.decode_all_frames(clip) == 300
+
+
+# -- timestamp resets and jumps inside a file (issue 16) ----------------------------------------
+
+
+def concatenated_ts(path, parts, fps, start_offsets=None):
+    """Byte-concatenate MPEG-TS files, one per frame sequence of ``parts``: each restarts its
+    timestamps (a reset), or starts them at ``start_offsets[i]`` seconds (a jump)."""
+    pieces = []
+    for i, frames in enumerate(parts):
+        piece = path.with_name(f"{path.stem}.part{i}.ts")
+        offset = (start_offsets or [0.0] * len(parts))[i]
+        container_options = {"output_ts_offset": str(offset)} if offset else None
+        decode.write_video(piece, frames, fps, container_options=container_options)
+        pieces.append(piece.read_bytes())
+        piece.unlink()
+    path.write_bytes(b"".join(pieces))
+    return path
+
+
+def _times(path):
+    return np.concatenate([b.times for b in decode.sample_frames(path)])
+
+
+@pytest.mark.parametrize("offsets,gap", [
+    (None, 0.0),  # the second part restarts at 0: a reset
+    ([0.0, 600.0], 0.0),  # the second part starts 10 minutes on: a jump, collapsed
+    ([0.0, 8.5], 2.5),  # a 2.5 s hold, under MAX_TIMESTAMP_JUMP: real time, kept
+])
+def test_time_runs_on_across_a_reset_or_jump_in_a_file(tmp_path, offsets, gap):
+    size, fps = (320, 180), 15
+    path = concatenated_ts(tmp_path / "joined.ts",
+                           [synth.shapes(1, size, fps, 6.0), synth.shapes(2, size, fps, 6.0)], fps, offsets)
+    times = _times(path)
+    steps = np.diff(times)
+    assert np.all(steps > 0)
+    assert times[-1] == pytest.approx(12.0 + gap, abs=0.5)
+    # Every frame of both parts is sampled: no step beyond the sampling period but the hold.
+    assert np.sort(steps)[-2] <= 0.25 + 2.5 / fps
+    assert steps.max() == pytest.approx(max(gap, 0.25), abs=0.2)
+    assert len(times) == pytest.approx(12 * 4, abs=4)
+    rgb_times = np.array([t for t, _ in decode.rgb_frames(path, 4.0)])  # thumbnails share the clock
+    assert np.all(np.diff(rgb_times) > 0) and rgb_times[-1] == pytest.approx(times[-1], abs=2.5 / fps)
+
+
+def test_the_file_clock_re_anchors_like_the_live_one():
+    """One StreamClock: without a wall clock, a discontinuity continues one period on."""
+    clock = decode.StreamClock(period=0.1)
+    times = [clock(t) for t in (5.0, 5.1, 5.2, 0.3, 0.4, 99.0, 99.1, 102.0)]
+    np.testing.assert_allclose(times, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 3.5])
+    assert clock.rebases == 2
+
+
+# -- what is not a media file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("fifo", "is a FIFO"),
+    ("device", "is a character device"),
+    ("directory", "is a directory"),
+    ("missing", "no such file"),
+])
+def test_a_path_that_is_no_media_file_is_named_for_what_it_is(tmp_path, kind, message):
+    path = {"fifo": tmp_path / "pipe.mp4", "device": "/dev/null", "directory": tmp_path,
+            "missing": tmp_path / "gone.mp4"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it would block: the check must not
+    for read in (decode.probe, lambda p: list(decode.sample_frames(p))):
+        with pytest.raises(InputError, match=message):
+            read(path)

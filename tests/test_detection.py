@@ -6,6 +6,7 @@ import pytest
 
 from guard import synth
 from tests import media
+from tests.test_decode import concatenated_ts
 
 TOLERANCE = 1.0
 
@@ -113,3 +114,43 @@ def test_a_copy_under_a_large_still_panel_is_found_through_its_masked_reading(
     assert segment.query_start == pytest.approx(5.0, abs=TOLERANCE)
     assert segment.query_end == pytest.approx(23.0, abs=TOLERANCE)
     assert segment.reference_start == pytest.approx(10.0, abs=TOLERANCE)
+
+
+# -- a copy after a timestamp reset or jump (issue 16) -------------------------------------------
+
+SPLICE_FPS = 15
+
+
+def _spliced(tmp_path, offsets, seed=2, start=8.0, before=12.0, seconds=15.0):
+    """Unrelated video, then a copy of reference ``seed``, byte-concatenated as two MPEG-TS files."""
+    return concatenated_ts(
+        tmp_path / "spliced.ts",
+        [media.unrelated_frames(seed + 900, before, fps=SPLICE_FPS),
+         media.reference_frames(seed, fps=SPLICE_FPS, start=start, seconds=seconds)],
+        SPLICE_FPS, offsets,
+    )
+
+
+@pytest.mark.parametrize("offsets", [None, [0.0, 3600.0]], ids=["reset", "jump"])
+def test_a_copy_after_a_timestamp_reset_or_jump_is_found(guard, loaded_store, tmp_path, offsets):
+    _, ids = loaded_store
+    result = guard.scan(_spliced(tmp_path, offsets))
+    assert result.duration == pytest.approx(27.0, abs=0.5)
+    (segment,) = result.segments
+    assert segment.reference_id == ids[2]
+    assert segment.query_start == pytest.approx(12.0, abs=TOLERANCE)
+    assert segment.query_end == pytest.approx(27.0, abs=TOLERANCE)
+    assert segment.reference_start == pytest.approx(8.0, abs=TOLERANCE)
+    assert segment.rate == pytest.approx(1.0, abs=0.02)
+
+
+def test_ingest_of_a_file_with_a_timestamp_reset_covers_all_of_it(empty_guard, tmp_path):
+    ref = empty_guard.ingest(_spliced(tmp_path, None), title="spliced")
+    assert ref.duration == pytest.approx(27.0, abs=0.5)
+    assert ref.warnings == []
+    # The part after the reset is registered, at its place in the file.
+    copy = media.make_copy(tmp_path / "after.mp4", 2, 8.0, 15.0, fps=SPLICE_FPS)
+    (segment,) = empty_guard.scan(copy).segments
+    assert segment.reference_id == ref.id
+    assert segment.reference_start == pytest.approx(12.0, abs=TOLERANCE)
+    assert segment.duration == pytest.approx(15.0, abs=TOLERANCE)

@@ -1,17 +1,28 @@
-"""Hash-only export/import: round trip, versioning, and precise refusal of broken files."""
+"""Hash-only export/import: round trip, versioning, and precise refusal of broken or hostile files."""
 
 from __future__ import annotations
 
 import base64
 import gzip
 import json
+import math
+import os
+import socket
+import threading
+import tracemalloc
+import zlib
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
 
 from guard import exchange
 from guard.config import Settings
-from guard.errors import FormatError
+from guard.errors import FormatError, TooLargeError
+from guard.models import NAME_MAX_LENGTH, Fingerprint, check_name
 from guard.service import Guard
+from guard.signals import get_signal
 from tests import media
 
 
@@ -67,3 +78,283 @@ def test_other_signal_is_refused_on_import(guard, loaded_store, tmp_path):
     path = exchange.dump(fp, "other", tmp_path / "other.json")
     with pytest.raises(FormatError, match="this store needs mhash16"):
         guard.import_fingerprint(path)
+
+
+# -- hostile files (issue 16) ---------------------------------------------------------------------
+
+PROPERTY = settings(max_examples=200, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def _synthetic(frames: int = 40, fps: float = 4.0, signal: str = "mhash16") -> Fingerprint:
+    """A fingerprint as ingest makes it (times on the sampling grid, duration one period past the
+    last frame), with random codes: no video needed to test the file format."""
+    bits = get_signal(signal).bits
+    times = np.arange(frames) / fps
+    codes = np.random.default_rng(frames).integers(0, 256, (frames, bits // 8), dtype=np.uint8)
+    return Fingerprint(signal, 1, bits, fps, round(frames / fps, 3), times, codes)
+
+
+def _doc(**changes) -> dict:
+    doc = json.loads(exchange.dumps(_synthetic(), "Finals, game 7"))
+    doc.update(changes)
+    return doc
+
+
+def _literal(field: str, literal: str) -> bytes:
+    """A valid file whose ``field`` holds a raw JSON literal such as ``NaN`` (json.dumps cannot)."""
+    return json.dumps(_doc(**{field: "@@"})).replace('"@@"', literal).encode()
+
+
+@pytest.mark.parametrize("field,literal", [
+    ("duration", "NaN"), ("sample_fps", "NaN"), ("duration", "Infinity"), ("duration", "-Infinity"),
+    ("sample_fps", "Infinity"), ("duration", "1e400"), ("frames", "NaN"),
+])
+def test_nan_and_infinity_are_refused_at_parse_time(empty_guard, tmp_path, field, literal):
+    path = tmp_path / "hostile.json"
+    path.write_bytes(_literal(field, literal))
+    with pytest.raises(FormatError, match=f"{path}: not a guard fingerprint file .*numbers must be finite"):
+        empty_guard.import_fingerprint(path)
+    assert empty_guard.references() == []
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"duration": 1e308}, r"'duration' must be between 0 and 604800 \(got 1e\+308\)"),
+    ({"duration": -1.0}, "'duration' must be between"),
+    ({"sample_fps": 0}, "'sample_fps' must be between 0.1 and 60"),
+    ({"sample_fps": 1e6}, "'sample_fps' must be between"),
+    ({"sample_fps": "4"}, "'sample_fps' must be a number"),
+    ({"duration": True}, "'duration' must be a number"),
+    ({"frames": 10**30}, "'frames' must be between 0 and 4194304"),
+    ({"frames": 40.0}, "'frames' must be an integer"),
+    ({"format_version": True}, "invalid format_version"),
+    ({"signal": {"name": "mhash16", "version": 1, "bits": 64}}, "signal mhash16 has 256 bits, the file says 64"),
+    ({"signal": {"name": "mhash16", "version": 10**40, "bits": 256}}, "'signal.version' must be between"),
+    ({"signal": {"name": "x" * 10**5, "version": 1, "bits": 256}}, "unknown signal 'xxxx"),
+    ({"signal": {"name": "vpdq", "version": 1, "bits": 256}}, "unknown signal 'vpdq'"),
+    ({"signal": ["mhash16"]}, "'signal' must be an object"),
+    ({"duration": 1.0}, "40 frames cannot come from 1 s sampled at 4 fps"),
+    ({"sha256": 7}, "'sha256' must be a string"),
+])
+def test_values_out_of_sane_ranges_are_refused(changes, message):
+    with pytest.raises(FormatError, match=message):
+        exchange.parse(json.dumps(_doc(**changes)).encode(), "f.json")
+
+
+def test_frame_times_past_the_duration_are_refused():
+    fp = _synthetic()
+    fp.times = fp.times + 5.0  # sampled as if the video were 5 s longer than it says
+    with pytest.raises(FormatError, match=r"frame time 14.75 s is past the duration of 10 s"):
+        exchange.parse(exchange.dumps(fp, "late"), "f.json")
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a": ' * 100_000, None])
+def test_deeply_nested_json_is_a_format_error(raw):
+    raw = raw or json.dumps(_doc()).replace('"Finals, game 7"', "[" * 50_000 + "]" * 50_000).encode()
+    with pytest.raises(FormatError, match="JSON nested too deeply"):
+        exchange.parse(raw, "deep.json")
+
+
+@pytest.mark.parametrize("title,message", [
+    ({"name": "Finals"}, "must be a string, not dict"),
+    (["Finals"], "must be a string, not list"),
+    (7, "must be a string, not int"),
+    ("x" * 1_000_000, f"must be 1 to {NAME_MAX_LENGTH} characters long"),
+    ("", f"must be 1 to {NAME_MAX_LENGTH} characters long"),
+    ("Finals\x1b[2J\x1b[31m", "must not contain control characters"),
+    ("Finals\r\n42  forged row", "must not contain control characters"),
+    ("Finals\x9b31m", "must not contain control characters"),
+    ("Finals\ud800", "must be valid Unicode text"),
+])
+def test_titles_follow_the_api_rule(empty_guard, tmp_path, title, message):
+    path = tmp_path / "title.json"
+    path.write_text(json.dumps(_doc(title=title)))
+    with pytest.raises(FormatError, match=f"invalid title \\({message}"):
+        empty_guard.import_fingerprint(path)
+    assert empty_guard.references() == []
+
+
+def test_unicode_titles_and_override_are_kept(empty_guard, tmp_path):
+    path = exchange.dump(_synthetic(), "Finale — 決勝 ⚽", tmp_path / "ok.json.gz")
+    assert empty_guard.import_fingerprint(path).title == "Finale — 決勝 ⚽"
+    assert empty_guard.import_fingerprint(path, title="Game 7").title == "Game 7"
+
+
+def test_the_api_and_import_share_one_title_rule():
+    from guard.api.schemas import ReferenceUpdate
+    from pydantic import ValidationError
+
+    for title in ("ok", "a\x1bb", "a\x85b", "x" * 201, ""):
+        try:
+            check_name(title)
+            core = None
+        except ValueError as exc:
+            core = str(exc)
+        try:
+            ReferenceUpdate(title=title)
+            api = None
+        except ValidationError:
+            api = "refused"
+        assert (core is None) == (api is None), title
+
+
+def _import_in_thread(path, timeout=20.0):
+    """``exchange.load`` in a daemon thread, so that a blocking open fails the test instead of hanging it."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = exchange.load(path)
+        except BaseException as exc:  # noqa: BLE001 — handed to the test
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"reading {path} blocked"
+    return outcome
+
+
+def test_only_regular_files_are_read(tmp_path):
+    fifo = tmp_path / "feed.json"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    sock_path = tmp_path / "s.json"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        link = tmp_path / "link.json"
+        link.symlink_to(fifo)
+        for path, kind in ((fifo, "a FIFO"), (link, "a FIFO"), ("/dev/zero", "a character device"),
+                           (folder, "a directory"), (sock_path, "a socket")):
+            error = _import_in_thread(path)["error"]
+            assert isinstance(error, FormatError) and str(error) == f"{path}: is {kind}, not a regular file"
+    error = _import_in_thread(tmp_path / "missing.json")["error"]
+    assert str(error) == f"{tmp_path / 'missing.json'}: cannot read (No such file or directory)"
+
+
+def test_reading_stops_past_the_byte_limit(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * 5000)
+    with pytest.raises(TooLargeError, match=f"{path}: larger than the limit of 4096 bytes"):
+        exchange.load(path, max_bytes=4096)
+    assert exchange.MAX_FILE_BYTES == 256 * 1024**2
+
+
+def _gzip_of_zeros(size: int) -> bytes:
+    """One gzip member of ``size`` zero bytes, compressed a thousandfold."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1024**2)
+    parts = [packer.compress(block[: min(len(block), size - done)]) for done in range(0, size, len(block))]
+    return b"".join(parts) + packer.flush()
+
+
+def test_a_gzip_bomb_is_decompressed_in_bounded_chunks(tmp_path):
+    bomb = _gzip_of_zeros(64 * 1024**2)
+    path = tmp_path / "bomb.json.gz"
+    path.write_bytes(bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLargeError, match=f"{path}: decompresses to more than the limit of {1024**2} bytes"):
+            exchange.load(path, max_bytes=1024**2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024**2  # the limit plus a chunk, never the 64 MiB the file expands to
+
+
+def test_a_file_under_the_limits_still_imports_from_gzip(empty_guard, tmp_path):
+    data = exchange.dumps(_synthetic(400), "long")
+    path = tmp_path / "ok.json.gz"
+    path.write_bytes(gzip.compress(data))
+    fp, title = exchange.load(path, max_bytes=len(data))
+    assert (len(fp), title) == (400, "long")
+    with pytest.raises(TooLargeError, match="decompresses to more than"):
+        exchange.load(path, max_bytes=len(data) - 1)
+
+
+# -- properties -----------------------------------------------------------------------------------
+
+SIGNAL_BITS = {name: get_signal(name).bits for name in ("mhash16", "phash16", "dhash8", "ahash8")}
+TITLES = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=NAME_MAX_LENGTH)
+
+
+@st.composite
+def fingerprints(draw) -> tuple[Fingerprint, str]:
+    """A fingerprint like ingest makes: grid times with uninformative frames left out."""
+    signal = draw(st.sampled_from(sorted(SIGNAL_BITS)))
+    bits = SIGNAL_BITS[signal]
+    fps = draw(st.floats(exchange.MIN_SAMPLE_FPS, exchange.MAX_SAMPLE_FPS))
+    grid = draw(st.integers(0, 60))
+    keep = np.array(draw(st.lists(st.booleans(), min_size=grid, max_size=grid)), dtype=bool)
+    times = (np.arange(grid) / fps)[keep] if grid else np.zeros(0)
+    codes = draw(arrays(np.uint8, (len(times), bits // 8)))
+    duration = draw(st.floats(grid / fps, grid / fps + 2 * exchange.TIME_SLACK))
+    fp = Fingerprint(signal, draw(st.integers(1, exchange.MAX_SIGNAL_VERSION)), bits, fps, duration, times, codes)
+    return fp, draw(TITLES)
+
+
+def _assert_valid(fp: Fingerprint, title: str) -> None:
+    """What every parsed file guarantees to the rest of guard."""
+    assert fp.bits == get_signal(fp.signal).bits
+    assert fp.codes.dtype == np.uint8 and fp.codes.shape == (len(fp), fp.bits // 8)
+    assert exchange.MIN_SAMPLE_FPS <= fp.sample_fps <= exchange.MAX_SAMPLE_FPS
+    assert 0 <= fp.duration <= exchange.MAX_DURATION and math.isfinite(fp.duration)
+    assert len(fp) <= exchange.MAX_FRAMES
+    if len(fp):
+        assert np.isfinite(fp.times).all() and fp.times[0] >= 0 and (np.diff(fp.times) > 0).all()
+        assert fp.times[-1] <= fp.duration + exchange.TIME_SLACK
+    assert check_name(title) == title
+
+
+def _parse_or_refuse(raw: bytes) -> None:
+    try:
+        fp, title = exchange.parse(raw, "fuzz")
+    except (FormatError, TooLargeError) as exc:
+        assert str(exc).startswith("fuzz: ")
+    else:
+        _assert_valid(fp, title)
+
+
+@PROPERTY
+@given(st.binary(max_size=4096))
+def test_any_bytes_parse_or_give_a_format_error(raw):
+    _parse_or_refuse(raw)
+    _parse_or_refuse(gzip.compress(raw))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = ["format", "format_version", "signal", "sample_fps", "duration", "title", "frames", "times",
+          "codes", "sha256", "signal.name", "signal.version", "signal.bits"]
+
+
+@PROPERTY
+@given(st.lists(st.tuples(st.sampled_from(FIELDS), JSON | st.just(KeyError)), min_size=1, max_size=3))
+def test_any_field_edit_parses_or_gives_a_format_error(edits):
+    doc = _doc()
+    for field, value in edits:
+        holder, _, key = field.rpartition(".")
+        target = doc if not holder else doc[holder] if isinstance(doc.get(holder), dict) else doc
+        if value is KeyError:
+            target.pop(key, None)
+        else:
+            target[key] = value
+    _parse_or_refuse(json.dumps(doc).encode())  # json.dumps writes NaN and Infinity for such floats
+
+
+@PROPERTY
+@given(fingerprints(), st.booleans())
+def test_dump_then_parse_gives_back_the_same_fingerprint(case, compressed):
+    fp, title = case
+    raw = exchange.dumps(fp, title)
+    back, back_title = exchange.parse(gzip.compress(raw) if compressed else raw, "round trip")
+    assert back_title == title
+    assert (back.signal, back.signal_version, back.bits) == (fp.signal, fp.signal_version, fp.bits)
+    assert (back.sample_fps, back.duration) == (fp.sample_fps, fp.duration)
+    assert np.array_equal(back.times, fp.times) and np.array_equal(back.codes, fp.codes)
+    assert np.array_equal(np.unpackbits(back.codes, axis=1), np.unpackbits(fp.codes, axis=1))
+    _assert_valid(back, back_title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -111,6 +112,43 @@ def test_a_restart_fails_running_jobs_and_requeues_queued_ones(tmp_path):
     second.shutdown()
     first_catalog.close()
     second_catalog.close()
+
+
+def test_files_in_use_are_those_of_queued_and_running_jobs_even_right_after_a_recovery(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    files = {name: tmp_path / f"upload-{name}.part" for name in ("crashed", "queued", "done")}
+    for file in files.values():
+        file.write_bytes(b"data")
+    first_catalog = Catalog(path)
+    first = JobQueue(first_catalog, {"work": lambda job, progress: {}}, workers=1)
+    done = first.wait(first.submit("work", owner="o", role="platform", params={"_files": [str(files["done"])]}).id, 10)
+    assert done.status == "done" and not files["done"].exists()
+    first.shutdown()  # nothing runs the next jobs: the process "died" with them recorded
+    with first_catalog.transaction() as db:
+        for name, status in (("crashed", "running"), ("queued", "queued")):
+            db.execute("INSERT INTO jobs (kind, role, owner, status, params, created) VALUES ('work', 'platform',"
+                       " 'o', ?, ?, '')", (status, json.dumps({"_files": [str(files[name])]})))
+    assert first.files_in_use() == {str(files["crashed"]), str(files["queued"])}
+
+    started, release = threading.Event(), threading.Event()
+
+    def blocked(job, progress):
+        started.set()
+        release.wait(10)
+        return {}
+
+    second_catalog = Catalog(path)
+    second = JobQueue(second_catalog, {"work": blocked}, workers=1)
+    try:
+        assert second.recover() == 1 and started.wait(10)
+        # The requeued job is running now: its upload is still in use, the crashed job's is gone.
+        assert second.files_in_use() == {str(files["queued"])}
+        assert files["queued"].exists() and not files["crashed"].exists()
+    finally:
+        release.set()
+        second.shutdown()
+        second_catalog.close()
+        first_catalog.close()
 
 
 def test_service_ingest_and_scan_jobs(tmp_path):

@@ -6,7 +6,11 @@ Streams are ~9 s long (3 s unrelated, 5 s copy of a reference, 1 s unrelated) at
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -20,7 +24,7 @@ from guard.errors import ConflictError, InputError, URLPolicyError
 from guard.service import Guard
 from tests.live_helpers import (
     FFmpegPublisher, FolderServer, HLSPublisher, PacedPublisher, WebhookReceiver, encode, free_port,
-    reference_frames, stream_frames, wait_until,
+    reference_frames, stream_frames, udp_port_bound, wait_until,
 )
 
 REF_SEED = 7
@@ -362,3 +366,115 @@ def test_stream_clock_stays_monotonic_across_resets_and_jumps():
     assert np.all(np.diff(times) > 0)
     assert times[-1] == pytest.approx(3.0, abs=0.3), "spacing follows the wall clock across breaks"
     assert clock.rebases == 2
+
+
+# -- issue 11: UDP/SRT listeners need no private-address permission; HLS playlists that come late --
+
+
+def _cli(home, *args, env=None) -> subprocess.Popen:
+    """``python -m guard --home home ...`` as a real process, with no GUARD_* settings but ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    return subprocess.Popen([sys.executable, "-m", "guard", "--home", str(home), *map(str, args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**clean, **(env or {})})
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
+@needs_ffmpeg
+def test_cli_monitors_a_udp_listener_on_the_wildcard_address_without_private_permission(tmp_path, media):
+    """The README's example: udp://0.0.0.0:PORT binds this machine's port, it calls no private host."""
+    home = tmp_path / "home"
+    with Guard(Settings(home=home)) as guard:
+        guard.ingest(media["reference"], title="Final", owner="league", min_seconds=2.0)
+    port = free_port("udp")
+    proc = _cli(home, "monitor", f"udp://0.0.0.0:{port}", "--stream-id", "live-42", "--account", "fan-channel",
+                "--json", "--max-seconds", "16")
+    publisher = FFmpegPublisher(media["copy"], f"udp://127.0.0.1:{port}?pkt_size=1316")
+    try:
+        assert wait_until(lambda: udp_port_bound(port) or proc.poll() is not None, 30)
+        assert proc.poll() is None, "guard monitor exited before listening"
+        publisher.start()
+        out, err = _finish(proc)
+    finally:
+        publisher.stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    events = [json.loads(line) for line in out.splitlines()]
+    types = [e["type"] for e in events]
+    assert proc.returncode == 1, (out, err)  # 1: a copy was flagged
+    assert {e["stream_id"] for e in events} == {"live-42"}
+    assert types[0] == "stream.started" and "stream.connected" in types and types[-1] == "stream.ended"
+    flagged = [e for e in events if e["type"] == "incident.flagged"]
+    assert len(flagged) == 1 and flagged[0]["reference_title"] == "Final", types
+
+
+def test_cli_refuses_a_private_udp_sender_and_names_the_flag_and_variable(tmp_path):
+    proc = _cli(tmp_path / "home", "monitor", "udp://10.1.2.3:5000", "--account", "fan-channel")
+    out, err = _finish(proc)
+    assert proc.returncode == 2, (out, err)
+    assert "non-public" in err and "--allow-private-addresses" in err and "GUARD_ALLOW_PRIVATE_ADDRESSES=1" in err
+
+
+def test_hls_playlist_missing_at_start_is_retried_until_the_packager_writes_it(make_guard, media, receiver,
+                                                                             tmp_path):
+    guard = make_guard(start_timeout=20.0)
+    folder = tmp_path / "hls-late"
+    folder.mkdir()
+    events = Events()
+    with FolderServer(folder) as server:
+        info = guard.monitor(server.url("live.m3u8"), stream_id="hls-late", account="pirate", on_event=events)
+        assert info.status == "starting"
+        # Nothing is published yet: the server answers 404 while guard backs off (0.2, 0.4, 0.8, 1 s).
+        assert wait_until(lambda: events.types().count("stream.reconnecting") >= 5, 15)
+        publisher = HLSPublisher(media["copy"], folder, segment_seconds=1.0, list_size=3).start()
+        try:
+            final = guard.streams.wait("hls-late", timeout=40)
+        finally:
+            publisher.stop()
+        answers = server.answers("live.m3u8")
+    missing = [at for code, at in answers if code == 404]
+    served = [at for code, at in answers if code == 200]
+    assert len(missing) >= 5 and max(missing) - min(missing) >= 2.0, answers
+    assert served and min(served) > max(missing), "played once the playlist appeared"
+    retries = [e.detail for e in events.items if e.type == "stream.reconnecting"]
+    assert "404" in retries[0] and "playlist not available yet" in retries[0]
+    assert final.status == "ended" and final.error is None and final.frames > 20, final
+    _assert_flagged(guard, receiver, "hls-late")
+
+
+def test_hls_playlist_that_never_appears_fails_after_the_start_timeout(make_guard, tmp_path):
+    guard = make_guard(start_timeout=1.5)
+    folder = tmp_path / "hls-never"
+    folder.mkdir()
+    events = Events()
+    with FolderServer(folder) as server:
+        started = time.monotonic()
+        guard.monitor(server.url("live.m3u8"), stream_id="hls-never", account="pirate", on_event=events)
+        final = guard.streams.wait("hls-never", timeout=20)
+        elapsed = time.monotonic() - started
+        answers = server.answers("live.m3u8")
+    assert final.status == "failed" and final.frames == 0
+    assert "did not become available within 1.5 s" in final.error and "404" in final.error, final.error
+    assert 1.5 <= elapsed < 10
+    assert len(answers) >= 3 and {code for code, _ in answers} == {404}
+    assert "stream.reconnecting" in events.types() and events.types()[-1] == "stream.ended"
+
+
+def test_cli_takes_the_start_timeout_from_the_environment(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    with FolderServer(folder) as server:
+        proc = _cli(tmp_path / "home", "monitor", server.url("live.m3u8"), "--account", "fan-channel",
+                    "--allow-private-addresses", env={"GUARD_LIVE_START_TIMEOUT": "1"})
+        out, err = _finish(proc)
+    assert proc.returncode == 2, (out, err)  # not at once: after retrying for a second
+    assert "stream.reconnecting" in out and "did not become available within 1 s" in out, out

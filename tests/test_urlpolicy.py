@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
 
 from guard import decode
 from guard.errors import InputError, StreamError, URLPolicyError
-from guard.urlpolicy import PlaylistWatcher, check_url, playlist_uris, protocol_whitelist, redact
+from guard.urlpolicy import PlaylistWatcher, check_url, is_listener, playlist_uris, protocol_whitelist, redact
 from tests.live_helpers import FolderServer, encode, reference_frames
 
 
@@ -35,19 +36,66 @@ def test_other_protocols_are_refused(url):
 
 @pytest.mark.parametrize("url", [
     "rtmp://127.0.0.1/live/x", "http://localhost:8080/x.flv", "http://10.1.2.3/x.flv", "http://192.168.0.10/x.flv",
-    "http://169.254.169.254/latest/meta-data", "rtmp://[::1]/live/x", "srt://0.0.0.0:9000", "udp://127.0.0.1:5000",
-    "http://100.64.0.1/x.flv",
+    "http://169.254.169.254/latest/meta-data", "rtmp://[::1]/live/x", "http://100.64.0.1/x.flv",
+    # UDP from a remote unicast sender, and SRT callers (FFmpeg's default mode) or rendezvous, which send to it:
+    "udp://10.1.2.3:5000", "udp://198.51.100.7:5000", "srt://0.0.0.0:9000", "srt://127.0.0.1:9000?mode=caller",
+    "srt://127.0.0.1:9000?mode=rendezvous", "srt://10.0.0.8:9000?latency=200",
+    # not listeners as FFmpeg reads the options: first "mode" wins, names and values are case-sensitive
+    "srt://127.0.0.1:9000?mode=caller&mode=listener", "srt://127.0.0.1:9000?mode=Listener",
+    "srt://127.0.0.1:9000?xmode=listener", "srt://127.0.0.1:9000?listen=1",
 ])
 def test_private_and_loopback_addresses_are_refused_by_default(url):
     with pytest.raises(URLPolicyError, match="non-public"):
         check_url(url, fetch_playlists=False)
 
 
+def test_refusal_names_the_flag_and_the_variable_that_allow_private_addresses():
+    with pytest.raises(URLPolicyError) as refused:
+        check_url("rtmp://192.168.0.10/live/x")
+    assert "--allow-private-addresses" in str(refused.value)
+    assert "GUARD_ALLOW_PRIVATE_ADDRESSES=1" in str(refused.value)
+
+
+@pytest.mark.parametrize("url", [
+    "udp://0.0.0.0:5000", "udp://@:5000", "udp://:5000", "udp://127.0.0.1:5000", "udp://127.0.0.2:5000",
+    "udp://[::]:5000", "udp://[::1]:5000", "udp://localhost:5000", "udp://0.0.0.0:5000?fifo_size=1000",
+    "srt://:9000?mode=listener", "srt://0.0.0.0:9000?mode=listener", "srt://127.0.0.1:9000?mode=listener",
+    "srt://[::]:9000?latency=200&mode=listener&mode=caller",
+])
+def test_udp_and_srt_listeners_bind_locally_and_pass_by_default(url):
+    """A listener binds a port of this machine and reaches no host: the address rule is not about it."""
+    assert is_listener(url)
+    checked = check_url(url)
+    assert checked.listener and checked.whitelist == protocol_whitelist(url.split("://")[0])
+
+
+def _local_interface_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            pytest.skip("no default route: no non-loopback local address to test with")
+        return probe.getsockname()[0]
+
+
+def test_udp_to_an_address_of_a_local_interface_is_a_listener():
+    address = _local_interface_address()
+    assert not address.startswith("127.")
+    assert is_listener(f"udp://{address}:5000") and is_listener(f"srt://{address}:9000?mode=listener")
+    assert check_url(f"udp://{address}:5000").listener
+    assert not is_listener(f"srt://{address}:9000"), "an srt caller, even to this machine"
+
+
 def test_public_addresses_and_udp_multicast_pass():
     assert check_url("rtmp://8.8.8.8/live/x").host == "8.8.8.8"
-    assert check_url("udp://239.1.2.3:5000").scheme == "udp"
-    with pytest.raises(URLPolicyError, match="explicit address"):
-        check_url("udp://:5000", allow_private_addresses=True)
+    multicast = check_url("udp://239.1.2.3:5000")
+    assert multicast.scheme == "udp" and not multicast.listener, "a multicast join is not a local bind"
+    assert not check_url("srt://8.8.8.8:9000").listener
+    with pytest.raises(URLPolicyError, match="mode=listener"):
+        check_url("srt://:9000", allow_private_addresses=True)
+    with pytest.raises(URLPolicyError, match="no host"):
+        check_url("rtmp:///live/x", allow_private_addresses=True)
 
 
 def test_redact_drops_credentials_and_stream_keys():

@@ -7,6 +7,7 @@ uvicorn. OpenAPI is at ``/openapi.json``, interactive docs at ``/docs``.
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -78,13 +79,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _remove_stale_uploads(guard: Guard) -> None:
-    """Delete upload files no queued job needs (left by a crash in the middle of an upload)."""
+    """Delete upload files no unfinished job needs: orphans of a crash in the middle of an
+    upload, and files of finished jobs left by a crash while their job ended.
+
+    Runs after :meth:`JobQueue.recover`, which may already have handed a queued job to a
+    worker: that job is running, and its upload is kept like a queued one's.
+    """
     folder = guard.settings.uploads
     if not folder.is_dir():
         return
-    queued, _ = guard.jobs.list(status="queued", limit=1_000_000)
-    needed = {name for job in queued for name in job.params.get("_files", [])}
+    needed = {os.path.realpath(name) for name in guard.jobs.files_in_use()}
     for path in folder.glob("upload-*"):
-        if str(path) not in needed:
+        if os.path.realpath(path) not in needed:
             path.unlink(missing_ok=True)
             log.info("removed stale upload %s", path.name)

@@ -6,20 +6,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from guard.models import NAME_MAX_LENGTH, check_name, check_printable
+
 #: Largest id the API accepts in a path (SQLite integers are 64-bit).
 MAX_ID = 2**62
 
-
-def _printable(value: str) -> str:
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-        raise ValueError("must be valid Unicode text")
-    if any(ord(ch) < 32 for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
+# One rule for the API and imported fingerprint files: see guard.models.
+_printable = check_printable
 
 #: A short printable string (titles, owners, account names).
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(check_name)]
 #: An account on a platform (a channel or user name); no commas, quotes or brackets, so that
 #: a form field can list several separated by commas.
 ACCOUNT_PATTERN = r'^[^,{}\[\]"\\]+$'

@@ -10,6 +10,7 @@ aligned frames directly), so the approximate index only needs to find seeds.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import faiss
@@ -105,11 +106,17 @@ class FaissBinaryIndex(BinaryIndex):
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves either the old or the new file, never half of one."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = None
         try:
-            faiss.write_index_binary(self._index, str(tmp))
+            # a name of its own: writers in other processes or threads never share the file
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            os.chmod(tmp, 0o644)
+            faiss.write_index_binary(self._index, tmp)
             os.replace(tmp, path)
         except (OSError, RuntimeError) as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise StoreError(f"{path}: cannot write index ({exc})") from exc
 
     @classmethod

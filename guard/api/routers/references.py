@@ -30,7 +30,7 @@ def _ingest_form(form: UploadForm, key: ApiKey) -> IngestForm:
 
 def _import(guard: Guard, form: UploadForm, fields: IngestForm) -> Reference:
     name = form.filename or "upload"
-    fp, file_title = exchange.parse(form.file_path.read_bytes(), name)
+    fp, file_title = exchange.load(form.file_path, name)
     return guard.register(
         fp, title=fields.title or file_title or name, owner=fields.owner, policy=fields.policy,
         min_seconds=fields.min_seconds, source=f"import:{name}", allowlist=fields.allowlist,
@@ -76,8 +76,13 @@ async def upload_reference(request: Request, response: Response, guard: GuardDep
     summary="Import a hash-only reference",
 )
 async def import_reference(request: Request, response: Response, guard: GuardDep, key: RightsHolderKey) -> dict:
-    """Register a reference from its exported fingerprint: no video leaves the rights holder."""
-    form = await receive_upload(request, guard.settings.uploads, guard.settings.upload_max_bytes)
+    """Register a reference from its exported fingerprint: no video leaves the rights holder.
+
+    Files over 256 MiB (or decompressing past that) are refused with 413;
+    anything but a valid exchange file with 422.
+    """
+    max_bytes = min(guard.settings.upload_max_bytes, exchange.MAX_FILE_BYTES)
+    form = await receive_upload(request, guard.settings.uploads, max_bytes)
     try:
         if form.file_path is None:
             raise InputError("missing the 'file' part (the fingerprint file)")

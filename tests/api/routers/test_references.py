@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from dataclasses import replace
 
@@ -176,3 +177,62 @@ def test_upload_that_would_fill_the_disk_is_refused(settings):
         r = client.post("/v1/scans", headers=announced, content=body())
         assert r.status_code == 507 and r.json()["error"]["code"] == "insufficient_storage"
         assert not settings.uploads.exists() or list(settings.uploads.iterdir()) == []
+
+
+def _synthetic_export(title="Exported final", frames=40, fps=4.0) -> dict:
+    """An export of a hand-made fingerprint (the store's signal, random codes): no video needed."""
+    import numpy as np
+
+    from guard.models import Fingerprint
+
+    codes = np.random.default_rng(frames).integers(0, 256, (frames, 32), dtype=np.uint8)
+    fp = Fingerprint("mhash16", 1, 256, fps, frames / fps, np.arange(frames) / fps, codes)
+    return json.loads(exchange.dumps(fp, title))
+
+
+def _post_import(client, headers, raw: bytes, name="f.json"):
+    return client.post("/v1/references/import", headers=headers, files={"file": (name, raw, "application/json")})
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """``size`` zero bytes as gzip members of 1 MiB each: a 1000-fold expansion, made in a blink."""
+    member = gzip.compress(bytes(1024**2))
+    return member * (size // 1024**2)
+
+
+def test_import_refuses_hostile_files_precisely_and_keeps_serving(client, tenants, settings):
+    valid = json.dumps(_synthetic_export())
+    cases = {
+        "nan duration": (valid.replace('"duration": 10.0', '"duration": NaN'), 422, "numbers must be finite"),
+        "nan sample_fps": (valid.replace('"sample_fps": 4.0', '"sample_fps": NaN'), 422, "numbers must be finite"),
+        "infinite duration": (valid.replace('"duration": 10.0', '"duration": Infinity'), 422, "numbers must be finite"),
+        "absurd duration": (valid.replace('"duration": 10.0', '"duration": 1e308'), 422, "'duration' must be between"),
+        "deep nesting": ("[" * 200_000, 422, "JSON nested too deeply"),
+        "dict title": (json.dumps(_synthetic_export(title={"a": 1})), 422, "invalid title (must be a string, not dict)"),
+        "1 MB title": (json.dumps(_synthetic_export(title="x" * 1_000_000)), 422, "invalid title (must be 1 to 200"),
+        "escape codes": (json.dumps(_synthetic_export(title="a\x1b[2J\r\nb")), 422, "must not contain control"),
+    }
+    assert valid.count('"duration": 10.0') == 1 and valid.count('"sample_fps": 4.0') == 1
+    for case, (text, status, message) in cases.items():
+        r = _post_import(client, tenants.nba, text.encode())
+        assert r.status_code == status, (case, r.text)
+        assert r.json()["error"]["message"].startswith("f.json: ") and message in r.json()["error"]["message"], case
+    r = _post_import(client, tenants.nba, _gzip_bomb(300 * 1024**2), "bomb.json.gz")  # 300 KB on the wire
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["message"] == f"bomb.json.gz: decompresses to more than the limit of {exchange.MAX_FILE_BYTES} bytes"
+    assert client.get("/v1/references", headers=tenants.nba).json()["total"] == 0
+    assert list(settings.uploads.glob("*")) == []
+    r = _post_import(client, tenants.nba, valid.encode())
+    assert r.status_code == 201 and r.json()["title"] == "Exported final"  # still serving
+
+
+def test_titles_share_one_rule_in_import_and_patch(client, tenants):
+    r = _post_import(client, tenants.nba, json.dumps(_synthetic_export()).encode())
+    ref_id = r.json()["id"]
+    for title in ("a\x1b[31mb", "a\x9bb", "a\r\nb", "x" * 201, ""):
+        patched = client.patch(f"/v1/references/{ref_id}", headers=tenants.nba, json={"title": title})
+        imported = _post_import(client, tenants.nba, json.dumps(_synthetic_export(title=title)).encode())
+        assert (patched.status_code, imported.status_code) == (422, 422), title
+    r = client.patch(f"/v1/references/{ref_id}", headers=tenants.nba, json={"title": "Finale — 決勝"})
+    assert r.status_code == 200 and r.json()["title"] == "Finale — 決勝"
+    assert client.get("/v1/references", headers=tenants.nba).json()["total"] == 1
