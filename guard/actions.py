@@ -61,27 +61,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
+import ipaddress
 import json
 import logging
 import random
 import secrets
-import socket
 import ssl
 import threading
 import time
 import urllib.parse
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple, Sequence
+
+import httpx
 
 from guard import __version__, urlpolicy
 from guard.config import WebhookSettings
-from guard.errors import NotFoundError, URLPolicyError, WebhookError
-from guard.incidents import iso
+from guard.errors import URLPolicyError, WebhookError
 from guard.models import Reference
-from guard.store import Catalog
+from guard.storage.protocols import Database
+from guard.storage.records import Delivery, DeliveryAttempt, DueDelivery, Event, OutboxEntry, WebhookEndpoint, iso
+from guard.storage.webhooks import WebhookRepository
 from guard.urlpolicy import check_addresses
 
 #: Type of the one-off event ``send_test`` sends.
@@ -153,116 +155,23 @@ def verify_signature(
         raise WebhookError("signature does not verify")
 
 
-# -- data shapes --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebhookEndpoint:
-    """Where one owner's events go, and the secret that signs them."""
-
-    id: int
-    owner: str
-    url: str
-    secret: str
-    events: tuple[str, ...]
-    active: bool
-    created: float
-
-    def wants(self, event_type: str) -> bool:
-        """Whether this endpoint subscribes to ``event_type``."""
-        return "*" in self.events or event_type in self.events
-
-    def to_dict(self, reveal_secret: bool = False) -> dict:
-        """JSON-ready form; the secret is shown only when asked (e.g. right after creation)."""
-        out = asdict(self)
-        out["events"] = list(self.events)
-        out["created"] = iso(self.created)
-        if not reveal_secret:
-            out["secret"] = self.secret[:4] + "…"
-        return out
-
-
-@dataclass(frozen=True)
-class Event:
-    """A webhook event as stored: ``body`` is the exact JSON sent."""
-
-    id: str
-    type: str
-    created: float
-    owner: str
-    platform: str
-    incident_id: int | None
-    stream_id: str | None
-    body: str
-
-    def to_dict(self) -> dict:
-        """JSON-ready form with the body parsed."""
-        out = asdict(self)
-        out["created"] = iso(self.created)
-        out["body"] = json.loads(self.body)
-        return out
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """One event for one endpoint: ``pending`` until delivered or ``failed`` after the last retry."""
-
-    id: int
-    event_id: str
-    endpoint_id: int
-    status: str
-    attempts: int
-    next_attempt: float
-    created: float
-    delivered: float | None
-    last_error: str | None
-    event_type: str
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        out = asdict(self)
-        for key in ("next_attempt", "created", "delivered"):
-            out[key] = iso(out[key])
-        return out
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One HTTP attempt from the delivery log."""
-
-    id: int
-    outbox_id: int
-    event_id: str
-    endpoint_id: int
-    attempt: int
-    at: float
-    status_code: int | None
-    error: str | None
-    duration_ms: float
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        out = asdict(self)
-        out["at"] = iso(self.at)
-        return out
-
-
-_OUTBOX_COLUMNS = ("o.id, o.event_id, o.endpoint_id, o.status, o.attempts, o.next_attempt, o.created,"
-                   " o.delivered, o.last_error, e.type")
-
-
 class ActionCenter:
     """Webhook endpoints, the event outbox, its dispatcher and the delivery log.
 
     ``resolver`` (host → addresses) replaces the system resolver, e.g. to pin names in tests.
     """
 
-    def __init__(self, catalog: Catalog, settings: WebhookSettings | None = None, *,
-                 allow_private_addresses: bool = False, resolver: Resolver | None = None):
-        self.catalog = catalog
+    def __init__(self, database: Database, settings: WebhookSettings | None = None, *,
+                 allow_private_addresses: bool = False, resolver: Resolver | None = None, dispatch: bool = True):
+        self.repository = WebhookRepository(database)
         self.settings = settings or WebhookSettings()
         self.allow_private_addresses = allow_private_addresses
         self.resolver = resolver
+        #: Whether this process runs the dispatcher (the ``dispatch`` role); without it, published
+        #: events wait in the outbox for a process that does.
+        self.dispatches = dispatch
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
         self._listeners: list[DeliveryListener] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -284,18 +193,9 @@ class ActionCenter:
         """Register an endpoint for ``owner``'s events; a secret is generated when none is given."""
         self._check_endpoint(url, events)
         secret = secret or secrets.token_urlsafe(32)
-        with self.catalog.transaction() as db:
-            existing = db.execute("SELECT id FROM webhook_endpoints WHERE owner = ? AND url = ?", (owner, url)).fetchone()
-            if existing:
-                db.execute("UPDATE webhook_endpoints SET secret = ?, events = ?, active = 1 WHERE id = ?",
-                           (secret, json.dumps(list(events)), existing[0]))
-                endpoint_id = existing[0]
-            else:
-                cursor = db.execute(
-                    "INSERT INTO webhook_endpoints (owner, url, secret, events, active, created) VALUES (?, ?, ?, ?, 1, ?)",
-                    (owner, url, secret, json.dumps(list(events)), time.time()))
-                endpoint_id = cursor.lastrowid
-        return self.endpoint(int(endpoint_id))
+        endpoint_id = self.repository.save_endpoint(owner=owner, url=url, secret=secret, events=events,
+                                                    created=time.time())
+        return self.endpoint(endpoint_id)
 
     def ensure_endpoint(self, owner: str, url: str, secret: str) -> WebhookEndpoint:
         """Register ``(owner, url)`` with ``secret`` unless it already is, identically."""
@@ -306,31 +206,16 @@ class ActionCenter:
 
     def endpoint(self, endpoint_id: int) -> WebhookEndpoint:
         """One endpoint; :class:`NotFoundError` if unknown."""
-        rows = self.catalog.query(
-            "SELECT id, owner, url, secret, events, active, created FROM webhook_endpoints WHERE id = ?",
-            (int(endpoint_id),))
-        if not rows:
-            raise NotFoundError(f"webhook endpoint {endpoint_id} not found")
-        return _endpoint(rows[0])
+        return self.repository.endpoint(endpoint_id)
 
     def endpoints(self, owner: str | None = None, *, active_only: bool = False) -> list[WebhookEndpoint]:
         """Every endpoint, or one owner's."""
-        sql = "SELECT id, owner, url, secret, events, active, created FROM webhook_endpoints"
-        clauses, args = [], []
-        if owner is not None:
-            clauses.append("owner = ?")
-            args.append(owner)
-        if active_only:
-            clauses.append("active = 1")
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        return [_endpoint(r) for r in self.catalog.query(sql + " ORDER BY id", tuple(args))]
+        return self.repository.endpoints(owner=owner, active_only=active_only)
 
     def set_endpoint_active(self, endpoint_id: int, active: bool) -> WebhookEndpoint:
         """Pause or resume deliveries to an endpoint (paused rows wait, they are not dropped)."""
         self.endpoint(endpoint_id)
-        with self.catalog.transaction() as db:
-            db.execute("UPDATE webhook_endpoints SET active = ? WHERE id = ?", (1 if active else 0, endpoint_id))
+        self.repository.set_endpoint_active(endpoint_id, active)
         if active:
             self._wake.set()
         return self.endpoint(endpoint_id)
@@ -338,9 +223,7 @@ class ActionCenter:
     def remove_endpoint(self, endpoint_id: int) -> WebhookEndpoint:
         """Delete an endpoint and its undelivered outbox rows."""
         endpoint = self.endpoint(endpoint_id)
-        with self.catalog.transaction() as db:
-            db.execute("DELETE FROM outbox WHERE endpoint_id = ?", (endpoint_id,))
-            db.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+        self.repository.remove_endpoint(endpoint_id)
         return endpoint
 
     def _check_endpoint(self, url: str, events) -> None:
@@ -387,14 +270,8 @@ class ActionCenter:
         incident_id = incident.get("id") if incident else None
         stream_id = (stream or {}).get("id") or (incident or {}).get("stream_id")
         receivers = [e for e in self.endpoints(active_only=False) if e.owner in (owner, platform, "*") and e.wants(event_type)]
-        with self.catalog.transaction() as db:
-            db.execute("INSERT INTO events (id, type, created, owner, platform, incident_id, stream_id, body)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (event_id, event_type, created, owner, platform, incident_id, stream_id, text))
-            for endpoint in receivers:
-                db.execute("INSERT INTO outbox (event_id, endpoint_id, status, next_attempt, created)"
-                           " VALUES (?, ?, 'pending', ?, ?)", (event_id, endpoint.id, created, created))
         event = Event(event_id, event_type, created, owner, platform, incident_id, stream_id, text)
+        self.repository.publish(event, [endpoint.id for endpoint in receivers])
         log.info("event %s %s → %d endpoint(s)", event_type, event_id, len(receivers))
         if receivers:
             self.start()
@@ -403,68 +280,40 @@ class ActionCenter:
 
     def event(self, event_id: str) -> Event:
         """One stored event."""
-        rows = self.catalog.query("SELECT id, type, created, owner, platform, incident_id, stream_id, body"
-                                  " FROM events WHERE id = ?", (event_id,))
-        if not rows:
-            raise NotFoundError(f"event {event_id} not found")
-        return Event(*rows[0])
+        return self.repository.event(event_id)
 
     def events(self, *, owner: str | None = None, platform: str | None = None, incident_id: int | None = None,
                stream_id: str | None = None, limit: int = 100) -> list[Event]:
         """Stored events, newest first, filtered."""
-        clauses, args = [], []
-        for column, value in (("owner", owner), ("platform", platform), ("incident_id", incident_id),
-                              ("stream_id", stream_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = self.catalog.query("SELECT id, type, created, owner, platform, incident_id, stream_id, body"
-                                  f" FROM events{where} ORDER BY created DESC LIMIT ?", (*args, int(limit)))
-        return [Event(*r) for r in rows]
+        return self.repository.events(owner=owner, platform=platform, incident_id=incident_id,
+                                      stream_id=stream_id, limit=limit)
 
     def outbox(self, *, status: str | None = None, endpoint_id: int | None = None, event_id: str | None = None,
                owner: str | None = None, limit: int = 100) -> list[OutboxEntry]:
         """Outbox rows, oldest first, filtered (``owner`` is the endpoint's owner)."""
-        clauses, args = [], []
-        for column, value in (("o.status", status), ("o.endpoint_id", endpoint_id), ("o.event_id", event_id),
-                              ("w.owner", owner)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = self.catalog.query(
-            f"SELECT {_OUTBOX_COLUMNS} FROM outbox o JOIN events e ON e.id = o.event_id"
-            f" JOIN webhook_endpoints w ON w.id = o.endpoint_id{where} ORDER BY o.id LIMIT ?", (*args, int(limit)))
-        return [OutboxEntry(*r) for r in rows]
+        return self.repository.outbox(status=status, endpoint_id=endpoint_id, event_id=event_id, owner=owner,
+                                      limit=limit)
 
     def deliveries(self, *, event_id: str | None = None, endpoint_id: int | None = None,
                    limit: int = 100) -> list[Delivery]:
         """The delivery log (every HTTP attempt), newest first."""
-        clauses, args = [], []
-        if event_id is not None:
-            clauses.append("event_id = ?")
-            args.append(event_id)
-        if endpoint_id is not None:
-            clauses.append("endpoint_id = ?")
-            args.append(endpoint_id)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = self.catalog.query(
-            "SELECT id, outbox_id, event_id, endpoint_id, attempt, at, status_code, error, duration_ms"
-            f" FROM webhook_deliveries{where} ORDER BY id DESC LIMIT ?", (*args, int(limit)))
-        return [Delivery(*r) for r in rows]
+        return self.repository.deliveries(event_id=event_id, endpoint_id=endpoint_id, limit=limit)
 
     def pending(self) -> int:
         """How many outbox rows still wait for delivery."""
-        return int(self.catalog.query("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")[0][0])
+        return self.repository.pending_count()
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Number of outbox rows per status (``pending``, ``delivered``, ``failed``; absent when none)."""
+        return self.repository.counts_by_status()
+
+    def failed_attempts(self) -> int:
+        """Delivery attempts without a 2xx answer, all time."""
+        return self.repository.failed_attempts()
 
     def prune(self, older_than: float) -> int:
         """Delete delivered/failed outbox rows and delivery-log lines older than ``older_than`` seconds."""
-        cutoff = time.time() - older_than
-        with self.catalog.transaction() as db:
-            gone = db.execute("DELETE FROM outbox WHERE status != 'pending' AND created < ?", (cutoff,)).rowcount
-            db.execute("DELETE FROM webhook_deliveries WHERE at < ?", (cutoff,))
-        return int(gone)
+        return self.repository.prune(time.time() - older_than)
 
     def add_listener(self, listener: DeliveryListener) -> None:
         """Call ``listener(event, delivered_at)`` after each successful delivery (from a worker thread)."""
@@ -473,7 +322,10 @@ class ActionCenter:
     # -- dispatcher ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the dispatcher thread (idempotent). Pending rows from earlier runs are sent too."""
+        """Start the dispatcher thread (idempotent). Pending rows from earlier runs are sent too.
+        Does nothing in a process without the ``dispatch`` role (see :attr:`dispatches`)."""
+        if not self.dispatches:
+            return
         with self._start_lock:
             if self._thread is not None and self._thread.is_alive():
                 return
@@ -488,17 +340,21 @@ class ActionCenter:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the dispatcher; deliveries in flight finish (bounded by the HTTP timeout)."""
+        """Stop the dispatcher; deliveries in flight finish (bounded by the HTTP timeout). The
+        HTTP client's connections are closed (a later delivery opens new ones)."""
         with self._start_lock:
             thread, pool = self._thread, self._pool
-            if thread is None:
-                return
-            self._stop.set()
-            self._wake.set()
-            thread.join(timeout)
-            if pool is not None:
-                pool.shutdown(wait=True)
-            self._thread = self._pool = None
+            if thread is not None:
+                self._stop.set()
+                self._wake.set()
+                thread.join(timeout)
+                if pool is not None:
+                    pool.shutdown(wait=True)
+                self._thread = self._pool = None
+        with self._http_lock:
+            client, self._http = self._http, None
+        if client is not None:
+            client.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is pending (True) or ``timeout`` passes (False)."""
@@ -514,9 +370,7 @@ class ActionCenter:
         """Wait until every outbox row of ``event_id`` is delivered (True) or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while True:
-            rows = self.catalog.query("SELECT COUNT(*) FROM outbox WHERE event_id = ? AND status != 'delivered'",
-                                      (event_id,))
-            if rows[0][0] == 0:
+            if self.repository.undelivered_count(event_id) == 0:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -524,6 +378,7 @@ class ActionCenter:
 
     def _run(self) -> None:
         pool = self._pool
+        assert pool is not None  # start() makes it before the thread
         while not self._stop.is_set():
             try:
                 for row in self._claim():
@@ -537,34 +392,21 @@ class ActionCenter:
             self._wake.wait(delay)
             self._wake.clear()
 
-    def _claim(self) -> list[tuple]:
+    def _claim(self) -> list[DueDelivery]:
         with self._inflight_lock:
             free = self.settings.workers - self._inflight
         if free <= 0:
             return []
         now = time.time()
-        lease = now + self.settings.timeout + 10.0
-        with self.catalog.transaction() as db:
-            rows = db.execute(
-                "SELECT o.id, o.event_id, o.endpoint_id, o.attempts, e.type, e.body, e.incident_id,"
-                " w.url, w.secret FROM outbox o JOIN events e ON e.id = o.event_id"
-                " JOIN webhook_endpoints w ON w.id = o.endpoint_id"
-                " WHERE o.status = 'pending' AND o.next_attempt <= ? AND o.lease_until <= ? AND w.active = 1"
-                " ORDER BY o.next_attempt, o.id LIMIT ?", (now, now, free)).fetchall()
-            for row in rows:
-                db.execute("UPDATE outbox SET lease_until = ? WHERE id = ?", (lease, row[0]))
-        return rows
+        return self.repository.claim_due(now=now, limit=free, lease_until=now + self.settings.timeout + 10.0)
 
     def _next_due_in(self) -> float:
-        rows = self.catalog.query(
-            "SELECT MIN(MAX(o.next_attempt, o.lease_until)) FROM outbox o JOIN webhook_endpoints w"
-            " ON w.id = o.endpoint_id WHERE o.status = 'pending' AND w.active = 1")
-        due = rows[0][0]
+        due = self.repository.next_due()
         if due is None:
             return 5.0
         return min(max(due - time.time(), 0.02), 5.0)
 
-    def _deliver_safely(self, row: tuple) -> None:
+    def _deliver_safely(self, row: DueDelivery) -> None:
         try:
             self._deliver(row)
         except Exception:  # noqa: BLE001 — a failed bookkeeping write is retried after the lease
@@ -574,7 +416,7 @@ class ActionCenter:
                 self._inflight -= 1
             self._wake.set()
 
-    def _deliver(self, row: tuple) -> None:
+    def _deliver(self, row: DueDelivery) -> None:
         outbox_id, event_id, endpoint_id, attempts, event_type, body, incident_id, url, secret = row
         attempt = attempts + 1
         status_code, error, duration_ms, refused = self._post(url, secret, event_id, event_type, body.encode())
@@ -586,13 +428,9 @@ class ActionCenter:
             status, next_attempt = "failed", now
         else:
             status, next_attempt = "pending", now + self._backoff(attempt)
-        with self.catalog.transaction() as db:
-            db.execute("INSERT INTO webhook_deliveries (outbox_id, event_id, endpoint_id, attempt, at, status_code,"
-                       " error, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (outbox_id, event_id, endpoint_id, attempt, now, status_code, error, duration_ms))
-            db.execute("UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,"
-                       " delivered = ?, last_error = ? WHERE id = ?",
-                       (status, attempt, next_attempt, now if ok else None, error, outbox_id))
+        self.repository.record_delivery(
+            DeliveryAttempt(outbox_id, event_id, endpoint_id, attempt, now, status_code, error, duration_ms),
+            status=status, next_attempt=next_attempt)
         if ok:
             log.info("delivered %s %s to endpoint %d (attempt %d)", event_type, event_id, endpoint_id, attempt)
             event = self.event(event_id)
@@ -618,10 +456,7 @@ class ActionCenter:
         body = json.dumps({"id": event_id, "type": TEST_EVENT, "created": iso(time.time()), "incident": None,
                            "stream": None}, separators=(",", ":"), sort_keys=True).encode()
         code, error, duration_ms, refused = self._post(endpoint.url, endpoint.secret, event_id, TEST_EVENT, body)
-        with self.catalog.transaction() as db:
-            db.execute("INSERT INTO webhook_deliveries (outbox_id, event_id, endpoint_id, attempt, at, status_code,"
-                       " error, duration_ms) VALUES (0, ?, ?, 1, ?, ?, ?, ?)",
-                       (event_id, endpoint.id, time.time(), code, error, duration_ms))
+        self.repository.log_attempt(DeliveryAttempt(0, event_id, endpoint.id, 1, time.time(), code, error, duration_ms))
         if refused:
             raise WebhookError(f"webhook url {error}")
         return {"delivered": code is not None and 200 <= code < 300, "event_id": event_id,
@@ -650,8 +485,13 @@ class ActionCenter:
                                         allow_private_addresses=self.allow_private_addresses)
         except URLPolicyError as exc:
             return attempt(None, f"refused by the address policy: {exc}"[:300], refused=True)
+        try:
+            host = parts.hostname.encode("idna").decode("ascii")
+        except UnicodeError:
+            return attempt(None, "refused: the webhook url's host name is not valid", refused=True)
         timestamp = str(int(time.time()))
         headers = {
+            "Host": host if port == _DEFAULT_PORTS[parts.scheme] else f"{_bracketed(host)}:{port}",
             "Content-Type": "application/json",
             "User-Agent": f"guard/{__version__}",
             "Guard-Event-Id": event_id,
@@ -660,21 +500,45 @@ class ActionCenter:
             "Guard-Timestamp": timestamp,
             "Guard-Signature": signature_header(secret, timestamp, body),
         }
-        if parts.scheme == "https":
-            connection = _PinnedHTTPSConnection(parts.hostname, port, addresses, self.settings.timeout)
-        else:
-            connection = _PinnedHTTPConnection(parts.hostname, port, addresses, self.settings.timeout)
+        # TLS names the host (SNI) and checks the certificate against it, not against the address.
+        extensions = {"sni_hostname": host} if parts.scheme == "https" and not _is_address(host) else {}
         target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        try:
-            connection.request("POST", target, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read(65536)
-            code = response.status
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            return attempt(None, (str(exc) or type(exc).__name__)[:300])
-        finally:
-            connection.close()
-        return attempt(code, None if 200 <= code < 300 else f"HTTP {code}")
+        client = self._client()
+        failure: Exception | None = None
+        for ip in dict.fromkeys(str(a) for a in addresses):  # getaddrinfo repeats an address per socket type
+            try:
+                request = client.build_request("POST", f"{parts.scheme}://{_bracketed(ip)}:{port}{target}",
+                                               content=body, headers=headers, extensions=extensions)
+                response = client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                failure = exc  # this address is unreachable: try the next checked one
+                continue
+            except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+                return attempt(None, _describe(exc))
+            try:
+                _drain(response, 65536)
+            except (httpx.HTTPError, OSError):
+                pass  # the status line came: the answer counts, its body does not
+            finally:
+                response.close()
+            code = response.status_code
+            return attempt(code, None if 200 <= code < 300 else f"HTTP {code}")
+        return attempt(None, _describe(failure) if failure else "no address to connect to")
+
+    def _client(self) -> httpx.Client:
+        """This center's HTTP client (made on first use, closed by :meth:`stop`): kept-alive
+        connections per host and address, explicit timeouts, no redirects, no proxy or other
+        setting from the environment."""
+        with self._http_lock:
+            if self._http is None:
+                s = self.settings
+                self._http = httpx.Client(
+                    transport=_PinnedTransport(s.workers),
+                    timeout=httpx.Timeout(connect=s.connect_timeout or s.timeout, read=s.timeout, write=s.timeout,
+                                          pool=s.pool_timeout or s.timeout),
+                    follow_redirects=False, trust_env=False,
+                )
+            return self._http
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.backoff_initial * 2 ** (attempt - 1), self.settings.backoff_max)
@@ -691,40 +555,75 @@ class _Attempt(NamedTuple):
     refused: bool
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to addresses resolved and checked beforehand, never resolving the host again;
-    requests still name the host (``Host`` header). A redirect is just a non-2xx answer."""
-
-    def __init__(self, host: str, port: int, addresses: Sequence, timeout: float):
-        super().__init__(host, port, timeout=timeout)
-        self._create_connection = _connector(addresses)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """:class:`_PinnedHTTPConnection` over TLS: SNI and certificate check use the host name."""
-
-    def __init__(self, host: str, port: int, addresses: Sequence, timeout: float):
-        # a new default context per attempt: the system CAs (or SSL_CERT_FILE) as they are now
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._create_connection = _connector(addresses)
-
-
-def _connector(addresses: Sequence):
-    """A ``socket.create_connection`` stand-in that tries ``addresses`` in turn, ignoring the host."""
-
-    def connect(address, timeout=None, source_address=None):
-        port = address[1]
-        error: OSError | None = None
-        for ip in dict.fromkeys(addresses):  # getaddrinfo repeats an address per socket type
-            try:
-                return socket.create_connection((str(ip), port), timeout, source_address)
-            except OSError as exc:
-                error = exc
-        raise error or OSError("no address to connect to")
-
-    return connect
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
-def _endpoint(row: tuple) -> WebhookEndpoint:
-    endpoint_id, owner, url, secret, events, active, created = row
-    return WebhookEndpoint(endpoint_id, owner, url, secret, tuple(json.loads(events)), bool(active), created)
+def _bracketed(host: str) -> str:
+    """``host`` as it appears in a URL or ``Host`` header (IPv6 addresses in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _describe(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:300]
+
+
+def _drain(response: httpx.Response, limit: int) -> None:
+    """Read at most ``limit`` bytes of an answer's body (a receiver may not stall us with a big one)."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read >= limit:
+            break
+
+
+class _PinnedTransport(httpx.BaseTransport):
+    """Connection pools per (scheme, address, port, TLS host name).
+
+    Requests name an address checked beforehand in their URL (so nothing resolves the host
+    again) and the host in their ``Host`` header and ``sni_hostname`` extension. Keying pools by
+    the TLS name too means a connection whose certificate was verified for one host is never
+    reused for another host that shares its address (a CDN, or a tenant's look-alike endpoint).
+    At most ``max_pools`` are kept; the least recently used one is closed beyond that.
+    """
+
+    def __init__(self, connections: int, max_pools: int = 64):
+        self.connections = connections
+        self.max_pools = max_pools
+        self._pools: OrderedDict[tuple, httpx.HTTPTransport] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        key = (request.url.scheme, request.url.host, request.url.port, request.extensions.get("sni_hostname"))
+        return self._pool(key).handle_request(request)
+
+    def _pool(self, key: tuple) -> httpx.HTTPTransport:
+        evicted = None
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
+            limits = httpx.Limits(max_connections=self.connections, max_keepalive_connections=self.connections,
+                                  keepalive_expiry=30.0)
+            # a default context when the pool is made: the system CAs (or SSL_CERT_FILE) as they are now
+            pool = httpx.HTTPTransport(verify=ssl.create_default_context(), trust_env=False, limits=limits)
+            self._pools[key] = pool
+            if len(self._pools) > self.max_pools:
+                _, evicted = self._pools.popitem(last=False)
+        if evicted is not None:
+            evicted.close()
+        return pool
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            pool.close()

@@ -23,7 +23,7 @@ import click
 from tqdm import tqdm
 
 from guard import __version__
-from guard.config import Settings
+from guard.config import PROCESS_ROLES, Settings, parse_roles
 from guard.errors import GuardError
 from guard.keys import ROLES
 from guard.models import POLICIES, ScanResult, check_name
@@ -40,11 +40,16 @@ log = logging.getLogger("guard")
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
+#: ``user:password@`` after a scheme (``http:/`` too: a URL taken for a path loses a slash).
+_CREDENTIALS = re.compile(r"(?<=:/)(/?)[^/@\s]*@")
+
+
 def _safe(value: object) -> str:
     """``value`` as text with the characters of :data:`_UNSAFE` escaped (``\\x1b``, ``\\u202e``),
-    so that stored names cannot break a table or drive the terminal."""
-    return _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
-                       str(value))
+    so that stored names cannot break a table or drive the terminal, and URL credentials
+    replaced by ``***@`` (a mistyped URL is echoed back in its error)."""
+    text = _CREDENTIALS.sub(r"\1***@", str(value))
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 def _name_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -59,9 +64,22 @@ def _name_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 class _Context:
     def __init__(self, home: Path | None, verbose: int):
-        self.settings = Settings.from_env(home=home)
+        self.home = home
         self.verbose = verbose
+        self._settings: Settings | None = None
         self._guard: Guard | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """``GUARD_*`` settings with ``--home``, read on first use (so ``--help`` needs none);
+        a bad value raises :class:`~guard.errors.ConfigError` (exit 2, one line)."""
+        if self._settings is None:
+            self._settings = Settings.from_env(home=self.home)
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
 
     @property
     def guard(self) -> Guard:
@@ -116,7 +134,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
 @click.option("--title", callback=_name_option, help="Title (default: the file name). Only with a single PATH.")
 @click.option("--owner", default="default", show_default=True, callback=_name_option,
               help="Rights holder that owns the reference.")
@@ -152,7 +170,7 @@ def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, a
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every file's matches.")
 @click.pass_obj
 def scan(obj: _Context, paths, as_json) -> None:
@@ -271,7 +289,7 @@ def export_cmd(obj: _Context, ref_id: int, output: Path) -> None:
 
 
 @cli.command("import")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(readable=False, path_type=Path))
 @click.option("--owner", default="default", show_default=True, callback=_name_option)
 @click.option("--title", callback=_name_option, help="Override the title stored in the file.")
 @click.option("--policy", type=click.Choice(POLICIES), default="flag", show_default=True)
@@ -307,20 +325,53 @@ def demo(obj: _Context, as_json: bool) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--roles", default=",".join(PROCESS_ROLES), show_default=True, envvar="GUARD_ROLES",
+              help="What this process does, comma-separated: api (HTTP), jobs (ingests and scans), "
+                   "monitor (live streams), dispatch (webhooks). $GUARD_ROLES.")
 @click.pass_obj
-def serve(obj: _Context, host: str, port: int) -> None:
-    """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs).
+def serve(obj: _Context, host: str, port: int, roles: str) -> None:
+    """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs) and the background work.
+
+    Processes with different --roles can share one store: work of a role a process lacks
+    waits in the catalog for one that has it. Without api, nothing listens; SIGINT or
+    SIGTERM stops the process (running jobs are marked interrupted, streams stopped).
 
     \b
-    Example:
+    Examples:
       guard keys create --role admin --owner ops
       guard serve --host 0.0.0.0 --port 8080
+      guard serve --roles api --port 8080 &      # HTTP only: jobs and streams wait in the store
+      guard serve --roles jobs,monitor,dispatch  # the workers, no HTTP
     """
+    chosen = parse_roles(roles)
+    settings = obj.settings
+    if "api" not in chosen:
+        _serve_without_api(Guard(settings, roles=chosen))
+        return
     import uvicorn
 
     from guard.api import create_app
 
-    uvicorn.run(create_app(obj.settings), host=host, port=port, log_level="info" if obj.verbose else "warning")
+    uvicorn.run(create_app(settings, roles=chosen), host=host, port=port,
+                log_level="info" if obj.verbose else "warning")
+
+
+def _serve_without_api(guard: Guard) -> None:
+    """Run a Guard's background roles until SIGINT or SIGTERM, then close it."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        guard.start()
+        click.echo(f"guard: running {', '.join(guard.roles)} over {_safe(guard.home)} (no HTTP); "
+                   "Ctrl-C stops", err=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        guard.close()
 
 
 @cli.group()
@@ -409,13 +460,12 @@ def monitor(obj: _Context, url, stream_id, account, platform, realtime, as_json,
           --webhook-url https://platform.example.com/hooks/guard --webhook-secret s3cret
       guard monitor rehearsal.mp4 --realtime --account test
     """
-    import dataclasses
     import threading
 
     if bool(webhook_url) != bool(webhook_secret):
         raise click.UsageError("--webhook-url and --webhook-secret go together")
     if allow_private_addresses:
-        obj.settings = dataclasses.replace(obj.settings, allow_private_addresses=True)
+        obj.settings = obj.settings.replace(allow_private_addresses=True)
     guard = obj.guard
     if webhook_url:
         guard.actions.ensure_endpoint("*", webhook_url, webhook_secret)

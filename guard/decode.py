@@ -3,6 +3,11 @@
 Decoding yields *sampled* frames: every decoded frame goes through the decoder (H.264 needs
 them), but only frames at the sampling rate are converted, by FFmpeg's swscale, to small
 grey images. Everything downstream is NumPy.
+
+Files and live sources share one decode loop (:func:`_sampled` → :func:`_batches`): decoded
+frames are put on a :class:`StreamClock`, kept on the sampling grid and grouped into
+batches. The live path adds reconnects (:func:`live_batches`), real-time pacing, wall-clock
+arrival times and thumbnails.
 """
 
 from __future__ import annotations
@@ -11,13 +16,17 @@ import logging
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Generator, Iterable, Iterator, cast
 
 import av
 import av.error
 import numpy as np
+from av.container import InputContainer
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
 
 from guard.errors import InputError, StreamError
 
@@ -73,7 +82,8 @@ class FrameBatch:
     grey: np.ndarray  # (n, GREY_SIZE, GREY_SIZE) uint8
 
 
-def _open(source: str | os.PathLike, options: DecodeOptions, av_options: dict | None = None):
+def _open(source: str | os.PathLike[str], options: DecodeOptions,
+          av_options: dict[str, str] | None = None) -> InputContainer:
     name = os.fspath(source)
     if not _is_url(name):
         check_media_path(name)
@@ -98,7 +108,7 @@ _FILE_KINDS = (
 )
 
 
-def check_media_path(path: str | os.PathLike) -> None:
+def check_media_path(path: str | os.PathLike[str]) -> None:
     """Raise :class:`InputError` unless ``path`` is a non-empty regular file.
 
     Only ``os.stat`` is used: a FIFO or a device is named for what it is and never opened
@@ -129,22 +139,22 @@ def _reason(exc: Exception) -> str:
     return text.strip().rstrip(".")
 
 
-def _video_stream(container, name: str):
+def _video_stream(container: InputContainer, name: str) -> VideoStream:
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        kinds: list[str] = sorted({s.type for s in container.streams}) or ["nothing"]
         raise InputError(f"{name}: no video stream (holds {', '.join(kinds)})")
     return container.streams.video[0]
 
 
-def _configure_decoder(stream, options: DecodeOptions) -> None:
-    stream.thread_type = "AUTO"
+def _configure_decoder(stream: VideoStream, options: DecodeOptions | LiveOptions, thread_type: str = "AUTO") -> None:
+    stream.thread_type = thread_type
     stream.thread_count = options.threads
     if options.fast:
         stream.codec_context.options = {"skip_loop_filter": "all"}
         stream.codec_context.skip_frame = "NONREF"
 
 
-def probe(source: str | os.PathLike) -> MediaInfo:
+def probe(source: str | os.PathLike[str]) -> MediaInfo:
     """Read container metadata without decoding; raise :class:`InputError` if there is no video."""
     name = os.fspath(source)
     with _open(name, DecodeOptions()) as container:
@@ -165,10 +175,10 @@ def probe(source: str | os.PathLike) -> MediaInfo:
 
 
 def sample_frames(
-    source: str | os.PathLike,
+    source: str | os.PathLike[str],
     options: DecodeOptions = DecodeOptions(),
-    av_options: dict | None = None,
-) -> Iterator[FrameBatch]:
+    av_options: dict[str, str] | None = None,
+) -> Generator[FrameBatch, None, None]:
     """Decode ``source`` and yield batches of grey frames sampled at ``options.sample_fps``.
 
     Raises :class:`InputError` when the source cannot be opened, has no video stream, or
@@ -179,29 +189,17 @@ def sample_frames(
     try:
         stream = _video_stream(container, name)
         _configure_decoder(stream, options)
-        sampler = _Sampler(options.sample_fps)
         emitted = 0
-        for t, frame in _timed_frames(container, stream, name):
-            if not sampler.take(t):
-                continue
-            grey = frame.reformat(
-                width=GREY_SIZE, height=GREY_SIZE, format="gray", interpolation="AREA"
-            ).to_ndarray()
-            batch = sampler.add(grey)
-            if batch is not None:
-                emitted += len(batch.times)
-                yield batch
-        tail = sampler.flush()
-        if tail is not None:
-            emitted += len(tail.times)
-            yield tail
+        for batch in _batches(_file_samples(container, stream, name, options.sample_fps)):
+            emitted += len(batch.times)
+            yield batch
         if emitted == 0:
             raise InputError(f"{name}: no decodable video frames")
     finally:
         container.close()
 
 
-def _decoded_frames(container, stream, name: str):
+def _decoded_frames(container: InputContainer, stream: VideoStream, name: str) -> Iterator[VideoFrame]:
     """Decode packet by packet so that one damaged packet costs one frame, not the file."""
     errors = 0
     try:
@@ -219,70 +217,114 @@ def _decoded_frames(container, stream, name: str):
         log.warning("%s: skipped %d damaged packets", name, errors)
 
 
-def _timed_frames(container, stream, name: str) -> Iterator[tuple[float, object]]:
-    """Decoded frames of a file with their time in seconds from the first frame, continuous
-    across timestamp resets and jumps (the live path's :class:`StreamClock`, without a wall
-    clock). Frames without a timestamp are skipped."""
+def _file_samples(container: InputContainer, stream: VideoStream, name: str,
+                  sample_fps: float) -> Iterator[tuple[float, float | None, VideoFrame]]:
+    """:func:`_sampled` frames of a file: its clock has no wall time (frames without a
+    timestamp are skipped) and continues across timestamp resets and jumps."""
     clock = StreamClock(_frame_interval(stream))
-    for frame in _decoded_frames(container, stream, name):
-        raw = _frame_time(frame, stream)
-        if raw is not None:
-            yield clock(raw), frame
+    yield from _sampled(_decoded_frames(container, stream, name), stream, clock, _Sampler(sample_fps))
     if clock.rebases:
         log.info("%s: timestamps re-anchored %d times (reset or jump in the file)", name, clock.rebases)
 
 
-def _frame_interval(stream) -> float:
+def _sampled(frames: Iterable[VideoFrame], stream: VideoStream, clock: StreamClock, sampler: _Sampler,
+             wall_clock: bool = False, pace: Callable[[float | None], bool] | None = None,
+             ) -> Iterator[tuple[float, float | None, VideoFrame]]:
+    """The decode loop files and live sources share: each decoded frame goes on ``clock``
+    (with its wall-clock arrival when ``wall_clock``) and is kept when it falls on the
+    sampling grid. Yields ``(time, arrival or None, frame)``. ``pace(raw)``, when given, waits
+    until a frame is due (real-time rehearsal) and returns False to stop."""
+    for frame in frames:
+        raw = _frame_time(frame, stream)
+        if pace is not None and not pace(raw):
+            return
+        wall = time.time() if wall_clock else None
+        if raw is None and wall is None:
+            continue  # a file's frame without a timestamp has no place on the clock
+        if sampler.take(clock(raw, wall)):
+            yield sampler.time, wall, frame
+
+
+def _batches(samples: Iterable[tuple[float, float | None, VideoFrame]], live: LiveOptions | None = None,
+             on_resize: Callable[[tuple[int, int], tuple[int, int]], None] | None = None) -> Iterator[FrameBatch]:
+    """Sampled frames → batches of grey images (:class:`FrameBatch`) of up to
+    :data:`BATCH_SIZE`. With ``live`` options: :class:`LiveBatch` objects that also carry arrival
+    times and thumbnails, handed on once the oldest frame waited ``flush_interval``;
+    ``on_resize(old, new)`` hears picture size changes."""
+    times: list[float] = []
+    greys: list[np.ndarray] = []
+    arrivals: list[float] = []
+    thumbs: list[np.ndarray] = []
+    size: tuple[int, int] | None = None
+    for t, wall, frame in samples:
+        times.append(t)
+        greys.append(frame.reformat(width=GREY_SIZE, height=GREY_SIZE, format="gray",
+                                    interpolation="AREA").to_ndarray())
+        if live is None:
+            full = len(times) >= BATCH_SIZE
+        else:
+            if (frame.width, frame.height) != size:
+                if size is not None and on_resize is not None:
+                    on_resize(size, (frame.width, frame.height))
+                size = (frame.width, frame.height)
+            assert wall is not None  # live samples carry their arrival
+            arrivals.append(wall)
+            thumbs.append(_thumbnail(frame, live.thumbnail_width))
+            full = len(times) >= BATCH_SIZE or wall - arrivals[0] >= live.flush_interval
+        if full:
+            yield _batch(times, greys, arrivals, thumbs, size)
+            times, greys, arrivals, thumbs = [], [], [], []
+    if times:
+        yield _batch(times, greys, arrivals, thumbs, size)
+
+
+def _batch(times: list[float], greys: list[np.ndarray], arrivals: list[float], thumbs: list[np.ndarray],
+           size: tuple[int, int] | None) -> FrameBatch:
+    if size is None:
+        return FrameBatch(np.asarray(times, dtype=np.float64), np.stack(greys))
+    return LiveBatch(np.asarray(times, dtype=np.float64), np.stack(greys), np.asarray(arrivals), thumbs, *size)
+
+
+def _thumbnail(frame: VideoFrame, width: int) -> np.ndarray:
+    """A small RGB image of ``frame``, ``width`` wide (even height, aspect kept)."""
+    height = max(2, int(round(width * frame.height / max(frame.width, 1) / 2)) * 2)
+    return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+
+
+def _frame_interval(stream: VideoStream) -> float:
     """Seconds between frames by the stream's declared rate (1/25 s when it declares none)."""
     rate = stream.average_rate or stream.guessed_rate
     return 1.0 / float(rate) if rate else 0.04
 
 
-def _frame_time(frame, stream) -> float | None:
-    if frame.pts is None:
+def _frame_time(frame: VideoFrame, stream: VideoStream) -> float | None:
+    if frame.pts is None or stream.time_base is None:
         return None
     return float(frame.pts * stream.time_base)
 
 
 class _Sampler:
-    """Keeps frames at a fixed rate in media time and groups them into batches."""
+    """Keeps frames at a fixed rate on the stream clock (which starts at 0 with the first frame)."""
 
     def __init__(self, fps: float):
         self.period = 1.0 / fps
-        self.origin: float | None = None
         self.next_time = 0.0
-        self.times: list[float] = []
-        self.frames: list[np.ndarray] = []
+        self.time = 0.0  # the last kept frame's time, rounded to 0.1 ms
 
     def take(self, t: float) -> bool:
-        if self.origin is None:
-            self.origin = t
-        rel = t - self.origin
+        """Whether the frame at clock time ``t`` is kept (then :attr:`time` is its time)."""
         # Keep the first frame at or just before each sampling instant (20 ms of slack is less
         # than half a frame at 25 fps, so the grid never drifts early).
-        if rel + 0.02 < self.next_time:
+        if t + 0.02 < self.next_time:
             return False
-        if rel > self.next_time + self.period:  # a gap: restart the grid here
-            self.next_time = rel
-        self.times.append(round(rel, 4))
+        if t > self.next_time + self.period:  # a gap: restart the grid here
+            self.next_time = t
+        self.time = round(t, 4)
         self.next_time += self.period
         return True
 
-    def add(self, grey: np.ndarray) -> FrameBatch | None:
-        self.frames.append(grey)
-        if len(self.frames) >= BATCH_SIZE:
-            return self.flush()
-        return None
 
-    def flush(self) -> FrameBatch | None:
-        if not self.frames:
-            return None
-        batch = FrameBatch(np.asarray(self.times, dtype=np.float64), np.stack(self.frames))
-        self.times, self.frames = [], []
-        return batch
-
-
-def decode_all_frames(source: str | os.PathLike, threads: int = 0) -> int:
+def decode_all_frames(source: str | os.PathLike[str], threads: int = 0) -> int:
     """Plain full decode of every video frame, no options: the baseline benchmarks compare to."""
     name = os.fspath(source)
     container = _open(name, DecodeOptions())
@@ -295,88 +337,17 @@ def decode_all_frames(source: str | os.PathLike, threads: int = 0) -> int:
         container.close()
 
 
-def rgb_frames(source: str | os.PathLike, sample_fps: float) -> Iterator[tuple[float, np.ndarray]]:
+def rgb_frames(source: str | os.PathLike[str], sample_fps: float) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(time, RGB array)`` sampled at ``sample_fps``: for thumbnails and per-frame baselines."""
     name = os.fspath(source)
     container = _open(name, DecodeOptions())
     try:
         stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
-        sampler = _Sampler(sample_fps)
-        for t, frame in _timed_frames(container, stream, name):
-            if sampler.take(t):
-                yield sampler.times.pop(), frame.to_ndarray(format="rgb24")
+        for t, _, frame in _file_samples(container, stream, name, sample_fps):
+            yield t, frame.to_ndarray(format="rgb24")
     finally:
         container.close()
-
-
-def write_video(
-    path: str | os.PathLike,
-    frames: Iterable[np.ndarray],
-    fps: float,
-    codec: str = "libx264",
-    bit_rate: int | None = None,
-    pix_fmt: str = "yuv420p",
-    audio: np.ndarray | None = None,
-    sample_rate: int = 16000,
-    options: dict | None = None,
-    container_options: dict | None = None,
-) -> Path:
-    """Encode RGB ``frames`` (H×W×3 uint8, all the same size) into ``path``.
-
-    ``audio``, when given, is mono float32 PCM in [-1, 1] muxed as AAC (or the container's
-    default audio codec). ``options`` go to the encoder, ``container_options`` to the muxer
-    (e.g. ``{"output_ts_offset": "600"}`` starts the timestamps at 600 s). Used by
-    ``guard demo``, the tests and the corpus scripts.
-    """
-    path = Path(path)
-    from fractions import Fraction
-
-    rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w", container_options=container_options or {}) as container:
-        stream = None
-        for rgb in frames:
-            if stream is None:
-                stream = container.add_stream(codec, rate=rate)
-                stream.height, stream.width = rgb.shape[:2]
-                stream.pix_fmt = pix_fmt
-                if bit_rate:
-                    stream.bit_rate = bit_rate
-                if options:
-                    stream.options = dict(options)
-                if audio is not None:
-                    audio_stream = container.add_stream("aac", rate=sample_rate)
-                    audio_stream.layout = "mono"
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            container.mux(stream.encode(frame))
-        if stream is None:
-            raise InputError(f"{path}: no frames to write")
-        container.mux(stream.encode(None))
-        if audio is not None:
-            _write_audio(container, audio_stream, audio, sample_rate)
-    return path
-
-
-def _write_audio(container, stream, audio: np.ndarray, sample_rate: int) -> None:
-    pcm = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    chunk = 1024
-    for start in range(0, len(pcm), chunk):
-        piece = pcm[start : start + chunk].reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
-        frame.sample_rate = sample_rate
-        frame.pts = start
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
-
-
-def write_audio_only(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = 16000) -> Path:
-    """Write a mono audio-only file (for tests of inputs without video)."""
-    path = Path(path)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("aac", rate=sample_rate)
-        stream.layout = "mono"
-        _write_audio(container, stream, audio, sample_rate)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,16 +399,13 @@ class LiveOptions:
 
 
 @dataclass
-class LiveBatch:
-    """Sampled frames of a live source.
-
-    ``times``: seconds on the stream clock (monotonic across reconnects and timestamp resets);
-    ``arrivals``: wall-clock time (``time.time()``) each frame was decoded; ``thumbs``: small
-    RGB images of the same frames (evidence); ``width``/``height``: the source picture size.
+class LiveBatch(FrameBatch):
+    """Sampled frames of a live source: a :class:`FrameBatch` whose ``times`` are seconds on
+    the stream clock (monotonic across reconnects and timestamp resets), plus ``arrivals``:
+    wall-clock time (``time.time()``) each frame was decoded; ``thumbs``: small RGB images of
+    the same frames (evidence); ``width``/``height``: the source picture size.
     """
 
-    times: np.ndarray
-    grey: np.ndarray
     arrivals: np.ndarray
     thumbs: list[np.ndarray]
     width: int
@@ -471,10 +439,10 @@ class StreamClock:
         """Clock time of a frame with source timestamp ``raw`` (s) decoded at ``wall``
         (``time.time()``; None for a file, whose frames then need a timestamp)."""
         if raw is None:  # no timestamp: the wall clock is all there is
+            assert wall is not None  # a file's frames have timestamps (see _sampled)
             raw = wall if self.offset is None else wall - self.offset
-        if self.offset is None:
-            self._anchor(raw, wall)
-        t = raw + self.offset
+        offset = self._anchor(raw, wall) if self.offset is None else self.offset
+        t = raw + offset
         if self.last is not None:
             step = t - self.last
             wall_step = None if wall is None else wall - self.last_wall
@@ -483,14 +451,14 @@ class StreamClock:
                 self.rebases += 1
                 log.info("clock re-anchored (timestamp step %.2f s over %s)", step,
                          "a file" if wall_step is None else f"{wall_step:.2f} s")
-                self._anchor(raw, wall)
-                t = raw + self.offset
+                t = raw + self._anchor(raw, wall)
         if self.last is None or t > self.last:
             self.last = t
             self.last_wall = wall or 0.0
         return t
 
-    def _anchor(self, raw: float, wall: float | None) -> None:
+    def _anchor(self, raw: float, wall: float | None) -> float:
+        """Set and return the offset that continues the clock at timestamp ``raw``."""
         if self.last is None:
             self.offset = -raw
         elif wall is None:
@@ -498,14 +466,15 @@ class StreamClock:
         else:
             gap = min(max(wall - self.last_wall, self.period), 3600.0)
             self.offset = self.last + gap - raw
+        return self.offset
 
 
 def live_batches(
     url: str,
     options: LiveOptions,
     stop: threading.Event,
-    on_status=None,
-    av_options: dict | None = None,
+    on_status: Callable[[str, str], None] | None = None,
+    av_options: dict[str, str] | None = None,
 ) -> Iterator[LiveBatch]:
     """Pull ``url`` until it ends for good or ``stop`` is set, yielding sampled frame batches.
 
@@ -514,11 +483,8 @@ def live_batches(
     ``reconnecting``, ``resolution`` and ``ended``. Raises :class:`StreamError` when the
     source cannot be opened or stays unreachable for ``give_up_after`` seconds.
     """
-    import time
-
     clock = StreamClock(1.0 / options.sample_fps, options.max_jump)
     sampler = _Sampler(options.sample_fps)
-    sampler.origin = 0.0
     delay = options.reconnect_initial
     last_frame_wall = time.time()
     ever_connected = False
@@ -578,7 +544,7 @@ def _redacted(url: str) -> str:
 class _LiveSource:
     """An open container, plus the relay process feeding it when there is one."""
 
-    def __init__(self, name: str, container, relay=None):
+    def __init__(self, name: str, container: InputContainer, relay: _PipeRelay | None = None):
         self.name = name
         self.container = container
         self.relay = relay
@@ -592,7 +558,7 @@ class _LiveSource:
             self.relay.close()
 
 
-def _live_av_options(url: str, options: LiveOptions) -> dict:
+def _live_av_options(url: str, options: LiveOptions) -> dict[str, str]:
     # No fflags=nobuffer: with it, FFmpeg drops every packet read while probing the stream, i.e.
     # the first 1.5–2.7 s after each (re)connection went unmonitored; without it they are
     # decoded in one burst once probing ends, and steady-state delay is the same.
@@ -609,7 +575,7 @@ def _live_av_options(url: str, options: LiveOptions) -> dict:
     return opts
 
 
-def _open_live(url: str, options: LiveOptions, av_options: dict | None) -> _LiveSource:
+def _open_live(url: str, options: LiveOptions, av_options: dict[str, str] | None) -> _LiveSource:
     if _is_url(url) and url.split("://", 1)[0].lower() == "srt":
         return _open_srt_relay(url, options)
     opts = _live_av_options(url, options)
@@ -626,59 +592,39 @@ def _open_live(url: str, options: LiveOptions, av_options: dict | None) -> _Live
     return _LiveSource(_redacted(url), container)
 
 
-def _read_live(source: _LiveSource, options: LiveOptions, stop, clock: StreamClock, sampler: _Sampler, notify):
-    import time
-
+def _read_live(source: _LiveSource, options: LiveOptions, stop: threading.Event, clock: StreamClock, sampler: _Sampler,
+               notify: Callable[[str, str], None]) -> Iterator[LiveBatch]:
     container, name = source.container, source.name
     try:
         stream = _video_stream(container, name)
     except InputError as exc:
         raise StreamError(str(exc)) from None
-    stream.thread_type = "SLICE"  # frame threads would add a frame of latency per thread
-    stream.thread_count = options.threads
-    if options.fast:
-        stream.codec_context.options = {"skip_loop_filter": "all"}
-        stream.codec_context.skip_frame = "NONREF"
-    pace_origin: tuple[float, float] | None = None
-    size: tuple[int, int] | None = None
-    times: list[float] = []
-    arrivals: list[float] = []
-    greys: list[np.ndarray] = []
-    thumbs: list[np.ndarray] = []
-    first_wall = 0.0
-    for frame in _live_frames(container, stream, name, stop):
-        raw = _frame_time(frame, stream)
-        if options.realtime and raw is not None:
-            pace_origin = pace_origin or (time.time(), raw)
-            wait = pace_origin[0] + (raw - pace_origin[1]) - time.time()
-            if wait > 0 and stop.wait(wait):
-                return
-        wall = time.time()
-        t = clock(raw, wall)
-        if not sampler.take(t):
-            continue
-        sampler.times.pop()
-        if (frame.width, frame.height) != size:
-            if size is not None:
-                notify("resolution", f"{size[0]}x{size[1]} -> {frame.width}x{frame.height}")
-            size = (frame.width, frame.height)
-        grey = frame.reformat(width=GREY_SIZE, height=GREY_SIZE, format="gray", interpolation="AREA")
-        thumb_h = max(2, int(round(options.thumbnail_width * frame.height / max(frame.width, 1) / 2)) * 2)
-        thumb = frame.reformat(width=options.thumbnail_width, height=thumb_h, format="rgb24")
-        if not times:
-            first_wall = wall
-        times.append(round(t, 4))
-        arrivals.append(wall)
-        greys.append(grey.to_ndarray())
-        thumbs.append(thumb.to_ndarray())
-        if wall - first_wall >= options.flush_interval or len(times) >= BATCH_SIZE or options.flush_interval <= 0:
-            yield LiveBatch(np.asarray(times), np.stack(greys), np.asarray(arrivals), thumbs, *size)
-            times, arrivals, greys, thumbs = [], [], [], []
-    if times:
-        yield LiveBatch(np.asarray(times), np.stack(greys), np.asarray(arrivals), thumbs, *size)
+    _configure_decoder(stream, options, "SLICE")  # frame threads would add a frame of latency per thread
+    pace = _pacer(stop) if options.realtime else None
+    samples = _sampled(_live_frames(container, stream, name, stop), stream, clock, sampler, wall_clock=True, pace=pace)
+    batches = _batches(samples, options, lambda old, new: notify(
+        "resolution", f"{old[0]}x{old[1]} -> {new[0]}x{new[1]}"))
+    yield from cast("Iterator[LiveBatch]", batches)  # with live options, batches are LiveBatch
 
 
-def _live_frames(container, stream, name: str, stop):
+def _pacer(stop: threading.Event) -> Callable[[float | None], bool]:
+    """Real-time pacing of a rehearsal file: waits until each frame's time has come on the
+    wall clock (from the first frame's); False once ``stop`` is set."""
+    origin: tuple[float, float] | None = None
+
+    def pace(raw: float | None) -> bool:
+        nonlocal origin
+        if raw is None:
+            return True
+        origin = origin or (time.time(), raw)
+        wait = origin[0] + (raw - origin[1]) - time.time()
+        return not (wait > 0 and stop.wait(wait))
+
+    return pace
+
+
+def _live_frames(container: InputContainer, stream: VideoStream, name: str,
+                 stop: threading.Event) -> Iterator[VideoFrame]:
     """Decoded frames of a live container; errors become :class:`StreamError` (caller reconnects)."""
     errors = 0
     try:
@@ -712,6 +658,7 @@ class _PipeRelay:
         self.stall_timeout = stall_timeout
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
+        assert self.proc.stdout is not None  # stdout=PIPE
         self.fd = self.proc.stdout.fileno()
 
     def read(self, size: int = -1) -> bytes:
@@ -735,7 +682,8 @@ class _PipeRelay:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=3)
-        self.proc.stdout.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def ffmpeg_cli() -> str | None:
@@ -764,7 +712,7 @@ def _open_srt_relay(url: str, options: LiveOptions) -> _LiveSource:
     return _LiveSource(_redacted(url), container, relay)
 
 
-def thumbnail_at(source: str | os.PathLike, t: float, width: int = 160) -> np.ndarray | None:
+def thumbnail_at(source: str | os.PathLike[str], t: float, width: int = 160) -> np.ndarray | None:
     """An RGB image of the frame shown at ``t`` seconds in a local file (None when unavailable)."""
     name = os.fspath(source)
     if _is_url(name) or not Path(name).is_file():
@@ -777,6 +725,8 @@ def thumbnail_at(source: str | os.PathLike, t: float, width: int = 160) -> np.nd
         if not container.streams.video:
             return None
         stream = container.streams.video[0]
+        if stream.time_base is None:
+            return None
         start = stream.start_time or 0
         target = start + int(max(t, 0.0) / stream.time_base)
         container.seek(target, stream=stream, backward=True, any_frame=False)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.service import Guard
 
 DEMO_OWNER = "demo"

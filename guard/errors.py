@@ -85,3 +85,9 @@ class WebhookError(GuardError):
     """A webhook endpoint that is invalid (bad URL, missing secret) or a signature that does not verify."""
 
     http_status = 400
+
+
+class ConfigError(GuardError):
+    """Settings that do not validate (e.g. a ``GUARD_*`` variable with a bad value)."""
+
+    http_status = 500

@@ -1,21 +1,30 @@
 """The fingerprint exchange format: hash-only references a rights holder ships instead of video.
 
-A file is UTF-8 JSON (gzip-compressed when its name ends in ``.gz``)::
+A file is UTF-8 JSON (gzip-compressed when its name ends in ``.gz``) holding one track per
+signal, each with the pipeline that made it (see :mod:`guard.pipeline`)::
 
     {
       "format": "guard-fingerprint",
-      "format_version": 1,
-      "signal": {"name": "phash16", "version": 1, "bits": 256},
-      "sample_fps": 4.0,
-      "duration": 95.25,
+      "format_version": 2,
       "title": "Finals, game 7",
-      "frames": 380,
-      "times": "<base64 of little-endian float64 seconds>",
-      "codes": "<base64 of frames × bits/8 bytes, MSB-first hash bits>",
-      "sha256": "<hex digest of the decoded times bytes followed by the codes bytes>"
+      "duration": 95.25,
+      "tracks": [
+        {
+          "signal": {"name": "mhash16", "version": 1, "bits": 256, "modality": "video", ...},
+          "pipeline": {"decoder": {"fast": true, "grey_size": 128}, "preprocess": 1},
+          "sample_fps": 4.0,
+          "frames": 380,
+          "times": "<base64 of little-endian float64 seconds>",
+          "codes": "<base64 of frames × bits/8 bytes, MSB-first hash bits>",
+          "sha256": "<hex digest of the decoded times bytes followed by the codes bytes>"
+        }
+      ]
     }
 
-Readers accept every ``format_version`` up to their own and refuse newer ones.
+Format 1 held a single track's fields at the top level, its signal as name, version and
+bits only; such files were all written by the first release, whose pipeline they are read
+with (:func:`guard.pipeline.first_release_pipeline`). Readers accept every
+``format_version`` up to their own and refuse newer ones.
 
 Files come from other parties, so a reader trusts nothing: only regular files are opened
 (never a FIFO or a device, which would block or never end), at most :data:`MAX_FILE_BYTES`
@@ -37,15 +46,17 @@ import os
 import stat
 import zlib
 from pathlib import Path
+from typing import Any, NoReturn, Sequence, TypeGuard
 
 import numpy as np
 
 from guard.errors import FormatError, TooLargeError
 from guard.models import Fingerprint, check_name
-from guard.signals import get_signal
+from guard.pipeline import first_release_pipeline, track_pipeline
+from guard.signals import get_frame_signal
 
 FORMAT_NAME = "guard-fingerprint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Most bytes read from an exchange file, and most bytes its gzip stream may decompress to.
 #: A week of video at 4 samples a second is about 130 MB of JSON.
@@ -60,25 +71,26 @@ MAX_FRAMES = 2**22
 TIME_SLACK = 1.0
 #: Largest signal version a file may declare.
 MAX_SIGNAL_VERSION = 10_000
+#: Most tracks (signals) one file may hold.
+MAX_TRACKS = 8
+#: Longest a track's signal description or pipeline may be, as JSON.
+MAX_DESCRIPTION_CHARS = 4096
 
 _CHUNK = 1024**2
 
 
-def dumps(fp: Fingerprint, title: str) -> bytes:
-    """``fp`` and its title as exchange-format JSON bytes (not compressed)."""
-    times = np.asarray(fp.times, dtype="<f8").tobytes()
-    codes = np.ascontiguousarray(fp.codes, dtype=np.uint8).tobytes()
+def dumps(tracks: Fingerprint | Sequence[Fingerprint], title: str) -> bytes:
+    """A reference's tracks (or its one track) and its title as exchange-format JSON bytes
+    (not compressed)."""
+    tracks = [tracks] if isinstance(tracks, Fingerprint) else list(tracks)
+    if not tracks:
+        raise FormatError(f"cannot export {title!r}: it has no fingerprint track")
     doc = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "signal": {"name": fp.signal, "version": fp.signal_version, "bits": fp.bits},
-        "sample_fps": fp.sample_fps,
-        "duration": fp.duration,
         "title": title,
-        "frames": len(fp),
-        "times": base64.b64encode(times).decode(),
-        "codes": base64.b64encode(codes).decode(),
-        "sha256": hashlib.sha256(times + codes).hexdigest(),
+        "duration": max(t.duration for t in tracks),
+        "tracks": [_track_document(t) for t in tracks],
     }
     try:
         return json.dumps(doc, allow_nan=False).encode()
@@ -86,16 +98,33 @@ def dumps(fp: Fingerprint, title: str) -> bytes:
         raise FormatError(f"cannot export {title!r}: its duration or sample rate is not a finite number") from None
 
 
-def dump(fp: Fingerprint, title: str, path: Path) -> Path:
-    """Write ``fp`` to ``path`` in the exchange format."""
-    data = dumps(fp, title)
+def _track_document(fp: Fingerprint) -> dict[str, Any]:
+    times = np.asarray(fp.times, dtype="<f8").tobytes()
+    codes = np.ascontiguousarray(fp.codes, dtype=np.uint8).tobytes()
+    pipeline = track_pipeline(fp)
+    signal = pipeline.pop("signal")
+    pipeline["decoder"].pop("sample_fps", None)  # the track's own field says it
+    return {
+        "signal": signal,
+        "pipeline": pipeline,
+        "sample_fps": fp.sample_fps,
+        "frames": len(fp),
+        "times": base64.b64encode(times).decode(),
+        "codes": base64.b64encode(codes).decode(),
+        "sha256": hashlib.sha256(times + codes).hexdigest(),
+    }
+
+
+def dump(tracks: Fingerprint | Sequence[Fingerprint], title: str, path: Path) -> Path:
+    """Write a reference's tracks (or its one track) to ``path`` in the exchange format."""
+    data = dumps(tracks, title)
     path = Path(path)
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
     return path
 
 
-def load(path: Path, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> tuple[Fingerprint, str]:
-    """Read and validate an exchange file; return the fingerprint and its title.
+def load(path: Path, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> tuple[list[Fingerprint], str]:
+    """Read and validate an exchange file; return its tracks and its title.
 
     ``name`` is what error messages call the file (default: its path).
     """
@@ -155,7 +184,7 @@ def gunzip_bounded(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_
     return out
 
 
-def _refuse_constant(token: str):
+def _refuse_constant(token: str) -> NoReturn:
     raise ValueError(f"{token} is not allowed: numbers must be finite")
 
 
@@ -177,8 +206,9 @@ def _json(raw: bytes | bytearray, name: str) -> object:
         raise FormatError(f"{name}: not a guard fingerprint file ({exc})") from exc
 
 
-def parse(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[Fingerprint, str]:
-    """Validate exchange-format bytes (plain or gzip) named ``name`` in error messages.
+def parse(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[list[Fingerprint], str]:
+    """Validate exchange-format bytes (plain or gzip) named ``name`` in error messages;
+    return the tracks (one per signal; one for a file of format 1) and the title.
 
     Raises :class:`FormatError` for anything but a valid file, :class:`TooLargeError` for one
     whose content passes ``max_bytes``.
@@ -197,12 +227,40 @@ def parse(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) ->
     if version > FORMAT_VERSION:
         raise FormatError(f"{name}: format version {_show(version)} is newer than this guard reads ({FORMAT_VERSION})")
     try:
-        return _fingerprint(doc, name)
+        return _document(doc, version, name)
     except KeyError as exc:
         raise FormatError(f"{name}: malformed fingerprint file (missing field {exc})") from exc
 
 
-def _fingerprint(doc: dict, name: str) -> tuple[Fingerprint, str]:
+def _document(doc: dict[str, Any], version: int, name: str) -> tuple[list[Fingerprint], str]:
+    duration = _number(doc["duration"], "duration", 0.0, MAX_DURATION, name)
+    if version == 1:
+        tracks = [_track(doc, duration, name, version)]
+    else:
+        listed = doc["tracks"]
+        if not isinstance(listed, list) or not 1 <= len(listed) <= MAX_TRACKS:
+            raise FormatError(f"{name}: malformed fingerprint file ('tracks' must be a list of 1 to {MAX_TRACKS})")
+        tracks = []
+        for number, track in enumerate(listed):
+            where = f"{name}: track {number}"
+            if not isinstance(track, dict):
+                raise FormatError(f"{where}: malformed fingerprint file (a track must be an object)")
+            try:
+                tracks.append(_track(track, duration, where, version))
+            except KeyError as exc:
+                raise FormatError(f"{where}: malformed fingerprint file (missing field {exc})") from exc
+        signals = [t.signal for t in tracks]
+        if len(set(signals)) != len(signals):
+            raise FormatError(f"{name}: more than one track of one signal ({', '.join(signals)})")
+    try:
+        title = check_name(doc["title"])
+    except ValueError as exc:
+        raise FormatError(f"{name}: invalid title ({exc})") from None
+    return tracks, title
+
+
+def _track(doc: dict[str, Any], duration: float, name: str, version: int) -> Fingerprint:
+    """One track's fields (the top level of a format 1 file), validated; ``name`` leads errors."""
     signal = doc["signal"]
     if not isinstance(signal, dict):
         raise FormatError(f"{name}: malformed fingerprint file ('signal' must be an object)")
@@ -210,7 +268,7 @@ def _fingerprint(doc: dict, name: str) -> tuple[Fingerprint, str]:
     if len(signal_name) > 64:
         raise FormatError(f"{name}: unknown signal {_show(signal_name)}")
     try:
-        known = get_signal(signal_name)
+        known = get_frame_signal(signal_name)
     except FormatError as exc:
         raise FormatError(f"{name}: {exc}") from None
     signal_version = _integer(signal["version"], "signal.version", 1, MAX_SIGNAL_VERSION, name)
@@ -218,14 +276,13 @@ def _fingerprint(doc: dict, name: str) -> tuple[Fingerprint, str]:
     if bits != known.bits:
         raise FormatError(f"{name}: signal {known.name} has {known.bits} bits, the file says {bits}")
     sample_fps = _number(doc["sample_fps"], "sample_fps", MIN_SAMPLE_FPS, MAX_SAMPLE_FPS, name)
-    duration = _number(doc["duration"], "duration", 0.0, MAX_DURATION, name)
+    if version == 1:
+        pipeline = first_release_pipeline(signal_name, signal_version, bits, sample_fps)
+    else:
+        pipeline = _pipeline(signal, doc["pipeline"], sample_fps, name)
     frames = _integer(doc["frames"], "frames", 0, MAX_FRAMES, name)
     if frames > 2 * sample_fps * (duration + TIME_SLACK) + 16:
         raise FormatError(f"{name}: {frames} frames cannot come from {duration:g} s sampled at {sample_fps:g} fps")
-    try:
-        title = check_name(doc["title"])
-    except ValueError as exc:
-        raise FormatError(f"{name}: invalid title ({exc})") from None
     times_raw = _base64(doc["times"], "times", name)
     codes_raw = _base64(doc["codes"], "codes", name)
     digest = _string(doc["sha256"], "sha256", name)
@@ -240,14 +297,30 @@ def _fingerprint(doc: dict, name: str) -> tuple[Fingerprint, str]:
         raise FormatError(f"{name}: frame times must be finite, non-negative and increasing")
     if frames and times[-1] > duration + TIME_SLACK:
         raise FormatError(f"{name}: frame time {times[-1]:g} s is past the duration of {duration:g} s")
-    fp = Fingerprint(
+    return Fingerprint(
         signal=signal_name, signal_version=signal_version, bits=bits, sample_fps=sample_fps,
         duration=duration, times=times, codes=np.frombuffer(codes_raw, dtype=np.uint8).reshape(frames, code_bytes).copy(),
+        pipeline=pipeline,
     )
-    return fp, title
 
 
-def _is_int(value: object) -> bool:
+def _pipeline(signal: dict[str, Any], pipeline: object, sample_fps: float, name: str) -> dict[str, Any]:
+    """A format 2 track's pipeline with its signal description: bounded JSON objects, compared
+    with the running pipeline on registration (never trusted beyond that)."""
+    if not isinstance(pipeline, dict):
+        raise FormatError(f"{name}: malformed fingerprint file ('pipeline' must be an object)")
+    for field, value in (("signal", signal), ("pipeline", pipeline)):
+        if len(json.dumps(value)) > MAX_DESCRIPTION_CHARS:
+            raise FormatError(f"{name}: '{field}' is longer than {MAX_DESCRIPTION_CHARS} characters of JSON")
+    decoder = pipeline.get("decoder", {})
+    if not isinstance(decoder, dict):
+        raise FormatError(f"{name}: malformed fingerprint file ('pipeline.decoder' must be an object)")
+    if "preprocess" in pipeline:
+        _integer(pipeline["preprocess"], "pipeline.preprocess", 0, MAX_SIGNAL_VERSION, name)
+    return {**pipeline, "signal": signal, "decoder": {**decoder, "sample_fps": sample_fps}}
+
+
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

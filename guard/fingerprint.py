@@ -1,50 +1,152 @@
-"""Sampled frames → fingerprints: bar removal, resize, batched hashing, uninformative frames dropped."""
+"""Sampled frames → readings: bar removal, resize, batched hashing, uninformative frames dropped.
+
+One path for every query: :class:`QuerySession` hashes a query's frame batches in order,
+whether they come from a file (:meth:`Fingerprinter.fingerprint_batches`) or a live stream
+(:class:`guard.monitor.StreamMonitor`), keeping what crosses batch boundaries.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 
 from guard import decode, preprocess
 from guard.config import MatchSettings
 from guard.models import Fingerprint, MaskedCodes
-from guard.signals import FrameSignal, get_signal, hamming
+from guard.pipeline import pipeline_description
+from guard.signals import FrameSignal, get_frame_signal, hamming
 
 #: Overlay analysis looks at frames this many times the signal's input size (16×16 → 64×64).
 DETAIL_FACTOR = 4
+#: Frames before a batch that bar detection sees again (it smooths over neighbouring frames).
+BAR_CONTEXT = preprocess.SMOOTH_FRAMES - 1
+#: Earlier frames whose motion a live overlay analysis keeps (its trailing window, less one).
+MOTION_HISTORY = 2 * preprocess.MOTION_WINDOW
+
+#: How a session finds still overlays: not at all; over the whole query once it is complete
+#: (files: each frame judged on the frames around it); or as frames come (live: each frame
+#: judged on the frames before it).
+Overlays = Literal["file", "live"] | None
+
+
+@dataclass
+class Readings:
+    """What a :class:`QuerySession` makes of a batch: the time and plain code of each
+    informative frame, and the masked readings of frames under a still overlay (``None``
+    when none of them is; otherwise one row per frame, all-zero masks for the others)."""
+
+    times: np.ndarray
+    codes: np.ndarray
+    masked: MaskedCodes | None = None
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+class QuerySession:
+    """One query's frames → readings, batch after batch, the same for files and live streams.
+
+    Keeps the context that crosses batch boundaries: the last :data:`BAR_CONTEXT` grey frames
+    (bars are smoothed over neighbouring frames), the last detail frame (block motion compares
+    each frame with the one before) and, with ``overlays``, the frames' cell motion: for the
+    whole query (``"file"``: masked readings from :meth:`finish`) or for a trailing window
+    (``"live"``: masked readings with each batch's readings).
+    """
+
+    def __init__(self, signal: FrameSignal, overlays: Overlays = None):
+        if overlays not in (None, "file", "live"):
+            raise ValueError(f"overlays must be None, 'file' or 'live', not {overlays!r}")
+        self.signal = signal
+        self.overlays = overlays
+        self._context = np.zeros((0, decode.GREY_SIZE, decode.GREY_SIZE), np.uint8)
+        self._previous: np.ndarray | None = None
+        self._cells: list[np.ndarray] = []
+        self._motion: list[np.ndarray] = []
+
+    def add(self, batch: decode.FrameBatch) -> Readings:
+        """Readings of a batch's informative frames (the batch follows the previous one)."""
+        grey = np.concatenate([self._context, batch.grey]) if len(self._context) else batch.grey
+        boxes = preprocess.detect_bars(grey)[len(self._context):]
+        self._context = grey[-BAR_CONTEXT:]
+        frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
+        keep = preprocess.informative(frames)
+        readings = Readings(batch.times[keep], self.signal.hash_batch(frames[keep]))
+        if self.overlays is None:
+            return readings
+        cells, motion = frames[keep], self._motion_of(batch.grey, boxes)[keep]
+        if self.overlays == "file":
+            self._cells.append(cells)
+            self._motion.append(motion)
+            return readings
+        history = np.concatenate([*self._motion, motion])
+        self._motion = [history[-MOTION_HISTORY:]]
+        usable, overlaid = preprocess.trailing_still_overlay(history, len(motion))
+        readings.masked = self._masked(cells, usable, overlaid)
+        return readings
+
+    def finish(self) -> MaskedCodes | None:
+        """With ``overlays="file"``: the masked readings of every frame read so far, each judged
+        on the frames around it (``None`` when no frame is under a still overlay)."""
+        if self.overlays != "file" or not self._cells:
+            return None
+        cells, motion = np.concatenate(self._cells), np.concatenate(self._motion)
+        return self._masked(cells, *preprocess.still_overlay(motion))
+
+    def _motion_of(self, grey: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Block motion of a batch's frames (bars removed) since the frame before each."""
+        w, h = self.signal.input_size
+        detail = preprocess.crop_resize(grey, boxes, (w * DETAIL_FACTOR, h * DETAIL_FACTOR))
+        moved = preprocess.block_motion(detail, self._previous, self.signal.input_size)
+        if len(detail):
+            self._previous = detail[-1]
+        # Kept at half precision (a whole file's motion stays small); live rounds the same way.
+        return moved.astype(np.float16).astype(np.float32)
+
+    def _masked(self, cells: np.ndarray, usable: np.ndarray, overlaid: np.ndarray) -> MaskedCodes | None:
+        if not overlaid.any():
+            return None
+        hidden = self.signal.hash_masked(cells[overlaid], usable[overlaid])
+        if hidden is None:
+            return None
+        codes = np.zeros((len(cells), self.signal.code_bytes), np.uint8)
+        codes[overlaid] = hidden
+        masks = np.packbits(usable.reshape(len(cells), -1) & overlaid[:, None], axis=1)
+        return MaskedCodes(codes=codes, masks=masks)
 
 
 class Fingerprinter:
     """Hashes frame batches with one signal at one sampling rate."""
 
     def __init__(self, signal: str | FrameSignal, sample_fps: float = 4.0, fast_decode: bool = True):
-        self.signal = get_signal(signal) if isinstance(signal, str) else signal
+        self.signal = get_frame_signal(signal) if isinstance(signal, str) else signal
         self.sample_fps = sample_fps
         self.decode_options = decode.DecodeOptions(sample_fps=sample_fps, fast=fast_decode)
 
-    def _prepare(self, batch: decode.FrameBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bar boxes, frames at the signal's input size, and which frames are informative."""
-        boxes = preprocess.detect_bars(batch.grey)
-        frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
-        return boxes, frames, preprocess.informative(frames)
+    def pipeline(self, signal: FrameSignal | None = None) -> dict[str, Any]:
+        """What shapes the codes this fingerprinter makes with ``signal`` (default: its own):
+        the signal's description, the decoder options and the preprocessing version."""
+        return pipeline_description(
+            (signal or self.signal).describe(), sample_fps=self.sample_fps, fast=self.decode_options.fast,
+            grey_size=decode.GREY_SIZE, preprocess_version=preprocess.PREPROCESS_VERSION,
+        )
+
+    def session(self, overlays: Overlays = None) -> QuerySession:
+        """A :class:`QuerySession` with this fingerprinter's signal."""
+        return QuerySession(self.signal, overlays)
 
     def hash_batch(self, batch: decode.FrameBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Times and codes of a batch's informative frames, bars removed."""
-        _, frames, keep = self._prepare(batch)
-        return batch.times[keep], self.signal.hash_batch(frames[keep])
-
-    def hash_batches(self, batches: Iterable[decode.FrameBatch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`hash_batch` over a stream of batches."""
-        for batch in batches:
-            yield self.hash_batch(batch)
+        """Times and codes of one batch's informative frames on its own, bars removed."""
+        readings = self.session().add(batch)
+        return readings.times, readings.codes
 
     def fingerprint_file(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         progress: Callable[[float], None] | None = None,
-        av_options: dict | None = None,
+        av_options: dict[str, str] | None = None,
         overlays: bool = False,
     ) -> Fingerprint:
         """Fingerprint a whole file; ``progress`` receives media seconds done after each batch.
@@ -63,16 +165,12 @@ class Fingerprinter:
         overlays: bool = False,
     ) -> Fingerprint:
         """Fingerprint a stream of batches, stopping after ``max_seconds`` of media if given."""
-        times, codes, cells, motion, last, previous = [], [], [], [], 0.0, None
+        session = self.session("file" if overlays else None)
+        times, codes, last = [], [], 0.0
         for batch in batches:
-            if overlays:
-                t, c, frames, moved, previous = self._hash_with_motion(batch, previous)
-                cells.append(frames)
-                motion.append(moved)
-            else:
-                t, c = self.hash_batch(batch)
-            times.append(t)
-            codes.append(c)
+            readings = session.add(batch)
+            times.append(readings.times)
+            codes.append(readings.codes)
             last = float(batch.times[-1]) + 1.0 / self.sample_fps
             if progress:
                 progress(last)
@@ -86,31 +184,11 @@ class Fingerprinter:
             duration=round(last, 3),
             times=np.concatenate(times) if times else np.zeros(0),
             codes=np.concatenate(codes) if codes else np.zeros((0, self.signal.code_bytes), np.uint8),
+            pipeline=self.pipeline(),
         )
         if overlays and len(fp):
-            fp.masked = self._masked_reading(np.concatenate(cells), np.concatenate(motion))
+            fp.masked = session.finish()
         return fp
-
-    def _hash_with_motion(self, batch: decode.FrameBatch, previous: np.ndarray | None):
-        """:meth:`hash_batch` plus the hashed frames, their block motion and the last detail frame."""
-        boxes, frames, keep = self._prepare(batch)
-        w, h = self.signal.input_size
-        detail = preprocess.crop_resize(batch.grey, boxes, (w * DETAIL_FACTOR, h * DETAIL_FACTOR))
-        moved = preprocess.block_motion(detail, previous, self.signal.input_size)
-        return (batch.times[keep], self.signal.hash_batch(frames[keep]), frames[keep],
-                moved[keep].astype(np.float16), detail[-1] if len(detail) else previous)
-
-    def _masked_reading(self, frames: np.ndarray, motion: np.ndarray) -> MaskedCodes | None:
-        usable, overlaid = preprocess.still_overlay(motion.astype(np.float32))
-        if not overlaid.any():
-            return None
-        hidden = self.signal.hash_masked(frames[overlaid], usable[overlaid])
-        if hidden is None:
-            return None
-        codes = np.zeros((len(frames), self.signal.code_bytes), np.uint8)
-        codes[overlaid] = hidden
-        masks = np.packbits(usable.reshape(len(frames), -1) & overlaid[:, None], axis=1)
-        return MaskedCodes(codes=codes, masks=masks)
 
 
 # -- what of a reference can be matched ---------------------------------------------------------

@@ -4,7 +4,8 @@ An incident is one episode of one reference on one stream. It is created when th
 matcher's segment is long and consistent enough for the reference's ``min_seconds``, keeps
 growing (``segments``, ``query_end``, ``score``) while the copy goes on, and is closed
 (``live`` false, ``ended`` set) when the copy has not been seen for a while or the stream
-stops. Review moves ``status`` from ``open`` to ``confirmed`` or ``dismissed``.
+stops. Review moves ``status`` from ``open`` to ``confirmed`` or ``dismissed``. All of it is
+decided in :mod:`guard.act`, for live streams, scans and reviews alike; this is its store.
 
 Tenancy: ``owner`` is the rights holder owning the matched reference, ``platform`` is who
 submitted the stream; :meth:`IncidentStore.list` filters on both so the API can isolate tenants.
@@ -17,17 +18,20 @@ notification) was first acknowledged by a receiver.
 from __future__ import annotations
 
 import io
-import json
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 from PIL import Image
 
-from guard.errors import FormatError, NotFoundError
+from guard.errors import FormatError
 from guard.models import Reference, Segment
-from guard.store import Catalog
+from guard.storage.incidents import IncidentRepository
+from guard.storage.protocols import Database
+from guard.storage.records import Evidence, Incident, IncidentFilters, iso
+
+__all__ = ["JPEG_QUALITY", "REVIEW_ACTIONS", "STATUSES", "Evidence", "Incident", "IncidentStore", "encode_jpeg",
+           "iso", "segment_dict", "to_timestamp"]
 
 #: Review states of an incident.
 STATUSES = ("open", "confirmed", "dismissed")
@@ -35,20 +39,6 @@ STATUSES = ("open", "confirmed", "dismissed")
 REVIEW_ACTIONS = {"confirm": "confirmed", "dismiss": "dismissed"}
 #: JPEG quality of evidence thumbnails (small images, a few kB each).
 JPEG_QUALITY = 80
-
-_COLUMNS = (
-    "id", "stream_id", "account", "platform", "reference_id", "reference_title", "owner", "policy",
-    "status", "live", "score", "query_start", "query_end", "reference_start", "reference_end",
-    "segments", "first_seen", "decided", "action_delivered", "updated", "ended", "reviewed",
-    "review_note",
-)
-
-
-def iso(ts: float | None) -> str | None:
-    """Unix seconds as ISO 8601 UTC with milliseconds (None stays None)."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def to_timestamp(value: float | int | str | datetime | None) -> float | None:
@@ -63,72 +53,6 @@ def to_timestamp(value: float | int | str | datetime | None) -> float | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
-
-
-@dataclass
-class Incident:
-    """A copied reference on a live stream (see the module docstring for the fields' meaning)."""
-
-    id: int
-    stream_id: str
-    account: str
-    platform: str
-    reference_id: int
-    reference_title: str
-    owner: str
-    policy: str
-    status: str
-    live: bool
-    score: float
-    query_start: float
-    query_end: float
-    reference_start: float
-    reference_end: float
-    segments: list[dict]
-    first_seen: float
-    decided: float
-    action_delivered: float | None
-    updated: float
-    ended: float | None = None
-    reviewed: float | None = None
-    review_note: str | None = None
-    evidence: list[dict] = field(default_factory=list)
-
-    @property
-    def detection_seconds(self) -> float:
-        """Seconds from the first copied frame reaching guard to the decision."""
-        return self.decided - self.first_seen
-
-    def to_dict(self) -> dict:
-        """JSON-ready form: times as ISO 8601 strings, plus ``*_ts`` Unix seconds for precision."""
-        out = asdict(self)
-        for key in ("first_seen", "decided", "action_delivered", "updated", "ended", "reviewed"):
-            out[f"{key}_ts"] = out[key]
-            out[key] = iso(out[key])
-        for key in ("score", "query_start", "query_end", "reference_start", "reference_end"):
-            out[key] = round(out[key], 3)
-        out["duration"] = round(self.query_end - self.query_start, 3)
-        out["detection_seconds"] = round(self.detection_seconds, 3)
-        return out
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """A JPEG thumbnail kept as evidence: a stream (``query``) or ``reference`` frame."""
-
-    id: int
-    incident_id: int
-    kind: str
-    media_time: float
-    width: int
-    height: int
-    created: float
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (the image itself comes from :meth:`IncidentStore.evidence_jpeg`)."""
-        out = asdict(self)
-        out["created"] = iso(self.created)
-        return out
 
 
 def segment_dict(segment: Segment) -> dict:
@@ -149,8 +73,8 @@ def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 class IncidentStore:
     """Incidents and their evidence in the catalog. Thread-safe (the catalog serialises writes)."""
 
-    def __init__(self, catalog: Catalog):
-        self.catalog = catalog
+    def __init__(self, database: Database):
+        self.repository = IncidentRepository(database)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -168,95 +92,68 @@ class IncidentStore:
         """Record a new incident for ``reference`` on a stream from the matcher's segments."""
         decided = time.time() if decided is None else decided
         parts = [segment_dict(s) for s in segments]
-        span = _span(parts)
-        with self.catalog.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO incidents (stream_id, account, platform, reference_id, reference_title,"
-                " owner, policy, status, live, score, query_start, query_end, reference_start,"
-                " reference_end, segments, first_seen, decided, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (stream_id, account, platform, reference.id, reference.title, reference.owner,
-                 reference.policy, max(s["score"] for s in parts), *span, json.dumps(parts),
-                 first_seen, decided, decided),
-            )
-            incident_id = int(cursor.lastrowid)
+        incident_id = self.repository.create(
+            stream_id=stream_id, account=account, platform=platform, reference_id=reference.id,
+            reference_title=reference.title, owner=reference.owner, policy=reference.policy,
+            score=max(s["score"] for s in parts), span=_span(parts), segments=parts, first_seen=first_seen,
+            decided=decided,
+        )
         return self.get(incident_id)
 
     def extend(self, incident_id: int, segments: list[dict], *, when: float | None = None) -> Incident:
         """Replace an open incident's segments with a longer view of the same copy."""
-        span = _span(segments)
-        score = max(s["score"] for s in segments)
-        with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE incidents SET segments = ?, query_start = ?, query_end = ?, reference_start = ?,"
-                " reference_end = ?, score = MAX(score, ?), updated = ? WHERE id = ?",
-                (json.dumps(segments), *span, score, time.time() if when is None else when, incident_id),
-            )
+        self.repository.set_segments(incident_id, segments, span=_span(segments),
+                                     score=max(s["score"] for s in segments),
+                                     updated=time.time() if when is None else when)
         return self.get(incident_id)
 
     def close(self, incident_id: int, *, when: float | None = None) -> Incident:
         """Mark an incident's copy as over (``live`` false)."""
-        when = time.time() if when is None else when
-        with self.catalog.transaction() as db:
-            db.execute("UPDATE incidents SET live = 0, ended = COALESCE(ended, ?), updated = ? WHERE id = ?",
-                       (when, when, incident_id))
+        self.repository.close(incident_id, when=time.time() if when is None else when)
         return self.get(incident_id)
 
     def mark_delivered(self, incident_id: int, when: float | None = None) -> None:
         """Remember when the incident's action webhook was first acknowledged."""
-        with self.catalog.transaction() as db:
-            db.execute("UPDATE incidents SET action_delivered = COALESCE(action_delivered, ?) WHERE id = ?",
-                       (time.time() if when is None else when, incident_id))
+        self.repository.mark_delivered(incident_id, when=time.time() if when is None else when)
 
     def review(self, incident_id: int, action: str, note: str | None = None) -> Incident:
         """``confirm`` or ``dismiss`` an incident (a dismissed one can be confirmed later, and back)."""
         if action not in REVIEW_ACTIONS:
             raise FormatError(f"review action must be one of {', '.join(REVIEW_ACTIONS)}, not {action!r}")
         self.get(incident_id)
-        with self.catalog.transaction() as db:
-            db.execute("UPDATE incidents SET status = ?, reviewed = ?, review_note = ?, updated = ? WHERE id = ?",
-                       (REVIEW_ACTIONS[action], time.time(), note, time.time(), incident_id))
+        self.repository.set_status(incident_id, REVIEW_ACTIONS[action], note=note, reviewed=time.time())
         return self.get(incident_id)
 
     # -- evidence -----------------------------------------------------------------------------
 
     def add_evidence(self, incident_id: int, kind: str, media_time: float, rgb: np.ndarray) -> Evidence:
         """Store an RGB thumbnail as JPEG evidence of an incident."""
+        return self.add_evidence_jpeg(incident_id, kind, media_time, int(rgb.shape[1]), int(rgb.shape[0]),
+                                      encode_jpeg(rgb))
+
+    def add_evidence_jpeg(self, incident_id: int, kind: str, media_time: float, width: int, height: int,
+                          jpeg: bytes) -> Evidence:
+        """Store a picture that is JPEG already (a reference's keyframe) as evidence, unchanged."""
         if kind not in ("query", "reference"):
             raise FormatError(f"evidence kind must be query or reference, not {kind!r}")
-        data = encode_jpeg(rgb)
-        now = time.time()
-        with self.catalog.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO incident_evidence (incident_id, kind, media_time, width, height, jpeg, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (incident_id, kind, float(media_time), int(rgb.shape[1]), int(rgb.shape[0]), data, now),
-            )
-            evidence_id = int(cursor.lastrowid)
-        return Evidence(evidence_id, incident_id, kind, float(media_time), int(rgb.shape[1]), int(rgb.shape[0]), now)
+        return self.repository.add_evidence(
+            incident_id, kind=kind, media_time=media_time, width=int(width), height=int(height),
+            jpeg=bytes(jpeg), created=time.time(),
+        )
 
     def evidence(self, incident_id: int) -> list[Evidence]:
         """The evidence thumbnails of an incident, oldest first."""
-        rows = self.catalog.query(
-            "SELECT id, incident_id, kind, media_time, width, height, created FROM incident_evidence"
-            " WHERE incident_id = ? ORDER BY id", (int(incident_id),))
-        return [Evidence(*row) for row in rows]
+        return self.repository.evidence(incident_id)
 
     def evidence_jpeg(self, evidence_id: int) -> bytes:
         """The JPEG bytes of one evidence thumbnail."""
-        rows = self.catalog.query("SELECT jpeg FROM incident_evidence WHERE id = ?", (int(evidence_id),))
-        if not rows:
-            raise NotFoundError(f"evidence {evidence_id} not found")
-        return bytes(rows[0][0])
+        return self.repository.evidence_jpeg(evidence_id)
 
     # -- reading ------------------------------------------------------------------------------
 
     def get(self, incident_id: int) -> Incident:
         """One incident with its evidence list; :class:`NotFoundError` if unknown."""
-        rows = self.catalog.query(f"SELECT {', '.join(_COLUMNS)} FROM incidents WHERE id = ?", (int(incident_id),))
-        if not rows:
-            raise NotFoundError(f"incident {incident_id} not found")
-        incident = _incident(rows[0])
+        incident = self.repository.get(incident_id)
         incident.evidence = [e.to_dict() for e in self.evidence(incident.id)]
         return incident
 
@@ -279,39 +176,22 @@ class IncidentStore:
         ``since``/``until`` bound the decision time (Unix seconds, ISO 8601 or datetime).
         Evidence is not loaded here (use :meth:`get`).
         """
-        where, args = self._filters(reference_id, stream_id, status, owner, platform, live, since, until)
-        rows = self.catalog.query(
-            f"SELECT {', '.join(_COLUMNS)} FROM incidents{where} ORDER BY decided DESC, id DESC LIMIT ? OFFSET ?",
-            (*args, max(0, int(limit)), max(0, int(offset))),
-        )
-        return [_incident(row) for row in rows]
+        filters = self._filters(reference_id, stream_id, status, owner, platform, live, since, until)
+        return self.repository.list(filters, limit=limit, offset=offset)
 
     def count(self, **filters) -> int:
         """How many incidents match the filters of :meth:`list`."""
         keys = ("reference_id", "stream_id", "status", "owner", "platform", "live", "since", "until")
-        where, args = self._filters(*(filters.get(k) for k in keys))
-        return int(self.catalog.query(f"SELECT COUNT(*) FROM incidents{where}", args)[0][0])
+        return self.repository.count(self._filters(*(filters.get(k) for k in keys)))
 
     @staticmethod
-    def _filters(reference_id, stream_id, status, owner, platform, live, since, until) -> tuple[str, tuple]:
+    def _filters(reference_id, stream_id, status, owner, platform, live, since, until) -> IncidentFilters:
         if status is not None and status not in STATUSES:
             raise FormatError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        clauses, args = [], []
-        for column, value in (("reference_id", reference_id), ("stream_id", stream_id), ("status", status),
-                              ("owner", owner), ("platform", platform)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        if live is not None:
-            clauses.append("live = ?")
-            args.append(1 if live else 0)
-        if since is not None:
-            clauses.append("decided >= ?")
-            args.append(to_timestamp(since))
-        if until is not None:
-            clauses.append("decided < ?")
-            args.append(to_timestamp(until))
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+        return IncidentFilters(
+            reference_id=reference_id, stream_id=stream_id, status=status, owner=owner, platform=platform,
+            live=live, since=to_timestamp(since), until=to_timestamp(until),
+        )
 
 
 def _span(segments: list[dict]) -> tuple[float, float, float, float]:
@@ -321,10 +201,3 @@ def _span(segments: list[dict]) -> tuple[float, float, float, float]:
         min(s["reference_start"] for s in segments),
         max(s["reference_end"] for s in segments),
     )
-
-
-def _incident(row: tuple) -> Incident:
-    values = dict(zip(_COLUMNS, row))
-    values["live"] = bool(values["live"])
-    values["segments"] = json.loads(values["segments"])
-    return Incident(**values)

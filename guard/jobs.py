@@ -9,66 +9,37 @@ again. One process runs the jobs of a store at a time (``guard serve``); the CLI
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 
 from guard import decode, urlpolicy
-from guard.errors import GuardError, InputError, NotFoundError
-from guard.actions import action_for
-from guard.models import ScanResult, Segment
-from guard.store import Catalog, utc_now
+from guard.act import Act, FrameAt
+from guard.config import Settings
+from guard.errors import GuardError, InputError
+from guard.fingerprint import Fingerprinter
+from guard.models import MaskedCodes, Reference, ScanResult, Segment
+from guard.storage.jobs import FINAL, JobRepository
+from guard.storage.protocols import Database
+from guard.storage.records import Job
+from guard.store import utc_now
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "done", "failed")
-FINAL = ("done", "failed")
 
 #: Minimum time between two progress writes of one job, in seconds.
 PROGRESS_INTERVAL = 0.25
 
 Progress = Callable[[float], None]
-
-
-@dataclass
-class Job:
-    """One background job as stored. ``params`` keys starting with ``_`` are internal."""
-
-    id: int
-    kind: str
-    role: str
-    owner: str
-    status: str
-    progress: float
-    params: dict[str, Any] = field(default_factory=dict)
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    created: str = ""
-    started: str | None = None
-    finished: str | None = None
-
-    @property
-    def public_params(self) -> dict[str, Any]:
-        """The parameters a client may see (no server paths)."""
-        return {k: v for k, v in self.params.items() if not k.startswith("_")}
-
-    def to_dict(self) -> dict:
-        """JSON-ready form without internal parameters."""
-        return {
-            "id": self.id, "kind": self.kind, "owner": self.owner, "status": self.status,
-            "progress": round(self.progress, 4), "params": self.public_params, "result": self.result,
-            "error": self.error, "created": self.created, "started": self.started, "finished": self.finished,
-        }
-
-
 Handler = Callable[[Job, Progress], dict]
 
 
@@ -82,16 +53,22 @@ INTERRUPTED = "interrupted: guard stopped while this job was running"
 class JobQueue:
     """Persisted jobs plus the worker threads that run them."""
 
-    def __init__(self, catalog: Catalog, handlers: dict[str, Handler] | None = None, workers: int = 2,
-                 nice: int = 0):
-        self.catalog = catalog
+    def __init__(self, database: Database, handlers: dict[str, Handler] | None = None, workers: int = 2,
+                 nice: int = 0, *, run: bool = True):
+        self.repository = JobRepository(database)
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.workers = max(1, int(workers))
         self.nice = int(nice)
+        #: Whether this process runs jobs (the ``jobs`` role); without it, submitted jobs stay
+        #: queued in the catalog for a process that does.
+        self.runs_jobs = run
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._finished = threading.Condition()
         self._closed = False
+        self._handed_out: set[int] = set()  # jobs given to this process's workers, not yet over
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
 
     # -- submitting and reading ---------------------------------------------------------------
 
@@ -100,37 +77,18 @@ class JobQueue:
         are deleted once the job is final."""
         if kind not in self.handlers:
             raise InputError(f"unknown job kind {kind!r}")
-        with self.catalog.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO jobs (kind, role, owner, status, params, created) VALUES (?, ?, ?, 'queued', ?, ?)",
-                (kind, role, owner, json.dumps(params), utc_now()),
-            )
-            job_id = int(cursor.lastrowid)
+        job_id = self.repository.create(kind=kind, role=role, owner=owner, params=params, created=utc_now())
         self._dispatch(job_id)
         return self.get(job_id)
 
     def get(self, job_id: int) -> Job:
         """One job by id."""
-        rows = self.catalog.query("SELECT * FROM jobs WHERE id = ?", (int(job_id),))
-        if not rows:
-            raise NotFoundError(f"job {job_id} not found")
-        return _job(rows[0])
+        return self.repository.get(job_id)
 
     def list(self, *, owner: str | None = None, role: str | None = None, kind: str | None = None,
              status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
         """A page of jobs (newest first) and the number matching the filters."""
-        where, args = [], []
-        for column, value in (("owner", owner), ("role", role), ("kind", kind), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        total = int(self.catalog.query("SELECT COUNT(*) FROM jobs" + clause, tuple(args))[0][0])
-        rows = self.catalog.query(
-            "SELECT * FROM jobs" + clause + " ORDER BY id DESC LIMIT ? OFFSET ?",
-            (*args, int(limit), int(offset)),
-        )
-        return [_job(r) for r in rows], total
+        return self.repository.list(owner=owner, role=role, kind=kind, status=status, limit=limit, offset=offset)
 
     def files_in_use(self) -> set[str]:
         """Every file (``params["_files"]``) of a job that has not finished, queued or running.
@@ -138,13 +96,11 @@ class JobQueue:
         Such a file must survive a restart: its job still needs it, and :meth:`_finish` deletes
         it once the job is final.
         """
-        rows = self.catalog.query("SELECT params FROM jobs WHERE status NOT IN (?, ?)", FINAL)
-        return {str(name) for (params,) in rows for name in json.loads(params).get("_files", [])}
+        return {str(name) for job in self.repository.unfinished() for name in job.params.get("_files", [])}
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of jobs per (kind, status), for metrics."""
-        rows = self.catalog.query("SELECT kind, status, COUNT(*) FROM jobs GROUP BY kind, status")
-        return {(kind, status): int(n) for kind, status, n in rows}
+        return self.repository.counts_by_status()
 
     def wait(self, job_id: int, timeout: float = 60.0) -> Job:
         """Block until the job is final or ``timeout`` passes; return it as it then is."""
@@ -164,13 +120,16 @@ class JobQueue:
 
         A requeued job may be running by the time this returns, so whoever cleans files up
         after it must keep :meth:`files_in_use` (not only the queued jobs' files).
-        Returns how many jobs were marked failed.
+        Returns how many jobs were marked failed. Does nothing without the ``jobs`` role: the
+        running jobs are another process's.
         """
-        interrupted = [_job(r) for r in self.catalog.query("SELECT * FROM jobs WHERE status = 'running'")]
+        if not self.runs_jobs:
+            return 0
+        interrupted = self.repository.with_status("running")
         for job in interrupted:
             self._finish(job.id, "failed", None, INTERRUPTED)
-        for (job_id,) in self.catalog.query("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id"):
-            self._dispatch(int(job_id))
+        for job in self.repository.with_status("queued"):
+            self._dispatch(job.id)
         if interrupted:
             log.warning("marked %d interrupted job(s) failed", len(interrupted))
         return len(interrupted)
@@ -181,20 +140,55 @@ class JobQueue:
         A running job stops at its next progress report and is marked failed (interrupted),
         so shutting down does not wait for a long ingest to finish.
         """
+        self._stop_polling.set()
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
+            poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.join()
         if executor is not None:
             executor.shutdown(wait=wait, cancel_futures=True)
 
+    def start(self, poll_interval: float = 1.0) -> None:
+        """The ``jobs`` role: :meth:`recover`, then run the jobs other processes queue (an API
+        without the role), looking for them every ``poll_interval`` seconds until :meth:`shutdown`.
+        Does nothing without the role. One process per store should have it (see :meth:`recover`).
+        """
+        if not self.runs_jobs:
+            return
+        self.recover()
+        with self._lock:
+            if self._poller is not None or self._closed:
+                return
+            self._poller = threading.Thread(target=self._poll, args=(poll_interval,), name="guard-job-poller",
+                                            daemon=True)
+            self._poller.start()
+
+    def _poll(self, interval: float) -> None:
+        while not self._stop_polling.wait(interval):
+            try:
+                for job in self.repository.with_status("queued"):
+                    self._dispatch(job.id)
+            except Exception:  # noqa: BLE001 — a busy catalog: look again next time
+                log.exception("cannot look for queued jobs")
+
     def _dispatch(self, job_id: int) -> None:
         with self._lock:
-            if self._closed:
+            if self._closed or not self.runs_jobs or job_id in self._handed_out:
                 return
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="guard-job",
                                                     initializer=self._lower_priority)
-            self._executor.submit(self._run, job_id)
+            self._handed_out.add(job_id)
+            self._executor.submit(self._run_handed_out, job_id)
+
+    def _run_handed_out(self, job_id: int) -> None:
+        try:
+            self._run(job_id)
+        finally:
+            with self._lock:
+                self._handed_out.discard(job_id)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -210,12 +204,7 @@ class JobQueue:
             log.debug("cannot renice job thread: %s", exc)
 
     def _run(self, job_id: int) -> None:
-        with self.catalog.transaction() as db:
-            claimed = db.execute(
-                "UPDATE jobs SET status = 'running', started = ? WHERE id = ? AND status = 'queued'",
-                (utc_now(), job_id),
-            ).rowcount
-        if not claimed:
+        if not self.repository.claim(job_id, started=utc_now()):
             return
         job = self.get(job_id)
         try:
@@ -241,8 +230,7 @@ class JobQueue:
             if fraction - last["value"] < 0.01 or now - last["time"] < PROGRESS_INTERVAL:
                 return
             last.update(time=now, value=fraction)
-            with self.catalog.transaction() as db:
-                db.execute("UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'", (fraction, job_id))
+            self.repository.set_progress(job_id, fraction)
 
         return write
 
@@ -255,24 +243,10 @@ class JobQueue:
                 pass
             except OSError as exc:
                 log.warning("job %d: cannot delete %s (%s)", job_id, name, exc)
-        with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET status = ?, progress = ?, result = ?, error = ?, finished = ? WHERE id = ?",
-                (status, 1.0 if status == "done" else job.progress,
-                 None if result is None else json.dumps(result), error, utc_now(), job_id),
-            )
+        self.repository.finish(job_id, status=status, progress=1.0 if status == "done" else job.progress,
+                               result=result, error=error, finished=utc_now())
         with self._finished:
             self._finished.notify_all()
-
-
-def _job(row) -> Job:
-    (job_id, kind, role, owner, status, progress, params, result, error,
-     created, started, finished) = tuple(row)
-    return Job(
-        id=job_id, kind=kind, role=role, owner=owner, status=status, progress=progress,
-        params=json.loads(params), result=None if result is None else json.loads(result),
-        error=error, created=created, started=started, finished=finished,
-    )
 
 
 # -- the service's job kinds ------------------------------------------------------------------
@@ -289,8 +263,24 @@ def seconds_to_fraction(path: str | os.PathLike, progress: Progress) -> Callable
     return lambda seconds: progress(seconds / total)
 
 
-def service_handlers(guard) -> dict[str, Handler]:
-    """The ``ingest`` and ``scan`` job kinds of a :class:`guard.service.Guard`.
+@dataclass(frozen=True)
+class JobPorts:
+    """What the ``ingest`` and ``scan`` jobs need, wired by the composition root
+    (:class:`guard.service.Guard`): nothing here knows the service."""
+
+    settings: Settings
+    #: Files and URL media → fingerprints (with the masked readings scans use).
+    fingerprinter: Fingerprinter
+    #: Query readings → copied segments (:meth:`guard.search.Searcher.match`).
+    match: Callable[[np.ndarray, np.ndarray, MaskedCodes | None], list[Segment]]
+    #: Fingerprint a reference file, keep its keyframes and register it (:meth:`guard.service.Guard.ingest`).
+    ingest: Callable[..., Reference]
+    #: Incidents, evidence, policy and events for what a scan found.
+    act: Act
+
+
+def service_handlers(ports: JobPorts) -> dict[str, Handler]:
+    """The ``ingest`` and ``scan`` job kinds.
 
     ``ingest`` params: ``_path``, ``title``, ``owner``, ``policy``, ``min_seconds``,
     ``allowlist``. ``scan`` params: ``_path`` (an upload) or ``_url`` (shown redacted as
@@ -309,23 +299,23 @@ def service_handlers(guard) -> dict[str, Handler]:
     def _ingest(job: Job, progress: Progress) -> dict:
         p = job.params
         filename = p.get("filename") or "upload"
-        fp = guard.fingerprint(Path(p["_path"]), seconds_to_fraction(p["_path"], progress))
-        ref = guard.register(
-            fp, title=p.get("title") or Path(filename).stem, owner=p["owner"],
+        ref = ports.ingest(
+            Path(p["_path"]), title=p.get("title") or Path(filename).stem, owner=p["owner"],
             policy=p.get("policy", "flag"), min_seconds=p.get("min_seconds"),
-            source=f"upload:{filename}", allowlist=p.get("allowlist") or [],
+            allowlist=p.get("allowlist") or [], progress=seconds_to_fraction(p["_path"], progress),
+            source=f"upload:{filename}",
         )
         return {"reference": ref.to_dict(), "warnings": ref.warnings}
 
     def _scan(job: Job, progress: Progress) -> dict:
         p = job.params
         if "_url" in p:
-            result, truncated = scan_url(guard, p["_url"], progress)
+            result, truncated = scan_url(ports, p["_url"], progress)
             out = {**result.to_dict(), "path": urlpolicy.redact(p["_url"]), "truncated": truncated}
         else:
-            result = guard.scan(p["_path"], progress=seconds_to_fraction(p["_path"], progress))
+            result = scan_file(ports, p["_path"], seconds_to_fraction(p["_path"], progress))
             out = {**result.to_dict(), "path": p.get("filename") or "upload"}
-        incidents = record_scan_incidents(guard, job, result.segments, p.get("_path"))
+        incidents = record_scan_incidents(ports, job, result.segments, p.get("_path"))
         return {**out, "incidents": [i.id for i in incidents]}
 
     return {"ingest": ingest, "scan": scan}
@@ -343,7 +333,14 @@ def _upload_named(job: Job) -> Iterator[None]:
         raise
 
 
-def scan_url(guard, url: str, progress: Progress | None = None) -> tuple[ScanResult, bool]:
+def scan_file(ports: JobPorts, path: str | os.PathLike, progress: Progress | None = None) -> ScanResult:
+    """Fingerprint a file (with its overlay readings) and report every copied segment in it."""
+    fp = ports.fingerprinter.fingerprint_file(path, progress, overlays=True)
+    segments = ports.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+    return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
+
+
+def scan_url(ports: JobPorts, url: str, progress: Progress | None = None) -> tuple[ScanResult, bool]:
     """Scan a media URL under the stream URL policy, reading at most ``scan_url_max_seconds``.
 
     The policy is checked again here (the address may have changed since the request) and
@@ -351,69 +348,49 @@ def scan_url(guard, url: str, progress: Progress | None = None) -> tuple[ScanRes
     was cut at the limit (a live stream, or a very long file).
     """
     try:
-        return _scan_url(guard, url, progress or (lambda fraction: None))
+        return _scan_url(ports, url, progress or (lambda fraction: None))
     except GuardError as exc:  # messages name the URL: keep its credentials and query out
         exc.args = (str(exc).replace(url, urlpolicy.redact(url)),)
         raise
 
 
-def _scan_url(guard, url: str, progress: Progress) -> tuple[ScanResult, bool]:
-    checked = urlpolicy.check_url(url, allow_private_addresses=guard.settings.allow_private_addresses)
-    limit = guard.settings.scan_url_max_seconds
-    options = guard.fingerprinter.decode_options
+def _scan_url(ports: JobPorts, url: str, progress: Progress) -> tuple[ScanResult, bool]:
+    checked = urlpolicy.check_url(url, allow_private_addresses=ports.settings.allow_private_addresses)
+    limit = ports.settings.scan_url_max_seconds
+    options = ports.fingerprinter.decode_options
     batches = decode.sample_frames(url, options, {"protocol_whitelist": checked.whitelist})
     with closing(batches):
         # progress is a lower bound: the media's length is not known
-        fp = guard.fingerprinter.fingerprint_batches(
+        fp = ports.fingerprinter.fingerprint_batches(
             batches, lambda seconds: progress(seconds / limit), max_seconds=limit, overlays=True)
-    segments = guard.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+    segments = ports.match(fp.times, fp.codes, fp.masked) if len(fp) else []
     truncated = fp.duration >= limit
     return ScanResult(path=url, duration=fp.duration, frames=len(fp), segments=segments), truncated
 
 
-def record_scan_incidents(guard, job: Job, segments: list[Segment], media_path: str | None) -> list:
-    """Turn a scan's matches into incidents, one per matched reference, and send their events.
+def record_scan_incidents(ports: JobPorts, job: Job, segments: list[Segment], media_path: str | None) -> list:
+    """Hand a scan's matches to :meth:`guard.act.Act.record_scan` (one incident per matched
+    reference, with its event).
 
     The scanned file plays the part of a stream: ``stream_id`` is ``scan:<job id>``, the
     platform is the job's owner and the account is the uploader's (``params["account"]``),
-    so a reference's allowlist exempts licensed accounts. Policy ``flag`` sends
-    ``incident.flagged``; ``cut`` sends ``stream.cut``, the platform's takedown signal.
+    so a reference's allowlist exempts licensed accounts. An uploaded file lends its frames
+    as evidence (a URL's media is not read twice).
     """
     account = job.params.get("account") or ""
-    by_reference: dict[int, list[Segment]] = {}
-    for segment in segments:
-        by_reference.setdefault(segment.reference_id, []).append(segment)
-    incidents = []
-    for ref_id, found in sorted(by_reference.items()):
-        try:
-            reference = guard.reference(ref_id)
-        except NotFoundError:  # deleted while the scan ran
-            continue
-        if action_for(reference, account) is None:
-            continue
-        now = time.time()
-        incident = guard.incidents.create(
-            stream_id=f"scan:{job.id}", account=account, platform=job.owner, reference=reference,
-            segments=found, first_seen=now, decided=now,
-        )
-        _scan_evidence(guard, incident.id, media_path, min(s.query_start for s in found))
-        incident = guard.incidents.close(incident.id, when=now)
-        guard.actions.publish(
-            "stream.cut" if reference.policy == "cut" else "incident.flagged",
-            owner=reference.owner, platform=job.owner, incident=incident.to_dict(),
-            stream={"id": f"scan:{job.id}", "kind": "scan", "job_id": job.id, "account": account,
-                    "path": job.params.get("filename") or job.params.get("url")},
-        )
-        incidents.append(incident)
-    return incidents
+    stream = {"id": f"scan:{job.id}", "kind": "scan", "job_id": job.id, "account": account,
+              "path": job.params.get("filename") or job.params.get("url")}
+    frame_at = None if media_path is None else _file_frames(media_path, ports.settings.live.thumbnail_width)
+    return ports.act.record_scan(stream=stream, account=account, platform=job.owner, segments=segments,
+                                 frame_at=frame_at)
 
 
-def _scan_evidence(guard, incident_id: int, media_path: str | None, t: float) -> None:
-    if media_path is None:
-        return
-    try:
-        image = decode.thumbnail_at(media_path, t + 0.5, guard.settings.live.thumbnail_width)
-        if image is not None:
-            guard.incidents.add_evidence(incident_id, "query", t + 0.5, image)
-    except GuardError as exc:
-        log.warning("incident %d: no evidence (%s)", incident_id, exc)
+def _file_frames(media_path: str, width: int) -> FrameAt:
+    """Frames of a scanned file for evidence: half a second into the copy, past a cut's
+    blended frames."""
+
+    def frame_at(t: float) -> tuple[float, np.ndarray] | None:
+        image = decode.thumbnail_at(media_path, t + 0.5, width)
+        return None if image is None else (t + 0.5, image)
+
+    return frame_at

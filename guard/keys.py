@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import asdict, dataclass
 
-from guard.errors import AuthError, InputError, NotFoundError
-from guard.store import Catalog, utc_now
+from guard.errors import AuthError, InputError
+from guard.storage.keys import KeyRepository
+from guard.storage.protocols import Database
+from guard.storage.records import ApiKey
+from guard.store import utc_now
 
 #: Roles a key can have. ``admin`` sees everything; ``rights_holder`` its own references,
 #: incidents and webhooks; ``platform`` its own scans, streams and their results.
@@ -22,28 +24,6 @@ ROLES = ("admin", "rights_holder", "platform")
 
 TOKEN_PREFIX = "gk_"
 _PREFIX_CHARS = 8
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """A stored key, without its secret: ``owner`` is the tenant it acts for."""
-
-    id: int
-    prefix: str
-    role: str
-    owner: str
-    label: str
-    created: str
-    revoked: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        """Whether this key sees every tenant."""
-        return self.role == "admin"
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (never contains the token)."""
-        return asdict(self)
 
 
 def digest(token: str) -> str:
@@ -61,8 +41,8 @@ def _check_owner(owner: str) -> str:
 class KeyStore:
     """Create, authenticate, list and revoke API keys in the catalog."""
 
-    def __init__(self, catalog: Catalog):
-        self.catalog = catalog
+    def __init__(self, database: Database):
+        self.repository = KeyRepository(database)
 
     def create(self, role: str, owner: str, label: str = "") -> tuple[ApiKey, str]:
         """Make a key; return it and its token (the only time the token is available)."""
@@ -71,57 +51,36 @@ class KeyStore:
         owner = _check_owner(owner)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         prefix = token[: len(TOKEN_PREFIX) + _PREFIX_CHARS]
-        with self.catalog.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO api_keys (key_hash, prefix, role, owner, label, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (digest(token), prefix, role, owner, label or "", utc_now()),
-            )
-            key_id = int(cursor.lastrowid)
-        return self.get(key_id), token
+        key = self.repository.create(key_hash=digest(token), prefix=prefix, role=role, owner=owner,
+                                     label=label or "", created=utc_now())
+        return key, token
 
     def authenticate(self, token: str) -> ApiKey:
         """The active key this token belongs to; :class:`AuthError` otherwise."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 256:
             raise AuthError("invalid API key")
         wanted = digest(token)
-        rows = self.catalog.query("SELECT * FROM api_keys WHERE key_hash = ?", (wanted,))
+        found = self.repository.find_by_digest(wanted)
         # The lookup is by digest, so its timing tells nothing about the token; the compare
         # below keeps the final check constant-time anyway.
-        if not rows or not hmac.compare_digest(rows[0][1], wanted):
+        if found is None or not hmac.compare_digest(found[1], wanted):
             raise AuthError("invalid API key")
-        key = _key(rows[0])
+        key = found[0]
         if key.revoked:
             raise AuthError("API key revoked")
         return key
 
     def get(self, key_id: int) -> ApiKey:
         """One key by id."""
-        rows = self.catalog.query("SELECT * FROM api_keys WHERE id = ?", (int(key_id),))
-        if not rows:
-            raise NotFoundError(f"key {key_id} not found")
-        return _key(rows[0])
+        return self.repository.get(key_id)
 
     def list(self, owner: str | None = None, include_revoked: bool = True) -> list[ApiKey]:
         """Keys by id, optionally one owner's and/or only active ones."""
-        sql, args = "SELECT * FROM api_keys WHERE 1=1", []
-        if owner is not None:
-            sql += " AND owner = ?"
-            args.append(owner)
-        if not include_revoked:
-            sql += " AND revoked IS NULL"
-        return [_key(r) for r in self.catalog.query(sql + " ORDER BY id", tuple(args))]
+        return self.repository.list(owner=owner, include_revoked=include_revoked)
 
     def revoke(self, key_id: int) -> ApiKey:
         """Revoke a key at once (idempotent); return it."""
         key = self.get(key_id)
         if key.revoked is None:
-            with self.catalog.transaction() as db:
-                db.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (utc_now(), key.id))
+            self.repository.revoke(key.id, when=utc_now())
         return self.get(key_id)
-
-
-def _key(row) -> ApiKey:
-    key_id, _hash, prefix, role, owner, label, created, revoked = tuple(row)
-    return ApiKey(id=key_id, prefix=prefix, role=role, owner=owner, label=label, created=created,
-                  revoked=revoked)

@@ -6,7 +6,8 @@ Two steps, kept apart:
    ``t_ref − rate·t_query`` of its reference (dejavu's offset histogram, extended over a few
    playback rates). Offsets backed by enough distinct query frames become hypotheses.
 2. :func:`verify` — for each hypothesis, every query frame is compared with the reference
-   frame the alignment predicts. A frame is accepted at the *relaxed* ``match_radius``, far
+   frame the alignment predicts (:func:`align`, per frame: so a live window can keep what
+   its frames gave and align only new ones, see :mod:`guard.search`). A frame is accepted at the *relaxed* ``match_radius``, far
    beyond what the index was asked for: agreement with the offset is the evidence that lets
    an overlaid, cropped or re-encoded frame count. Runs of accepted frames become segments
    when most of their frames are *temporally unique* (closer to the aligned reference frame
@@ -23,9 +24,10 @@ Everything is deterministic: ties break on reference id, then time.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from guard.config import MatchSettings
 from guard.index.base import Hits
@@ -55,6 +57,31 @@ class RefFrames:
     min_seconds: float
     times: np.ndarray
     codes: np.ndarray
+
+
+@dataclass
+class Alignment:
+    """Each query frame under one hypothesis: its distance to the reference frame the
+    alignment predicts (``bits + 1`` where there is none), that frame's time (NaN where there
+    is none) and whether the frame is temporally unique there. Every value depends on its own
+    frame only. Uniqueness is worked out only where it can matter (distance below
+    :func:`counting_radius`); elsewhere it is False."""
+
+    dist: npt.NDArray[np.int32]  # (n,)
+    ref_time: npt.NDArray[np.float64]  # (n,)
+    unique: npt.NDArray[np.bool_]  # (n,)
+
+    def __len__(self) -> int:
+        return len(self.dist)
+
+    def take(self, frames: slice | list[int] | np.ndarray) -> Alignment:
+        """The alignment of some frames (a slice, index or boolean selection)."""
+        return Alignment(self.dist[frames], self.ref_time[frames], self.unique[frames])
+
+    def then(self, later: Alignment) -> Alignment:
+        """This alignment followed by ``later``'s frames."""
+        return Alignment(np.concatenate([self.dist, later.dist]), np.concatenate([self.ref_time, later.ref_time]),
+                         np.concatenate([self.unique, later.unique]))
 
 
 @dataclass(frozen=True)
@@ -154,26 +181,74 @@ def aligned_distances(
     of its two readings.
     """
     bits = query_codes.shape[1] * 8
+    n, count = len(query_times), len(ref.times)
+    best = np.full(n, bits + 1, dtype=np.int32)
+    best_time = np.full(n, np.nan)
+    if n == 0 or count == 0:
+        return best, best_time
+    # The four reference frames around each predicted time at once (two before, two after);
+    # the first closest one wins, as when they were visited in turn.
     expected = rate * query_times + offset
-    best = np.full(len(query_times), bits + 1, dtype=np.int32)
-    best_time = np.full(len(query_times), np.nan)
-    right = np.searchsorted(ref.times, expected)
-    for shift in (-2, -1, 0, 1):
-        idx = right + shift
-        ok = (idx >= 0) & (idx < len(ref.times))
-        idx_ok = np.clip(idx, 0, len(ref.times) - 1)
-        near = ok & (np.abs(ref.times[idx_ok] - expected) <= tolerance)
-        if not near.any():
-            continue
-        d = np.full(len(query_times), bits + 1, dtype=np.int32)
-        d[near] = hamming(query_codes[near], ref.codes[idx_ok[near]])
-        if masked is not None:
-            d[near] = np.minimum(d[near], masked_hamming(
-                masked.codes[near], ref.codes[idx_ok[near]], masked.masks[near]))
-        better = d < best
-        best[better] = d[better]
-        best_time[better] = ref.times[idx_ok[better]]
+    idx = np.searchsorted(ref.times, expected)[:, None] + np.arange(-2, 2)
+    idx_ok = np.clip(idx, 0, count - 1)
+    near = (idx >= 0) & (idx < count) & (np.abs(ref.times[idx_ok] - expected[:, None]) <= tolerance)
+    rows, cols = np.nonzero(near)
+    if not len(rows):
+        return best, best_time
+    candidates = ref.codes[idx_ok[rows, cols]]
+    found = hamming(query_codes[rows], candidates)
+    if masked is not None:
+        found = np.minimum(found, masked_hamming(masked.codes[rows], candidates, masked.masks[rows]))
+    d = np.full(near.shape, bits + 1, dtype=np.int32)
+    d[rows, cols] = found
+    pick = np.argmin(d, axis=1)
+    every = np.arange(n)
+    best = d[every, pick]
+    seen = near.any(axis=1)
+    best_time[seen] = ref.times[idx_ok[every, pick]][seen]
     return best, best_time
+
+
+def counting_radius(settings: MatchSettings) -> int:
+    """Frames at this distance or more from their aligned reference frame can neither be
+    accepted (``match_radius``) nor add to a copy when its edges are re-drawn
+    (``extend_radius``, see :func:`refine`): whether they are unique never matters."""
+    return max(settings.extend_radius, settings.match_radius + 1)
+
+
+def align(
+    hypothesis: Hypothesis,
+    query_times: np.ndarray,
+    query_codes: np.ndarray,
+    ref: RefFrames,
+    settings: MatchSettings,
+    masked: MaskedCodes | None = None,
+) -> Alignment:
+    """Every query frame under ``hypothesis`` (see :class:`Alignment`)."""
+    dist, ref_time = aligned_distances(
+        query_times, query_codes, ref, hypothesis.offset, hypothesis.rate, settings.align_tolerance, masked,
+    )
+    return _with_uniqueness(hypothesis, query_times, query_codes, ref, settings, masked, dist, ref_time)
+
+
+def _with_uniqueness(hypothesis: Hypothesis, query_times: np.ndarray, query_codes: np.ndarray, ref: RefFrames,
+                     settings: MatchSettings, masked: MaskedCodes | None, dist: np.ndarray,
+                     ref_time: np.ndarray) -> Alignment:
+    unique = np.zeros(len(dist), bool)
+    near = np.flatnonzero(dist < counting_radius(settings))
+    if len(near):
+        unique[near] = _temporally_unique(query_times[near], query_codes[near], ref, hypothesis, dist[near],
+                                          settings, None if masked is None else masked.take(near))
+    return Alignment(dist, ref_time, unique)
+
+
+def inert(alignment: Alignment, settings: MatchSettings) -> np.ndarray:
+    """Which frames count for nothing under their hypothesis: not accepted, and scoring at
+    most 0 when a copy's edges are re-drawn (see :func:`refine`). Frames like these joining
+    or leaving a window change none of its segments (see :mod:`guard.search`)."""
+    dist = alignment.dist
+    doubtful = (dist > settings.seed_radius) & ~alignment.unique
+    return (dist > settings.match_radius) & ((dist >= settings.extend_radius) | doubtful)
 
 
 def verify(
@@ -187,13 +262,27 @@ def verify(
 ) -> list[Segment]:
     """The copied segments an alignment hypothesis explains, if any."""
     dist, ref_time = aligned_distances(
-        query_times, query_codes, ref, hypothesis.offset, hypothesis.rate, settings.align_tolerance,
-        masked,
+        query_times, query_codes, ref, hypothesis.offset, hypothesis.rate, settings.align_tolerance, masked,
     )
+    if not (dist <= settings.match_radius).any():
+        return []  # nothing accepted: spare the uniqueness checks
+    alignment = _with_uniqueness(hypothesis, query_times, query_codes, ref, settings, masked, dist, ref_time)
+    return segments_of(hypothesis, query_times, alignment, ref, frame_period, settings)
+
+
+def segments_of(
+    hypothesis: Hypothesis,
+    query_times: np.ndarray,
+    alignment: Alignment,
+    ref: RefFrames,
+    frame_period: float,
+    settings: MatchSettings,
+) -> list[Segment]:
+    """The copied segments of an aligned query (see :func:`verify`)."""
+    dist, ref_time, unique = alignment.dist, alignment.ref_time, alignment.unique
     accepted = np.flatnonzero(dist <= settings.match_radius)
     if len(accepted) == 0:
         return []
-    unique = _temporally_unique(query_times, query_codes, ref, hypothesis, dist, settings, masked)
 
     def segment_of(frames: np.ndarray) -> Segment | None:
         if unique[frames].mean() < settings.min_uniqueness:
@@ -273,7 +362,8 @@ def _temporally_unique(
                           hypothesis.rate, settings.align_tolerance, masked)[0]
         for shift in settings.uniqueness_shifts
     ]
-    return dist < np.min(shifted, axis=0) - settings.uniqueness_margin
+    closest_shifted: npt.NDArray[np.int32] = np.min(shifted, axis=0)
+    return dist < closest_shifted - settings.uniqueness_margin
 
 
 def _trim_edges(frames: np.ndarray, query_times: np.ndarray, window: float, support: int) -> np.ndarray:
@@ -371,6 +461,19 @@ def find_segments(
     for hypothesis in vote(query_times, hits, refs, settings):
         ref = refs[hypothesis.ref_id]
         segments += verify(hypothesis, query_times, query_codes, ref, frame_period, settings, masked)
+    return distinct_segments(segments, query_times, query_codes, refs, settings, masked)
+
+
+def distinct_segments(
+    segments: list[Segment],
+    query_times: np.ndarray,
+    query_codes: np.ndarray,
+    refs: Mapping[int, RefFrames],
+    settings: MatchSettings,
+    masked: MaskedCodes | None = None,
+) -> list[Segment]:
+    """The verified ``segments`` of a query less those restating another (see :func:`_distinct`),
+    in query order."""
 
     def closer(a: Segment, b: Segment) -> bool:
         """Whether ``a``'s alignment matches the query span it shares with ``b`` clearly closer."""
@@ -390,7 +493,7 @@ def find_segments(
     return _distinct(segments, query_codes.shape[1] * 8, closer)
 
 
-def _distinct(segments: list[Segment], bits: int, closer) -> list[Segment]:
+def _distinct(segments: list[Segment], bits: int, closer: Callable[[Segment, Segment], bool]) -> list[Segment]:
     """Drop segments that restate another (mostly the same query span).
 
     Candidates are taken strongest first (summed similarity of their matched frames).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class MaskedCodes:
     codes: np.ndarray  # (n, bits // 8) uint8
     masks: np.ndarray  # (n, bits // 8) uint8
 
-    def take(self, frames) -> "MaskedCodes":
+    def take(self, frames: slice | list[int] | np.ndarray) -> "MaskedCodes":
         """The readings of some frames (an index or boolean selection)."""
         return MaskedCodes(self.codes[frames], self.masks[frames])
 
@@ -68,7 +69,7 @@ class Fingerprint:
     times: np.ndarray  # (n,) float64 seconds from the first frame
     codes: np.ndarray  # (n, bits // 8) uint8
     masked: MaskedCodes | None = None
-    pipeline: dict = field(default_factory=dict)
+    pipeline: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -98,10 +99,12 @@ class Reference:
     source: str
     frames: int
     allowlist: list[str] = field(default_factory=list)
+    #: Whether pictures of it are stored (false for hash-only imports): evidence shows them.
+    has_keyframes: bool = False
     #: What the matcher will not find of it, said once when it is registered (not stored).
     warnings: list[str] = field(default_factory=list, compare=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (without the registration-time ``warnings``)."""
         out = asdict(self)
         del out["warnings"]
@@ -137,7 +140,7 @@ class Segment:
         """Length of the copied stretch in query seconds."""
         return self.query_end - self.query_start
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, rounded to milliseconds."""
         out = asdict(self)
         for key, value in out.items():
@@ -156,7 +159,7 @@ class ScanResult:
     frames: int
     segments: list[Segment]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "path": self.path,

@@ -2,11 +2,15 @@
 
 :class:`StreamMonitor` watches one stream in its own thread. Sampled frames arrive from
 :func:`guard.decode.live_batches` (reconnects, stalls and timestamp resets are handled there),
-are hashed as they come (bars found over the last few seconds, not per batch), and join a
-sliding window of ``settings.live.window_seconds``. Every ``decision_interval`` the window goes
-through :meth:`guard.service.Guard.match`; a segment the matcher reports is by construction
+are read as they come by the query session files use too (:class:`guard.fingerprint.QuerySession`:
+plain codes, and masked codes for frames under a still overlay found over a trailing window),
+and join a sliding window of ``settings.live.window_seconds``. Every ``decision_interval`` the
+window is matched by a :class:`guard.search.LiveSearch` (what :meth:`guard.service.Guard.match`
+would report for it, plain, masked and mirrored readings alike, searching the index for new
+frames only); a segment the matcher reports is by construction
 at least the reference's ``min_seconds`` long and consistent in offset, so it becomes an
-incident at once (unless the stream's account is on the reference's allowlist):
+incident at once (unless the stream's account is on the reference's allowlist), decided by
+the stream's :class:`guard.act.LiveCase`:
 
 - policy ``flag``: record, send ``incident.flagged``, keep monitoring; the incident grows
   while the copy goes on (``incident.updated`` at most every ``update_interval``) and closes
@@ -21,7 +25,8 @@ coincidences through, so it is a per-reference choice.
 :class:`MonitorManager` runs many monitors at once, one thread each: decoding is FFmpeg work
 that releases the GIL, per-frame Python stays small (a few sampled frames per second), and a
 stream that stalls or fails only stops its own thread. Memory per stream is bounded by the
-window (codes, times and small thumbnails of ``window_seconds``).
+window (codes, times and small thumbnails of ``window_seconds``). Both take their parts as
+ports (:class:`LivePorts`), wired by the composition root.
 """
 
 from __future__ import annotations
@@ -35,19 +40,21 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from guard import decode
-from guard.actions import allowlisted
-from guard.errors import ConflictError, GuardError, InputError, NotFoundError, StreamError
-from guard.incidents import Incident, iso, segment_dict
-from guard.models import Reference, Segment
+from guard.act import Act, LiveStream
+from guard.config import Settings
+from guard.errors import ConflictError, GuardError, InputError, StreamError
+from guard.fingerprint import Fingerprinter
+from guard.incidents import Incident, iso
+from guard.search import Searcher
+from guard.storage.protocols import Database
+from guard.storage.records import StreamRecord
+from guard.storage.streams import StreamRepository
 from guard.urlpolicy import PlaylistWatcher, check_url, redact
-
-if TYPE_CHECKING:
-    from guard.service import Guard
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +64,8 @@ STATES = ("starting", "live", "reconnecting", *FINAL_STATES)
 #: Monitor event types (the webhook types plus stream life-cycle notices, which are not sent).
 EVENT_TYPES = ("stream.started", "stream.connected", "stream.reconnecting", "stream.resolution",
                "stream.allowlisted", "incident.flagged", "incident.updated", "stream.cut", "stream.ended")
-#: Offsets closer than this (s) are the same alignment of a reference when an incident grows.
-SAME_OFFSET = 1.5
-#: Earlier frames hashed along with each live batch (preprocessing smooths over neighbours).
-CONTEXT_FRAMES = 4
 #: How often a stream's row in the catalog is refreshed (s).
 PERSIST_INTERVAL = 5.0
-#: How long the reference cache trusts a reference's policy and allowlist (s).
-REFERENCE_TTL = 2.0
 #: How often a monitored HLS playlist is fetched again and re-checked by the URL policy (s).
 PLAYLIST_CHECK_INTERVAL = 2.0
 
@@ -125,7 +126,8 @@ class MonitorEvent:
 
     def to_dict(self) -> dict:
         """JSON-ready form (one line of ``guard monitor --json``)."""
-        out = {"type": self.type, "stream_id": self.stream_id, "time": iso(self.time), "detail": self.detail}
+        out: dict[str, Any] = {"type": self.type, "stream_id": self.stream_id, "time": iso(self.time),
+                               "detail": self.detail}
         if self.incident is not None:
             out["incident"] = self.incident.to_dict()
             out["reference_id"] = self.incident.reference_id
@@ -138,52 +140,24 @@ class MonitorEvent:
 EventCallback = Callable[[MonitorEvent], None]
 
 
-class LiveHasher:
-    """Hashes live frame batches exactly as files are hashed, a few frames at a time.
-
-    Preprocessing looks at neighbouring frames (bars are smoothed over a few of them), so each
-    batch is hashed together with the last :data:`CONTEXT_FRAMES` frames before it and only the
-    new frames' codes are kept: a live stream hashes like the same file would.
-    """
-
-    def __init__(self, fingerprinter):
-        self.fingerprinter = fingerprinter
-        self.context_times = np.zeros(0)
-        self.context_grey: np.ndarray | None = None
-
-    def hash(self, times: np.ndarray, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(times, codes)`` of the informative frames among ``times``/``grey`` ``(n, h, w)``."""
-        if self.context_grey is not None and len(self.context_grey):
-            all_times = np.concatenate([self.context_times, times])
-            all_grey = np.concatenate([self.context_grey, grey])
-        else:
-            all_times, all_grey = times, grey
-        kept_times, codes = self.fingerprinter.hash_batch(decode.FrameBatch(all_times, all_grey))
-        self.context_times = all_times[-CONTEXT_FRAMES:]
-        self.context_grey = all_grey[-CONTEXT_FRAMES:]
-        new = kept_times >= times[0] - 1e-9 if len(times) else np.zeros(len(kept_times), bool)
-        return kept_times[new], codes[new]
-
-
 class SlidingWindow:
-    """The last ``seconds`` of a stream: hashed frames with arrival times, and thumbnails."""
+    """The last ``seconds`` of a stream's evidence: the times and wall-clock arrivals of its
+    read frames, and thumbnails (their readings and index hits are the :class:`LiveSearch`'s)."""
 
-    def __init__(self, seconds: float, code_bytes: int):
+    def __init__(self, seconds: float):
         self.seconds = seconds
         self.times = np.zeros(0)
-        self.codes = np.zeros((0, code_bytes), np.uint8)
         self.arrivals = np.zeros(0)
         self.thumbs: collections.deque[tuple[float, np.ndarray]] = collections.deque()
 
-    def add(self, times: np.ndarray, codes: np.ndarray, arrivals: np.ndarray) -> None:
-        """Append hashed frames and drop those older than the window."""
+    def add(self, times: np.ndarray, arrivals: np.ndarray) -> None:
+        """Append read frames and drop those older than the window."""
         self.times = np.concatenate([self.times, times])
-        self.codes = np.concatenate([self.codes, codes])
         self.arrivals = np.concatenate([self.arrivals, arrivals])
         if len(self.times):
             keep = self.times >= self.times[-1] - self.seconds
             if not keep.all():
-                self.times, self.codes, self.arrivals = self.times[keep], self.codes[keep], self.arrivals[keep]
+                self.times, self.arrivals = self.times[keep], self.arrivals[keep]
 
     def add_thumbs(self, times: np.ndarray, thumbs: list[np.ndarray]) -> None:
         """Keep thumbnails for evidence, as long as the window."""
@@ -205,16 +179,20 @@ class SlidingWindow:
         return min(self.thumbs, key=lambda item: abs(item[0] - t))
 
 
-@dataclass
-class _OpenIncident:
-    incident_id: int
-    reference: Reference
-    segments: list[dict]
-    last_seen: float
-    last_event: float
-    last_write: float
-    reported_end: float
-    dirty: bool = False
+@dataclass(frozen=True)
+class LivePorts:
+    """What monitoring needs, wired by the composition root (:class:`guard.service.Guard`):
+    nothing here knows the service."""
+
+    settings: Settings
+    #: Where the streams' records live (:class:`guard.storage.streams.StreamRepository`).
+    database: Database
+    #: Reads each batch as files are read (plain and masked readings).
+    fingerprinter: Fingerprinter
+    #: Matches the sliding window (:meth:`guard.search.Searcher.live`).
+    searcher: Searcher
+    #: Opens, grows and closes the incidents, with their evidence and events.
+    act: Act
 
 
 @dataclass
@@ -233,7 +211,7 @@ class StreamMonitor:
 
     def __init__(
         self,
-        guard: "Guard",
+        ports: LivePorts,
         url: str,
         *,
         stream_id: str,
@@ -242,10 +220,12 @@ class StreamMonitor:
         options: MonitorOptions | None = None,
         on_event: EventCallback | None = None,
     ):
-        self.guard = guard
+        self.settings = ports.settings
+        self.searcher = ports.searcher
+        self.repository = StreamRepository(ports.database)
         self.url = url
         self.options = options or MonitorOptions()
-        self.live = guard.settings.live
+        self.live = ports.settings.live
         self.on_event = on_event
         now = time.time()
         self.info = StreamInfo(
@@ -255,12 +235,14 @@ class StreamMonitor:
         )
         self._stop = threading.Event()
         self._done = threading.Event()
-        signal = guard.fingerprinter.signal
-        self._hasher = LiveHasher(guard.fingerprinter)
-        self._window = SlidingWindow(self._window_seconds(), signal.code_bytes)
-        self._open: dict[int, _OpenIncident] = {}
-        self._refs: dict[int, tuple[float, Reference | None]] = {}
-        self._allowlisted: set[int] = set()
+        self._readings = ports.fingerprinter.session(overlays="live")
+        self._window = SlidingWindow(self._window_seconds())
+        self._search = ports.searcher.live(self._window.seconds)
+        self._case = ports.act.live_case(LiveStream(
+            id=stream_id, account=account, platform=platform, describe=lambda: self.snapshot().to_dict(),
+            arrival_at=lambda t: self._window.arrival_at(t), frame_at=lambda t: self._window.thumb_at(t),
+            notify=self._emit, opened=self._opened,
+        ))
         self._last_eval = 0.0
         self._new_frames = False
         self._last_persist = 0.0
@@ -322,7 +304,7 @@ class StreamMonitor:
         """For HLS: check the playlist now and keep re-checking it while the stream runs."""
         if not self.options.hls:
             return None
-        watcher = PlaylistWatcher(self.url, allow_private_addresses=self.guard.settings.allow_private_addresses,
+        watcher = PlaylistWatcher(self.url, allow_private_addresses=self.settings.allow_private_addresses,
                                   interval=PLAYLIST_CHECK_INTERVAL, timeout=self.live.open_timeout,
                                   on_refused=self._refuse)
         self._await_playlist(watcher)
@@ -358,7 +340,7 @@ class StreamMonitor:
         live = self.live
         target = watcher.state.target_duration if watcher is not None and watcher.state is not None else 0.0
         return decode.LiveOptions(
-            sample_fps=self.guard.settings.sample_fps, fast=self.guard.settings.fast_decode,
+            sample_fps=self.settings.sample_fps, fast=self.settings.fast_decode,
             threads=live.decoder_threads, open_timeout=live.open_timeout, stall_timeout=live.stall_timeout,
             reconnect=self.options.reconnect and not self.options.realtime,
             reconnect_initial=live.reconnect_initial, reconnect_max=live.reconnect_max,
@@ -380,17 +362,19 @@ class StreamMonitor:
         return ended
 
     def _window_seconds(self) -> float:
-        longest = max((r.min_seconds for r in self.guard.index.refs.values()), default=0.0)
-        return max(self.live.window_seconds, longest + 2 * self.guard.settings.match.max_gap + 2.0)
+        longest = max((r.min_seconds for r in self.searcher.index.refs.values()), default=0.0)
+        return max(self.live.window_seconds, longest + 2 * self.settings.match.max_gap + 2.0)
 
     def _on_batch(self, batch: decode.LiveBatch) -> bool:
         """Take one batch; True when monitoring must stop (the stream was cut)."""
         self.info.frames += len(batch.times)
         self.info.width, self.info.height = batch.width, batch.height
         self._track_lag(batch)
-        times, codes = self._hasher.hash(batch.times, batch.grey)
+        readings = self._readings.add(batch)
+        times = readings.times
         arrivals = batch.arrivals[np.searchsorted(batch.times, times)] if len(times) else times
-        self._window.add(times, codes, arrivals)
+        self._window.add(times, arrivals)
+        self._search.add(times, readings.codes, readings.masked)
         self._window.add_thumbs(batch.times, batch.thumbs)
         self._new_frames = self._new_frames or bool(len(times))
         now = time.time()
@@ -428,128 +412,24 @@ class StreamMonitor:
 
     def _evaluate(self, now: float) -> bool:
         window = self._window
-        if len(window.times) < self.guard.settings.match.min_seed_frames:
+        if len(window.times) < self.settings.match.min_seed_frames:
             return False
-        segments = self.guard.match(window.times, window.codes)
+        segments = self._search.segments()
         log.debug("stream %s: window %.2f-%.2f s (%d frames): %d segment(s)", self.info.id,
                   window.times[0], window.times[-1], len(window.times), len(segments))
-        by_ref: dict[int, list[Segment]] = collections.defaultdict(list)
-        for segment in segments:
-            by_ref[segment.reference_id].append(segment)
-        for ref_id, found in sorted(by_ref.items()):
-            reference = self._reference(ref_id)
-            if reference is None:
-                continue
-            if allowlisted(reference, self.info.account):
-                if ref_id not in self._allowlisted:
-                    self._allowlisted.add(ref_id)
-                    self._emit("stream.allowlisted", f"reference {ref_id} {reference.title!r}: account is licensed")
-                continue
-            current = self._open.get(ref_id)
-            if current is None:
-                if self._open_incident(reference, found, now):
-                    return True
-            else:
-                self._grow(current, found, now)
-        return False
-
-    def _reference(self, ref_id: int) -> Reference | None:
-        cached = self._refs.get(ref_id)
-        if cached is not None and time.monotonic() - cached[0] < REFERENCE_TTL:
-            return cached[1]
-        try:
-            reference = self.guard.reference(ref_id)
-        except NotFoundError:
-            reference = None
-        self._refs[ref_id] = (time.monotonic(), reference)
-        return reference
-
-    def _open_incident(self, reference: Reference, segments: list[Segment], now: float) -> bool:
-        first = min(segments, key=lambda s: s.query_start)
-        first_seen = self._window.arrival_at(first.query_start)
-        incident = self.guard.incidents.create(
-            stream_id=self.info.id, account=self.info.account, platform=self.info.platform,
-            reference=reference, segments=segments, first_seen=first_seen, decided=now,
-        )
-        self.info.incidents += 1
-        cut = reference.policy == "cut"
-        event_type = "stream.cut" if cut else "incident.flagged"
-        if cut:
-            self.info.status = "cut"
-        event = self.guard.actions.publish(
-            event_type, owner=reference.owner, platform=self.info.platform,
-            incident=incident.to_dict(), stream=self.snapshot().to_dict(),
-        )
-        log.info("stream %s: %s reference %d %r (incident %d, %.1f s after first copied frame)",
-                 self.info.id, event_type, reference.id, reference.title, incident.id, now - first_seen)
-        self._emit(event_type, f"reference {reference.id} {reference.title!r}", incident, event.id)
-        self._collect_evidence(incident, reference, first)
-        if cut:
+        if self._case.decide(segments, now):
             self._stop.set()
             return True
-        self._open[reference.id] = _OpenIncident(
-            incident.id, reference, [segment_dict(s) for s in segments], now, now, now,
-            reported_end=incident.query_end,
-        )
         return False
 
-    def _grow(self, current: _OpenIncident, segments: list[Segment], now: float) -> None:
-        current.last_seen = now
-        for segment in segments:
-            part = segment_dict(segment)
-            same = next((s for s in current.segments if abs(s["offset"] - part["offset"]) <= SAME_OFFSET), None)
-            if same is None:
-                current.segments.append(part)
-                current.dirty = True
-                continue
-            if part["query_end"] > same["query_end"] + 1e-6 or part["score"] > same["score"]:
-                current.dirty = True
-            earliest = min(same["query_start"], part["query_start"])
-            ref_earliest = min(same["reference_start"], part["reference_start"])
-            same.update({k: v for k, v in part.items() if k not in ("query_start", "reference_start")})
-            same["query_start"], same["reference_start"] = earliest, ref_earliest
-            same["query_end"] = max(same["query_end"], part["query_end"])
-        if current.dirty and now - current.last_write >= 2.0:
-            self._write(current, now)
-        end = max(s["query_end"] for s in current.segments)
-        if end - current.reported_end >= self.live.update_interval and now - current.last_event >= self.live.update_interval:
-            self._updated(current, now, "copy continues")
-
-    def _write(self, current: _OpenIncident, now: float) -> Incident:
-        current.dirty = False
-        current.last_write = now
-        return self.guard.incidents.extend(current.incident_id, current.segments, when=now)
-
-    def _updated(self, current: _OpenIncident, now: float, detail: str, closing: bool = False) -> None:
-        incident = self._write(current, now)
-        if closing:
-            incident = self.guard.incidents.close(current.incident_id, when=now)
-        current.last_event = now
-        current.reported_end = incident.query_end
-        event = self.guard.actions.publish(
-            "incident.updated", owner=incident.owner, platform=incident.platform,
-            incident=incident.to_dict(), stream=self.snapshot().to_dict(),
-        )
-        self._emit("incident.updated", detail, incident, event.id)
+    def _opened(self, cut: bool) -> None:
+        # Before the incident's event goes out: the event carries the stream as it now is.
+        self.info.incidents += 1
+        if cut:
+            self.info.status = "cut"
 
     def _close_idle(self, now: float) -> None:
-        for ref_id, current in list(self._open.items()):
-            if now - current.last_seen >= self.live.incident_idle_seconds:
-                del self._open[ref_id]
-                self._updated(current, now, "copy no longer seen", closing=True)
-
-    def _collect_evidence(self, incident: Incident, reference: Reference, segment: Segment) -> None:
-        """Thumbnails of the first copied stream frame and of the reference frame it copies."""
-        try:
-            shot = self._window.thumb_at(segment.query_start)
-            if shot is not None:
-                self.guard.incidents.add_evidence(incident.id, "query", shot[0], shot[1])
-            ref_time = segment.reference_start + (shot[0] - segment.query_start if shot else 0.0) * segment.rate
-            image = decode.thumbnail_at(reference.source, ref_time, self.live.thumbnail_width)
-            if image is not None:
-                self.guard.incidents.add_evidence(incident.id, "reference", ref_time, image)
-        except GuardError as exc:
-            log.warning("incident %d: no evidence (%s)", incident.id, exc)
+        self._case.close_idle(now)
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -557,12 +437,7 @@ class StreamMonitor:
         now = time.time()
         if self.info.status not in FINAL_STATES:
             self.info.status = "stopped" if self._stop.is_set() else "ended"
-        for current in list(self._open.values()):
-            try:
-                self._updated(current, now, f"stream {self.info.status}", closing=True)
-            except GuardError:
-                log.exception("stream %s: cannot close incident %d", self.info.id, current.incident_id)
-        self._open.clear()
+        self._case.close_all(now, f"stream {self.info.status}")
         self.info.ended = now
         try:
             self._persist(force=True)
@@ -577,16 +452,10 @@ class StreamMonitor:
             return
         self._last_persist = now
         self.info.updated = now
-        i = self.info
-        with self.guard.catalog.transaction() as db:
-            if insert:
-                db.execute("INSERT OR REPLACE INTO streams (id, url, account, platform, status, started, updated)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (i.id, i.url, i.account, i.platform, i.status, i.started, now))
-            else:
-                db.execute("UPDATE streams SET status = ?, updated = ?, ended = ?, error = ?, frames = ?,"
-                           " incidents = ? WHERE id = ?",
-                           (i.status, now, i.ended, i.error, i.frames, i.incidents, i.id))
+        if insert:
+            self.repository.start(_stream_record(self.info))
+        else:
+            self.repository.update(_stream_record(self.info))
 
     def _emit(self, event_type: str, detail: str = "", incident: Incident | None = None,
               webhook_event_id: str | None = None) -> None:
@@ -604,15 +473,25 @@ class MonitorManager:
     :meth:`start` checks the URL (:mod:`guard.urlpolicy`) before anything runs, so a refused
     URL raises :class:`~guard.errors.URLPolicyError` in the caller. Finished streams stay
     queryable (:meth:`get`, :meth:`list`) from the catalog.
+
+    Without the ``monitor`` role (``run=False``) :meth:`start` records the stream, ``starting``,
+    with a request a process that has the role claims (:meth:`start_polling`); :meth:`stop`
+    asks that process through the catalog.
     """
 
-    def __init__(self, guard: "Guard", max_streams: int = 256):
-        self.guard = guard
+    def __init__(self, ports: LivePorts, max_streams: int = 256, *, run: bool = True):
+        self.ports = ports
+        self.settings = ports.settings
+        self.repository = StreamRepository(ports.database)
         self.max_streams = max_streams
+        #: Whether streams run in this process (the ``monitor`` role).
+        self.runs_streams = run
         self._monitors: dict[str, StreamMonitor] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._listeners: list[EventCallback] = []
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
 
     def subscribe(self, listener: EventCallback) -> None:
         """Hear every stream's :class:`MonitorEvent` (called from the stream threads)."""
@@ -645,6 +524,15 @@ class MonitorManager:
             raise InputError(f"stream id {stream_id!r}: use letters, digits and . _ : - (at most 128)")
         if not account or not account.strip():
             raise InputError("a monitored stream needs the account that streams it")
+        if not self.runs_streams:
+            return self._request(url, stream_id=stream_id, account=account.strip(), platform=platform,
+                                 realtime=realtime, av_options=av_options)
+        return self._launch(location, options, stream_id=stream_id, account=account.strip(), platform=platform,
+                            on_event=on_event)
+
+    def _launch(self, location: str, options: MonitorOptions, *, stream_id: str, account: str, platform: str,
+                on_event: EventCallback | None) -> StreamInfo:
+        """Monitor a checked location in a new thread of this process."""
 
         def fan_out(event: MonitorEvent) -> None:
             for listener in [on_event, *self._listeners]:
@@ -660,12 +548,12 @@ class MonitorManager:
                 raise ConflictError(f"stream {stream_id} is already being monitored")
             if len(self._monitors) >= self.max_streams:
                 raise ConflictError(f"already monitoring {self.max_streams} streams (the limit)")
-            monitor = StreamMonitor(self.guard, location, stream_id=stream_id, account=account.strip(),
+            monitor = StreamMonitor(self.ports, location, stream_id=stream_id, account=account.strip(),
                                     platform=platform, options=options, on_event=fan_out)
             thread = threading.Thread(target=monitor.run, name=f"guard-stream-{stream_id}", daemon=True)
             self._monitors[stream_id] = monitor
             self._threads[stream_id] = thread
-        self.guard.actions.start()
+        self.ports.act.start()
         thread.start()
         return monitor.snapshot()
 
@@ -681,9 +569,9 @@ class MonitorManager:
                 raise InputError(f"{url}: local files are monitored only in real-time rehearsal mode (realtime=True)")
             # "file:" + absolute path: FFmpeg never reads a protocol prefix out of a file name.
             return f"file:{path.resolve()}", MonitorOptions(realtime=True, whitelist="file", av_options=av_options)
-        allow_private = self.guard.settings.allow_private_addresses
+        allow_private = self.settings.allow_private_addresses
         try:
-            checked = check_url(url, allow_private_addresses=allow_private, timeout=self.guard.settings.live.open_timeout)
+            checked = check_url(url, allow_private_addresses=allow_private, timeout=self.settings.live.open_timeout)
         except StreamError as exc:
             # An HLS playlist that cannot be fetched yet (404 while the stream starts): the scheme and
             # host passed, the monitor waits for the playlist and checks it before reading anything.
@@ -693,10 +581,14 @@ class MonitorManager:
                                    av_options=av_options)
 
     def stop(self, stream_id: str, timeout: float = 15.0) -> StreamInfo:
-        """Stop a stream and wait (up to ``timeout``) for its thread to end."""
+        """Stop a stream and wait (up to ``timeout``) for its thread to end. A stream of another
+        process is asked to stop through the catalog (waited for without the ``monitor`` role)."""
         with self._lock:
             monitor = self._monitors.get(stream_id)
         if monitor is None:
+            if self.repository.request_stop(stream_id, time.time(), FINAL_STATES) == "requested" \
+                    and not self.runs_streams:
+                return self._await_final(stream_id, timeout)
             return self.get(stream_id)
         monitor.stop()
         monitor.wait(timeout)
@@ -707,7 +599,7 @@ class MonitorManager:
         with self._lock:
             monitor = self._monitors.get(stream_id)
         if monitor is None:
-            return self.get(stream_id)
+            return self.get(stream_id) if self.runs_streams else self._await_final(stream_id, timeout)
         monitor.wait(timeout)
         return monitor.snapshot()
 
@@ -717,25 +609,15 @@ class MonitorManager:
             monitor = self._monitors.get(stream_id)
         if monitor is not None:
             return monitor.snapshot()
-        rows = self.guard.catalog.query(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE id = ?", (stream_id,))
-        if not rows:
-            raise NotFoundError(f"stream {stream_id} not found")
-        return _stream_info(rows[0])
+        return _stream_info(self.repository.get(stream_id))
 
     def list(self, *, platform: str | None = None, status: str | None = None, active: bool | None = None,
              limit: int = 100) -> list[StreamInfo]:
         """Streams, newest first: live snapshots for running ones, catalog rows for the rest."""
         with self._lock:
             running = {sid: m.snapshot() for sid, m in self._monitors.items() if not m.finished}
-        clauses, args = [], []
-        if platform is not None:
-            clauses.append("platform = ?")
-            args.append(platform)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = self.guard.catalog.query(
-            f"SELECT {_STREAM_COLUMNS} FROM streams{where} ORDER BY started DESC LIMIT ?",
-            (*args, int(limit) + len(running)))
-        infos = [running.get(row[0]) or _stream_info(row) for row in rows]
+        records = self.repository.list(platform=platform, limit=int(limit) + len(running))
+        infos = [running.get(record.id) or _stream_info(record) for record in records]
         infos = [i for i in infos if (status is None or i.status == status) and (active is None or i.active == active)]
         return infos[: int(limit)]
 
@@ -747,6 +629,11 @@ class MonitorManager:
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Stop every stream and wait for their threads (bounded by ``timeout`` overall)."""
+        self._stop_polling.set()
+        with self._lock:
+            poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.join()
         with self._lock:
             monitors = list(self._monitors.values())
         for monitor in monitors:
@@ -762,11 +649,90 @@ class MonitorManager:
             self._threads.pop(stream_id).join(timeout=1.0)
             del self._monitors[stream_id]
 
+    # -- roles: streams recorded by one process, run by another ---------------------------------
 
-_STREAM_COLUMNS = "id, url, account, platform, status, started, updated, ended, error, frames, incidents"
+    def _request(self, url: str, *, stream_id: str, account: str, platform: str, realtime: bool,
+                 av_options: dict | None) -> StreamInfo:
+        """Record a checked stream for a process with the ``monitor`` role to claim."""
+        now = time.time()
+        shown = redact(url) if "://" in url else os.path.basename(url.removeprefix("file:"))
+        record = StreamRecord(id=stream_id, url=shown, account=account, platform=platform, status="starting",
+                              started=now, updated=now)
+        request = {"url": url, "realtime": realtime, "av_options": av_options}
+        if not self.repository.request_start(record, request, FINAL_STATES):
+            raise ConflictError(f"stream {stream_id} is already being monitored")
+        log.info("stream %s recorded for a monitor process", stream_id)
+        return _stream_info(record)
+
+    def start_polling(self, interval: float = 1.0) -> None:
+        """The ``monitor`` role: every ``interval`` seconds, :meth:`take_requests` until
+        :meth:`shutdown`. Does nothing without the role."""
+        if not self.runs_streams:
+            return
+        with self._lock:
+            if self._poller is not None:
+                return
+            self._stop_polling.clear()
+            self._poller = threading.Thread(target=self._poll, args=(interval,), name="guard-stream-requests",
+                                            daemon=True)
+            self._poller.start()
+
+    def _poll(self, interval: float) -> None:
+        while True:
+            try:
+                self.take_requests()
+            except Exception:  # noqa: BLE001 — a busy catalog: look again next time
+                log.exception("cannot take stream requests")
+            if self._stop_polling.wait(interval):
+                return
+
+    def take_requests(self) -> int:
+        """Stop this process's streams that were asked to stop, and start the recorded streams
+        (as many as :attr:`max_streams` leaves room for). Returns how many started."""
+        for stream_id in self.repository.stop_requests():
+            with self._lock:
+                monitor = self._monitors.get(stream_id)
+            if monitor is not None:
+                self.repository.clear_stop(stream_id)
+                monitor.stop()
+        started = 0
+        for stream_id in self.repository.start_requests(self.max_streams - self.active_count):
+            claimed = self.repository.claim_start(stream_id)
+            if claimed is None:  # another monitor process took it
+                continue
+            record, request = claimed
+            url = request["url"]
+            try:
+                location, options = self._options(url, bool(request.get("realtime")), request.get("av_options"))
+                self._launch(location, options, stream_id=record.id, account=record.account,
+                             platform=record.platform, on_event=None)
+            except Exception as exc:  # noqa: BLE001 — the claimed stream must not stay "starting"
+                now = time.time()
+                error = (str(exc) or type(exc).__name__).replace(url, redact(url))
+                self.repository.update(StreamRecord(**{**asdict(record), "status": "failed", "error": error,
+                                                       "updated": now, "ended": now}))
+                log.warning("stream %s: cannot start (%s)", record.id, error)
+                continue
+            started += 1
+        return started
+
+    def _await_final(self, stream_id: str, timeout: float | None) -> StreamInfo:
+        """Poll the catalog until another process's stream is over or ``timeout`` passes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.get(stream_id)
+            if not info.active or (deadline is not None and time.monotonic() >= deadline):
+                return info
+            time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
 
 
-def _stream_info(row: tuple) -> StreamInfo:
-    sid, url, account, platform, status, started, updated, ended, error, frames, incidents = row
-    return StreamInfo(id=sid, url=url, account=account, platform=platform, status=status, started=started,
-                      updated=updated, ended=ended, error=error, frames=frames, incidents=incidents)
+def _stream_record(info: StreamInfo) -> StreamRecord:
+    """The part of a stream's state the catalog keeps."""
+    return StreamRecord(id=info.id, url=info.url, account=info.account, platform=info.platform, status=info.status,
+                        started=info.started, updated=info.updated, ended=info.ended, error=info.error,
+                        frames=info.frames, incidents=info.incidents)
+
+
+def _stream_info(record: StreamRecord) -> StreamInfo:
+    """A finished stream's snapshot from its catalog record."""
+    return StreamInfo(**asdict(record))

@@ -8,9 +8,14 @@ aspect ratio hashes like the original.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 from scipy.ndimage import median_filter
 
+#: Version of what this module does to frames before hashing (bar cropping, resizing, the
+#: informative-frame filter). Bump it whenever a frame would reach the signal differently:
+#: stored tracks then no longer compare with fresh codes (see guard.pipeline).
+PREPROCESS_VERSION = 1
 #: A pixel is "dark" (bar-coloured) below this grey level.
 DARK_LEVEL = 40
 #: A border line is a bar line when at least this share of its pixels is dark; not all of
@@ -69,7 +74,8 @@ def crop_resize(grey: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> n
 def informative(grey: np.ndarray) -> np.ndarray:
     """Boolean mask of frames with enough picture to hash meaningfully (not black, not flat)."""
     flat = grey.reshape(len(grey), -1).astype(np.float32)
-    return flat.std(axis=1) >= MIN_CONTENT_STD
+    spread: npt.NDArray[np.float32] = flat.std(axis=1)
+    return spread >= MIN_CONTENT_STD
 
 
 # -- still overlays ---------------------------------------------------------------------------
@@ -101,7 +107,7 @@ def block_motion(detail: np.ndarray, previous: np.ndarray | None, grid: tuple[in
     change = np.abs(frames - before)
     n, h, w = change.shape
     gw, gh = grid
-    blocks = change.reshape(n, gh, h // gh, gw, w // gw).mean(axis=(2, 4))
+    blocks: npt.NDArray[np.float32] = change.reshape(n, gh, h // gh, gw, w // gw).mean(axis=(2, 4))
     if previous is None and n > 1:
         blocks[0] = blocks[1]
     return blocks
@@ -118,6 +124,24 @@ def still_overlay(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n == 0:
         return np.zeros(motion.shape, bool), np.zeros(0, bool)
     pooled = median_filter(motion, size=(min(2 * MOTION_WINDOW + 1, n), 1, 1), mode="nearest")
+    return _still_cells(pooled)
+
+
+def trailing_still_overlay(motion: np.ndarray, new: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`still_overlay` of the last ``new`` frames of ``motion``, each judged on the
+    frames up to it only (a live stream has no later frames): its motion is pooled by the
+    median of the last ``2 * MOTION_WINDOW + 1`` frames (fewer at the start), not of a window
+    centred on it. An overlay is found about ``MOTION_WINDOW`` frames after it appears."""
+    n, window = len(motion), 2 * MOTION_WINDOW + 1
+    if new == 0:
+        return np.zeros((0, *motion.shape[1:]), bool), np.zeros(0, bool)
+    pooled = np.stack([np.median(motion[max(0, i + 1 - window): i + 1], axis=0) for i in range(n - new, n)])
+    return _still_cells(pooled)
+
+
+def _still_cells(pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(usable, overlaid)`` from each frame's pooled cell motion (see :func:`still_overlay`)."""
+    n = len(pooled)
     level = np.median(pooled.reshape(n, -1), axis=1)
     usable = pooled >= STILL_RATIO * level[:, None, None]
     still = 1.0 - usable.reshape(n, -1).mean(axis=1)

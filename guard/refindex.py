@@ -1,8 +1,13 @@
-"""The searchable view of the catalog: FAISS index + reference frames in memory, kept in sync.
+"""The searchable view of the catalog: one index per signal present, kept in sync with it.
 
-The index file is a cache of the catalog. It carries the catalog generation it reflects in
-``index.json``; on open, or whenever another process changed the catalog, a stale or
-unreadable index is rebuilt from the fingerprints stored in SQLite.
+Each signal's index file is a cache of the catalog's tracks of that signal. It carries the
+catalog generation it reflects (and the signal and index layout it was built for) in a JSON
+file beside it; on open, or whenever another process changed the catalog, a stale or
+unreadable index is rebuilt from the tracks stored in SQLite.
+
+Opening also checks that every stored track was made by the pipeline this guard runs (see
+:mod:`guard.pipeline`): tracks of another signal version, decoder or preprocessing cannot
+be compared with fresh codes, and matching against them would only find less, silently.
 """
 
 from __future__ import annotations
@@ -10,109 +15,111 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from guard.errors import FormatError, StoreError
+from guard.errors import FormatError, NotFoundError, StoreError
 from guard.index import FaissBinaryIndex, Hits
 from guard.index.brute import masked_search
 from guard.match import RefFrames, vector_ids
 from guard.models import Fingerprint, Reference
-from guard.signals import FrameSignal
-from guard.store import Catalog
+from guard.pipeline import REFINGERPRINT_ADVICE, pipeline_differences
+from guard.signals import FrameSignal, get_frame_signal
+from guard.storage.references import ReferenceRepository
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
+#: Layout of the index files; files of another format are rebuilt.
+INDEX_FORMAT = 2
+
+PipelineFor = Callable[[FrameSignal], dict[str, Any]]
 
 
-class ReferenceIndex:
-    """FAISS over every reference frame, plus each reference's frames for alignment checks."""
+class SignalIndex:
+    """One signal's index over every reference's track of it, and those tracks' frames.
 
-    def __init__(self, catalog: Catalog, home: Path, signal: FrameSignal):
-        self.catalog = catalog
+    Not thread-safe on its own: :class:`ReferenceIndex` serialises access.
+    """
+
+    def __init__(self, signal: FrameSignal, index_path: Path, meta_path: Path):
         self.signal = signal
-        self.index_path = Path(home) / "index.faiss"
-        self.meta_path = Path(home) / "index.json"
-        self._lock = threading.RLock()
-        self._generation = -1
-        self._revision = -1
-        self._flat: tuple[int, np.ndarray, np.ndarray] | None = None  # generation, ids, codes
-        self.index = FaissBinaryIndex(signal.bits)
+        self.index_path = index_path
+        self.meta_path = meta_path
+        self.index = signal.index_factory(size_hint=0)
         self.refs: dict[int, RefFrames] = {}
-        self.sync()
+        self._flat: tuple[np.ndarray, np.ndarray] | None = None  # ids, codes for masked search
 
-    # -- consistency --------------------------------------------------------------------------
+    @property
+    def description(self) -> dict:
+        """The signal's description as the index files record it."""
+        return json.loads(json.dumps(self.signal.describe(), sort_keys=True))
 
-    def sync(self) -> None:
-        """Bring the in-memory view up to the catalog (load or rebuild the index if stale)."""
-        with self._lock:
-            generation, revision = self.catalog.versions()
-            if generation != self._generation:
-                self._load_frames()
-                if not self._load_index(generation):
-                    self._rebuild(generation)
-                self._generation = generation
-            elif revision != self._revision:
-                self._refresh_policies()
-            self._revision = revision
+    def vectors(self) -> int:
+        """How many codes the tracks hold (what the index must hold)."""
+        return sum(len(r.times) for r in self.refs.values())
 
-    def _load_frames(self) -> None:
-        refs = {r.id: r for r in self.catalog.references()}
-        frames: dict[int, RefFrames] = {}
-        for ref_id, fp in self.catalog.fingerprints():
-            self._check_signal(fp, ref_id)
-            ref = refs[ref_id]
-            frames[ref_id] = RefFrames(ref.title, ref.min_seconds, fp.times, fp.codes)
-        self.refs = frames
+    # -- files --------------------------------------------------------------------------------
 
-    def _refresh_policies(self) -> None:
-        for ref in self.catalog.references():
-            if ref.id in self.refs:
-                self.refs[ref.id].title = ref.title
-                self.refs[ref.id].min_seconds = ref.min_seconds
+    def load_or_rebuild(self, generation: int, refs: dict[int, RefFrames]) -> None:
+        """Take ``refs`` (the catalog's tracks at ``generation``) and the saved index if it
+        reflects them, else rebuild the index and save it."""
+        self.refs = refs
+        self._flat = None
+        if not self._load(generation):
+            self._rebuild(generation)
 
-    def _check_signal(self, fp: Fingerprint, ref_id: int) -> None:
-        if (fp.signal, fp.signal_version) != (self.signal.name, self.signal.version):
-            raise FormatError(
-                f"reference {ref_id} was fingerprinted with {fp.signal} v{fp.signal_version}; "
-                f"this store uses {self.signal.name} v{self.signal.version}"
-            )
-
-    def _load_index(self, generation: int) -> bool:
+    def _load(self, generation: int) -> bool:
         try:
             meta = json.loads(self.meta_path.read_text())
         except (OSError, ValueError):
             return False
-        if meta.get("format") != INDEX_FORMAT or meta.get("generation") != generation:
-            log.info("index is stale (generation %s, catalog %s): rebuilding", meta.get("generation"), generation)
+        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+            log.info("%s index files are of another format: rebuilding", self.signal.name)
             return False
+        if meta.get("generation") != generation:
+            log.info("%s index is stale (generation %s, catalog %s): rebuilding", self.signal.name,
+                     meta.get("generation"), generation)
+            return False
+        if meta.get("signal") != self.description:
+            log.info("%s index was built for another signal description: rebuilding", self.signal.name)
+            return False
+        if not isinstance(self.index, FaissBinaryIndex):
+            return False  # other index kinds are not saved: built from the catalog on open
         try:
-            index = FaissBinaryIndex.load(self.index_path, self.signal.bits)
+            index = FaissBinaryIndex.load(self.index_path, self.signal.bits,
+                                          permutation=meta.get("permutation") or "unrecorded")
         except StoreError as exc:
             log.warning("%s: rebuilding", exc)
             return False
-        if len(index) != sum(len(r.times) for r in self.refs.values()):
-            log.warning("index size disagrees with the catalog: rebuilding")
+        if len(index) != self.vectors():
+            log.warning("%s index size disagrees with the catalog: rebuilding", self.signal.name)
             return False
         self.index = index
         return True
 
     def _rebuild(self, generation: int) -> None:
-        total = sum(len(r.times) for r in self.refs.values())
-        index = FaissBinaryIndex(self.signal.bits, size_hint=total)
+        index = self.signal.index_factory(size_hint=self.vectors())
         for ref_id, ref in self.refs.items():
             index.add(vector_ids(ref_id, len(ref.times)), ref.codes)
         self.index = index
-        self._save(generation)
+        self.save(generation)
 
-    def _save(self, generation: int) -> None:
-        self.index.save(self.index_path)
-        meta = {"format": INDEX_FORMAT, "generation": generation, "kind": self.index.kind,
-                "signal": self.signal.describe(), "vectors": len(self.index)}
+    def save(self, generation: int) -> None:
+        """Write the index file, then the JSON that says which generation it reflects."""
+        if isinstance(self.index, FaissBinaryIndex):
+            self.index.save(self.index_path)
+        self.save_meta(generation)
+
+    def save_meta(self, generation: int) -> None:
+        """Record that the index (unchanged since it was saved) reflects ``generation``."""
+        layout = self.index.describe() if hasattr(self.index, "describe") else {}
+        meta = {**layout, "format": INDEX_FORMAT, "generation": generation, "signal": self.description,
+                "vectors": len(self.index)}
         # a name of its own: writers in other processes or threads never share the file
         fd, tmp = tempfile.mkstemp(dir=self.meta_path.parent, prefix=f".{self.meta_path.name}.", suffix=".tmp")
         try:
@@ -124,49 +131,221 @@ class ReferenceIndex:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    # -- changes and queries ------------------------------------------------------------------
+
+    def add(self, ref_id: int, frames: RefFrames) -> None:
+        """Index one reference's track."""
+        self.index.add(vector_ids(ref_id, len(frames.times)), frames.codes)
+        self.refs[ref_id] = frames
+        self._flat = None
+
+    def remove(self, ref_id: int) -> bool:
+        """Take a reference's track out; whether it had one."""
+        frames = self.refs.pop(ref_id, None)
+        if frames is None:
+            return False
+        self.index.remove(vector_ids(ref_id, len(frames.times)))
+        self._flat = None
+        return True
+
+    def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
+        """Index hits for query codes (see :meth:`guard.index.base.BinaryIndex.search`)."""
+        return self.index.search(codes, radius, max_hits)
+
+    def flat(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored code with its vector id, concatenated (for brute-force masked search)."""
+        if self._flat is None:
+            ids = [vector_ids(ref_id, len(ref.times)) for ref_id, ref in self.refs.items()]
+            codes = [ref.codes for ref in self.refs.values()]
+            self._flat = (np.concatenate(ids) if ids else np.zeros(0, np.int64),
+                          np.concatenate(codes) if codes else np.zeros((0, self.signal.bits // 8), np.uint8))
+        return self._flat
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class ReferenceIndex:
+    """Every reference's tracks, searchable: one :class:`SignalIndex` per signal present.
+
+    The matcher searches the running signal's (``signal``): :attr:`index`, :attr:`refs`,
+    :meth:`search` and :meth:`search_masked` are that one's; :meth:`index_for` gives any.
+    ``pipeline_for(signal)`` is the pipeline this guard runs that signal with; a store whose
+    tracks differ from it is refused with :class:`FormatError` (see the module docstring).
+    """
+
+    def __init__(self, references: ReferenceRepository, home: Path, signal: FrameSignal,
+                 pipeline_for: PipelineFor):
+        self.references = references
+        self.home = Path(home)
+        self.signal = signal
+        self.pipeline_for = pipeline_for
+        self._lock = threading.RLock()
+        self._generation = -1
+        self._revision = -1
+        self._signals: dict[str, FrameSignal] = {signal.name: signal}
+        self._indexes: dict[str, SignalIndex] = {signal.name: self._new_index(signal.name)}
+        self.sync()
+
+    # -- the running signal's index (what the matcher uses) -----------------------------------
+
+    @property
+    def index(self):
+        """The running signal's index."""
+        return self._indexes[self.signal.name].index
+
+    @property
+    def refs(self) -> dict[int, RefFrames]:
+        """Each reference's frames of the running signal, by id."""
+        return self._indexes[self.signal.name].refs
+
+    def index_for(self, signal_name: str) -> SignalIndex:
+        """The index of one signal; :class:`NotFoundError` when no reference has a track of it
+        (the running signal's always exists, empty or not)."""
+        with self._lock:
+            try:
+                return self._indexes[signal_name]
+            except KeyError:
+                raise NotFoundError(f"no reference has a {signal_name} track") from None
+
+    def signals(self) -> list[str]:
+        """Names of the signals with an index, the running one first."""
+        with self._lock:
+            return [self.signal.name, *sorted(n for n in self._indexes if n != self.signal.name)]
+
+    # -- consistency --------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring the in-memory view up to the catalog (load or rebuild indexes if stale)."""
+        with self._lock:
+            generation, revision = self.references.versions()
+            if generation != self._generation:
+                self._check_pipelines()
+                self._load(generation)
+                self._generation = generation
+            elif revision != self._revision:
+                self._refresh_policies()
+            self._revision = revision
+
+    def _load(self, generation: int) -> None:
+        refs = {r.id: r for r in self.references.all()}
+        frames: dict[str, dict[int, RefFrames]] = {self.signal.name: {}}
+        for ref_id, track in self.references.tracks():
+            ref = refs.get(ref_id)
+            if ref is not None:  # None: added after the references were read; the next sync takes it
+                frames.setdefault(track.signal, {})[ref_id] = _frames(ref, track)
+        indexes = {}
+        for name, tracks in frames.items():
+            index = self._indexes[name] if name in self._indexes else self._new_index(name)
+            index.load_or_rebuild(generation, tracks)
+            indexes[name] = index
+        self._indexes = indexes
+
+    def _refresh_policies(self) -> None:
+        for ref in self.references.all():
+            for index in self._indexes.values():
+                if ref.id in index.refs:
+                    index.refs[ref.id].title = ref.title
+                    index.refs[ref.id].min_seconds = ref.min_seconds
+
+    def _check_pipelines(self) -> None:
+        """:class:`FormatError` naming every difference between the pipelines of the stored
+        tracks and the ones this guard runs, and what the operator can do."""
+        problems = []
+        for use in self.references.pipelines():
+            who = _references_named(use.reference_ids)
+            try:
+                signal = self._signal(use.signal)
+            except FormatError:
+                problems.append(f"{who}: {use.signal} tracks, a signal this guard does not know "
+                                f"(is its plugin installed?)")
+                continue
+            differences = pipeline_differences(use.pipeline, self.pipeline_for(signal))
+            if differences:
+                problems.append(f"{who}: {use.signal} tracks differ ({'; '.join(differences)})")
+        missing = self.references.without_track(self.signal.name)
+        if missing:
+            problems.append(f"{_references_named(missing)}: no {self.signal.name} track, the signal this guard "
+                            f"matches with ({self.signal.name} v{self.signal.version})")
+        if problems:
+            raise FormatError(
+                f"{getattr(self.references.database, 'path', 'catalog')}: fingerprints made by another pipeline than this guard runs, "
+                f"whose codes cannot be compared with fresh ones — {'; '.join(problems)}. {REFINGERPRINT_ADVICE}")
+
+    def _signal(self, name: str) -> FrameSignal:
+        if name not in self._signals:
+            self._signals[name] = get_frame_signal(name)
+        return self._signals[name]
+
+    def _new_index(self, name: str) -> SignalIndex:
+        if name == self.signal.name:  # the first release's file names
+            stem = "index"
+        else:
+            stem = "index-" + (name if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) else name.encode().hex()[:64])
+        return SignalIndex(self._signal(name), self.home / f"{stem}.faiss", self.home / f"{stem}.json")
+
     # -- changes ------------------------------------------------------------------------------
 
-    def added(self, ref: Reference, fp: Fingerprint) -> None:
-        """Reflect a reference the catalog just committed."""
+    def added(self, ref: Reference, tracks: Fingerprint | Sequence[Fingerprint]) -> None:
+        """Reflect a reference the catalog just committed with these tracks."""
+        tracks = [tracks] if isinstance(tracks, Fingerprint) else list(tracks)
         with self._lock:
-            if self.catalog.generation() != self._generation + 1:
+            if self.references.generation() != self._generation + 1:
                 self.sync()  # someone else changed the catalog too: take everything
                 return
-            self.index.add(vector_ids(ref.id, len(fp)), fp.codes)
-            self.refs[ref.id] = RefFrames(ref.title, ref.min_seconds, fp.times, fp.codes)
+            changed = set()
+            for track in tracks:
+                if track.signal not in self._indexes:
+                    self._indexes[track.signal] = self._new_index(track.signal)
+                self._indexes[track.signal].add(ref.id, _frames(ref, track))
+                changed.add(track.signal)
             self._generation += 1
-            self._save(self._generation)
+            self._save(changed)
 
     def removed(self, ref_id: int) -> None:
         """Reflect a reference the catalog just deleted."""
         with self._lock:
-            if self.catalog.generation() != self._generation + 1:
+            if self.references.generation() != self._generation + 1:
                 self.sync()
                 return
-            ref = self.refs.pop(ref_id, None)
-            if ref is not None:
-                self.index.remove(vector_ids(ref_id, len(ref.times)))
+            changed = {name for name, index in self._indexes.items() if index.remove(ref_id)}
             self._generation += 1
-            self._save(self._generation)
+            self._save(changed)
+
+    def _save(self, changed: set[str]) -> None:
+        for name, index in self._indexes.items():
+            if name in changed:
+                index.save(self._generation)
+            else:
+                index.save_meta(self._generation)
 
     # -- queries ------------------------------------------------------------------------------
 
     def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
-        """Index hits for query codes (see :meth:`FaissBinaryIndex.search`)."""
+        """Hits for query codes in the running signal's index."""
         with self._lock:
-            return self.index.search(codes, radius, max_hits)
+            return self._indexes[self.signal.name].search(codes, radius, max_hits)
 
     def search_masked(self, codes: np.ndarray, masks: np.ndarray, radius: int, max_hits: int) -> Hits:
-        """Hits for partly hidden query frames over the bits their masks show (brute force)."""
+        """Hits for partly hidden query frames over the bits their masks show (brute force),
+        in the running signal's tracks."""
         with self._lock:
-            if self._flat is None or self._flat[0] != self._generation:
-                ids = [vector_ids(ref_id, len(ref.times)) for ref_id, ref in self.refs.items()]
-                stored = [ref.codes for ref in self.refs.values()]
-                self._flat = (self._generation,
-                              np.concatenate(ids) if ids else np.zeros(0, np.int64),
-                              np.concatenate(stored) if stored else np.zeros((0, self.signal.code_bytes), np.uint8))
-            _, ids, stored = self._flat
+            ids, stored = self._indexes[self.signal.name].flat()
         return masked_search(codes, masks, ids, stored, radius, max_hits)
 
     def __len__(self) -> int:
-        return len(self.index)
+        """Codes indexed over every signal."""
+        with self._lock:
+            return sum(len(index) for index in self._indexes.values())
+
+
+def _frames(ref: Reference, track: Fingerprint) -> RefFrames:
+    return RefFrames(ref.title, ref.min_seconds, track.times, track.codes)
+
+
+def _references_named(ids: list[int], most: int = 10) -> str:
+    """``reference 3`` or ``references 1, 2, 5 and 12 more``."""
+    if len(ids) == 1:
+        return f"reference {ids[0]}"
+    shown = ", ".join(map(str, ids[:most]))
+    return f"references {shown}" + (f" and {len(ids) - most} more" if len(ids) > most else "")

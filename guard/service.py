@@ -8,24 +8,28 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from guard import exchange
-from guard.config import Settings
-from guard.errors import FormatError, InputError, NotFoundError
+from guard.act import Act
+from guard.config import PROCESS_ROLES, Settings, parse_roles
+from guard.errors import FormatError, InputError
 from guard.fingerprint import Fingerprinter, reference_warnings
-from guard.jobs import JobQueue, service_handlers
+from guard.keyframes import KEYFRAME_INTERVAL, reference_keyframes
+from guard.jobs import JobPorts, JobQueue, scan_file, service_handlers
 from guard.keys import KeyStore
-from guard.index.base import merge_hits
-from guard.match import find_segments, with_mirrored
-from guard.models import Fingerprint, MaskedCodes, Reference, ScanResult, Segment
+from guard.models import Fingerprint, Keyframe, MaskedCodes, Reference, ScanResult, Segment
+from guard.pipeline import REFINGERPRINT_ADVICE, pipeline_differences, track_pipeline
 from guard.refindex import ReferenceIndex
+from guard.search import Searcher
+from guard.signals import get_frame_signal
+from guard.storage import ReferenceRepository
 from guard.store import Catalog
 from guard.actions import ActionCenter
 from guard.incidents import Incident, IncidentStore
-from guard.monitor import EventCallback, MonitorManager, StreamInfo
+from guard.monitor import EventCallback, LivePorts, MonitorManager, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +45,52 @@ Progress = Callable[[float], None]
 class Guard:
     """A guard installation: its catalog, index and fingerprinter over one store folder."""
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, roles: Iterable[str] = PROCESS_ROLES):
+        """``roles`` (see :data:`guard.config.PROCESS_ROLES`) say which background parts this
+        process runs; the others' work waits in the catalog for a process that has them. Nothing
+        starts before :meth:`start`, except on demand with every role (as the CLI uses it)."""
         self.settings = settings or Settings.from_env()
+        self.roles = parse_roles(roles)
         self.home = Path(self.settings.home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(self.home / "catalog.sqlite")
         self.fingerprinter = Fingerprinter(
             self.settings.signal, self.settings.sample_fps, self.settings.fast_decode
         )
-        self.index = ReferenceIndex(self.catalog, self.home, self.fingerprinter.signal)
+        self.reference_repository = ReferenceRepository(self.catalog)
+        try:
+            self.index = ReferenceIndex(self.reference_repository, self.home, self.fingerprinter.signal,
+                                        self.fingerprinter.pipeline)
+        except BaseException:  # e.g. tracks of another pipeline: nothing else has started yet
+            self.catalog.close()
+            raise
+        self.searcher = Searcher(self.index, self.settings.match, self.fingerprinter.signal,
+                                 1.0 / self.settings.sample_fps)
         self.keys = KeyStore(self.catalog)
-        # Live monitoring: incidents, the webhook outbox (its dispatcher starts with the first
-        # event, monitor or an explicit ``actions.start()``) and the running streams.
+        # Acting on copies: incidents, the webhook outbox (its dispatcher starts with the first
+        # event, monitor or an explicit ``actions.start()``) and the one place that decides over
+        # them for live streams, scans and reviews alike; then the runners, wired to it by ports.
         self.incidents = IncidentStore(self.catalog)
         self.actions = ActionCenter(self.catalog, self.settings.webhook,
-                                    allow_private_addresses=self.settings.allow_private_addresses)
+                                    allow_private_addresses=self.settings.allow_private_addresses,
+                                    dispatch="dispatch" in self.roles)
         self.outbox = self.actions
-        self.actions.add_listener(self._delivered)
-        self.streams = MonitorManager(self)
-        self.jobs = JobQueue(self.catalog, service_handlers(self), self.settings.job_workers,
-                             self.settings.job_nice)
+        self.act = Act(self.incidents, self.actions, self.reference_repository, live=self.settings.live,
+                       stop_stream=self._stop_stream)
+        self.streams = MonitorManager(
+            LivePorts(self.settings, self.catalog, self.fingerprinter, self.searcher, self.act),
+            run="monitor" in self.roles)
+        self._job_ports = JobPorts(self.settings, self.fingerprinter, self.searcher.match, self.ingest, self.act)
+        self.jobs = JobQueue(self.catalog, service_handlers(self._job_ports), self.settings.job_workers,
+                             self.settings.job_nice, run="jobs" in self.roles)
+
+    def start(self, poll_interval: float = 1.0) -> None:
+        """Start the background parts of this process's roles (``guard serve``): ``jobs``
+        recovers and runs queued jobs, ``dispatch`` sends the outbox, ``monitor`` takes the
+        streams other processes recorded; each looks for new work every ``poll_interval`` s."""
+        self.jobs.start(poll_interval)
+        self.actions.start()
+        self.streams.start_polling(poll_interval)
 
     def close(self) -> None:
         """Stop the job workers (running jobs finish first) and release the catalog."""
@@ -93,17 +123,27 @@ class Guard:
         min_seconds: float | None = None,
         allowlist: list[str] | None = None,
         progress: Progress | None = None,
+        source: str | None = None,
     ) -> Reference:
-        """Fingerprint a reference video and register it."""
+        """Fingerprint a reference video, keep its keyframes (evidence pictures, see
+        :mod:`guard.keyframes`) and register both; ``source`` is what to record as its origin
+        (default: the path)."""
         fp = self.fingerprint(path, progress)
+        keyframes: list[Keyframe] = []
+        if len(fp):
+            try:
+                keyframes = reference_keyframes(path)
+            except InputError as exc:  # the file changed since it was fingerprinted
+                log.warning("%s: no keyframes kept (%s)", path, exc)
         return self.register(
             fp, title=title or Path(path).stem, owner=owner, policy=policy,
-            min_seconds=min_seconds, source=os.fspath(path), allowlist=allowlist,
+            min_seconds=min_seconds, source=source or os.fspath(path), allowlist=allowlist,
+            keyframes=keyframes,
         )
 
     def register(
         self,
-        fp: Fingerprint,
+        fp: Fingerprint | Sequence[Fingerprint],
         *,
         title: str,
         owner: str,
@@ -111,31 +151,63 @@ class Guard:
         min_seconds: float | None = None,
         source: str,
         allowlist: list[str] | None = None,
+        keyframes: Sequence[Keyframe] = (),
     ) -> Reference:
-        """Store a computed fingerprint as a reference and index it.
+        """Store computed fingerprint tracks as a reference and index them.
+
+        ``fp`` is one track or several (one per signal, as exports of format 2 carry). The
+        track of the signal this guard matches with is required and must come from the
+        pipeline this guard runs (:class:`FormatError` otherwise); other tracks are kept when
+        theirs match too, and left out with a warning when not. ``keyframes`` are stored with
+        the reference, in the same transaction.
 
         The reference's ``warnings`` say what of it the matcher cannot find (too short, or a
         picture that barely changes; see :func:`guard.fingerprint.reference_warnings`).
         """
-        signal = self.fingerprinter.signal
-        if (fp.signal, fp.signal_version, fp.bits) != (signal.name, signal.version, signal.bits):
-            raise FormatError(
-                f"{source}: fingerprint uses {fp.signal} v{fp.signal_version} ({fp.bits} bits); "
-                f"this store needs {signal.name} v{signal.version} ({signal.bits} bits)"
-            )
-        if len(fp) == 0:
+        tracks, left_out = self._usable_tracks(fp, source)
+        primary = tracks[0]
+        if len(primary) == 0:
             raise InputError(f"{source}: no informative frames to fingerprint (blank or flat video)")
-        ref = self.catalog.add_reference(
+        ref = self.reference_repository.add(
             owner=owner, title=title, policy=policy,
             min_seconds=self.settings.default_min_seconds if min_seconds is None else min_seconds,
-            source=source, fingerprint=fp, allowlist=allowlist,
+            source=source, tracks=tracks, allowlist=allowlist, keyframes=keyframes,
         )
-        self.index.added(ref, fp)
-        log.info("registered reference %d %r (%d frames)", ref.id, ref.title, len(fp))
-        ref.warnings = reference_warnings(fp, ref.min_seconds, self.settings.match)
+        self.index.added(ref, tracks)
+        log.info("registered reference %d %r (%d frames, %d keyframes)", ref.id, ref.title, len(primary),
+                 len(keyframes))
+        ref.warnings = reference_warnings(primary, ref.min_seconds, self.settings.match) + left_out
         for warning in ref.warnings:
             log.warning("reference %d %r: %s", ref.id, ref.title, warning)
         return ref
+
+    def _usable_tracks(self, fp: Fingerprint | Sequence[Fingerprint], source: str) -> tuple[list[Fingerprint], list[str]]:
+        """The tracks to store, the running signal's first, and why any others were left out."""
+        tracks = [fp] if isinstance(fp, Fingerprint) else list(fp)
+        signal = self.fingerprinter.signal
+        needs = f"this store needs {signal.name} v{signal.version} ({signal.bits} bits)"
+        primary = next((t for t in tracks if t.signal == signal.name), None)
+        if primary is None:
+            made = ", ".join(f"{t.signal} v{t.signal_version} ({t.bits} bits)" for t in tracks) or "no signal"
+            raise FormatError(f"{source}: fingerprint uses {made}; {needs}")
+        differences = pipeline_differences(track_pipeline(primary), self.fingerprinter.pipeline())
+        if differences:
+            raise FormatError(f"{source}: fingerprint made by another pipeline ({'; '.join(differences)}); "
+                              f"{needs} as this guard makes them. {REFINGERPRINT_ADVICE}")
+        kept, left_out = [primary], []
+        for track in tracks:
+            if track is primary:
+                continue
+            try:
+                running = self.fingerprinter.pipeline(get_frame_signal(track.signal))
+                problems = pipeline_differences(track_pipeline(track), running)
+            except FormatError as exc:  # a signal this guard does not know
+                problems = [str(exc)]
+            if problems:
+                left_out.append(f"its {track.signal} track was left out ({'; '.join(problems)})")
+            else:
+                kept.append(track)
+        return kept, left_out
 
     def import_fingerprint(
         self,
@@ -147,32 +219,45 @@ class Guard:
         title: str | None = None,
     ) -> Reference:
         """Register a hash-only reference from an exchange file (see :mod:`guard.exchange`)."""
-        fp, file_title = exchange.load(Path(path))
+        tracks, file_title = exchange.load(Path(path))
         return self.register(
-            fp, title=title or file_title, owner=owner, policy=policy,
+            tracks, title=title or file_title, owner=owner, policy=policy,
             min_seconds=min_seconds, source=f"import:{Path(path).name}",
         )
 
     def export(self, ref_id: int, path: str | os.PathLike) -> Path:
-        """Write a reference's fingerprint in the exchange format."""
-        ref = self.catalog.reference(ref_id)
-        return exchange.dump(self.catalog.fingerprint(ref_id), ref.title, Path(path))
+        """Write a reference's fingerprint tracks in the exchange format (hashes only)."""
+        ref = self.reference_repository.get(ref_id)
+        return exchange.dump(self.reference_repository.tracks_of(ref_id), ref.title, Path(path))
 
     def references(self, owner: str | None = None) -> list[Reference]:
         """All references, or one owner's."""
-        return self.catalog.references(owner)
+        return self.reference_repository.all(owner)
 
     def reference(self, ref_id: int) -> Reference:
         """One reference by id."""
-        return self.catalog.reference(ref_id)
+        return self.reference_repository.get(ref_id)
+
+    def tracks(self, ref_id: int) -> list[Fingerprint]:
+        """A reference's fingerprint tracks, one per signal, by signal name."""
+        return self.reference_repository.tracks_of(ref_id)
+
+    def reference_keyframes(self, ref_id: int) -> list[Keyframe]:
+        """A reference's stored pictures by time (none for a hash-only import)."""
+        return self.reference_repository.keyframes(ref_id)
+
+    def reference_keyframe(self, ref_id: int, media_time: float) -> Keyframe | None:
+        """The stored picture of a reference nearest ``media_time`` seconds (within one keyframe
+        interval): the reference side of an incident's evidence. None for a hash-only import."""
+        return self.reference_repository.keyframe_near(ref_id, media_time, within=KEYFRAME_INTERVAL)
 
     def update_reference(self, ref_id: int, **changes) -> Reference:
         """Change policy, min_seconds, title or allowlist of a reference."""
-        return self.catalog.update_reference(ref_id, **changes)
+        return self.reference_repository.update(ref_id, **changes)
 
     def remove_reference(self, ref_id: int) -> Reference:
-        """Delete a reference; its vectors leave the index at once."""
-        ref = self.catalog.remove_reference(ref_id)
+        """Delete a reference with its tracks and keyframes; its vectors leave the index at once."""
+        ref = self.reference_repository.remove(ref_id)
         self.index.removed(ref_id)
         return ref
 
@@ -181,26 +266,11 @@ class Guard:
     def match(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None) -> list[Segment]:
         """Copied segments in a sequence of query frames (times in seconds, packed codes, and
         the masked readings of frames partly hidden by a still overlay, if any)."""
-        self.index.sync()
-        m = self.settings.match
-        period = 1.0 / self.settings.sample_fps
-        hits = self.index.search(codes, m.seed_radius, m.max_hits_per_frame)
-        if masked is not None:
-            hidden = self.index.search_masked(masked.codes, masked.masks, m.seed_radius, m.max_hits_per_frame)
-            hits = merge_hits(hits, hidden, m.max_hits_per_frame)
-        segments = find_segments(times, codes, hits, self.index.refs, period, m, masked)
-        mirrored = self.fingerprinter.signal.mirror(codes) if m.mirror and len(codes) else None
-        if mirrored is not None:
-            hits = self.index.search(mirrored, m.seed_radius, m.max_hits_per_frame)
-            flipped = find_segments(times, mirrored, hits, self.index.refs, period, m)
-            segments = with_mirrored(segments, flipped, self.index.refs, m.mirror_min_factor)
-        return segments
+        return self.searcher.match(times, codes, masked)
 
     def scan(self, path: str | os.PathLike, progress: Progress | None = None) -> ScanResult:
         """Fingerprint a file and report every copied segment in it."""
-        fp = self.fingerprint(path, progress, overlays=True)
-        segments = self.match(fp.times, fp.codes, fp.masked) if len(fp) else []
-        return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
+        return scan_file(self._job_ports, path, progress)
 
 
     # -- live monitoring ----------------------------------------------------------------------
@@ -237,35 +307,15 @@ class Guard:
     def review_incident(self, incident_id: int, action: str, allowlist_account: bool = False,
                         note: str | None = None) -> Incident:
         """``confirm`` or ``dismiss`` an incident; ``allowlist_account`` also licenses the stream's
-        account for the reference (no future incident), and an ``incident.updated`` event goes out."""
-        incident = self.incidents.review(incident_id, action, note)
-        if allowlist_account:
-            reference = self.catalog.reference(incident.reference_id)
-            if incident.account not in reference.allowlist:
-                self.update_reference(reference.id, allowlist=[*reference.allowlist, incident.account])
-        self.actions.publish("incident.updated", owner=incident.owner, platform=incident.platform,
-                             incident=incident.to_dict())
-        if action == "confirm":
-            self._apply_policy(incident)
-        return incident
+        account for the reference (no future incident), and an ``incident.updated`` event goes out.
+        Confirming an incident of a ``cut`` reference stops its stream and sends the takedown, once
+        (see :meth:`guard.act.Act.review`)."""
+        return self.act.review(incident_id, action, allowlist_account=allowlist_account, note=note)
 
-    def _apply_policy(self, incident: Incident) -> None:
-        """A confirmed incident on a ``cut`` reference takes the stream down, once."""
-        reference = self.catalog.reference(incident.reference_id)
-        already_cut = any(e.type == "stream.cut" for e in self.actions.events(incident_id=incident.id))
-        if reference.policy != "cut" or already_cut:
-            return
-        stream = None
-        try:
-            stream = self.streams.stop(incident.stream_id).to_dict()
-        except NotFoundError:  # an uploaded file's scan: no stream to stop, the takedown still goes
-            pass
-        self.actions.publish("stream.cut", owner=incident.owner, platform=incident.platform,
-                             incident=incident.to_dict(), stream=stream)
-
-    def _delivered(self, event, delivered_at: float) -> None:
-        if event.incident_id is not None and event.type in ("incident.flagged", "stream.cut"):
-            self.incidents.mark_delivered(event.incident_id, delivered_at)
+    def _stop_stream(self, stream_id: str) -> dict:
+        """The ``stop_stream`` port of :class:`~guard.act.Act`: stop a monitored stream (in this
+        process or through the catalog); :class:`~guard.errors.NotFoundError` if there is none."""
+        return self.streams.stop(stream_id).to_dict()
 
 def media_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
     """Expand files and folders (recursively, media suffixes only) into files, sorted per folder."""

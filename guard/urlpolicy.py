@@ -274,7 +274,8 @@ def _split(url: str) -> urllib.parse.SplitResult:
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise URLPolicyError(_scheme_message(parts.scheme))
     if not _safe_port(parts) and parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1].count(":"):
-        raise URLPolicyError(f"{url[:80]}: invalid port")
+        host = parts.netloc.rsplit("@", 1)[-1]  # never echo credentials back
+        raise URLPolicyError(f"{parts.scheme}://{host[:80]}: invalid port")
     return parts
 
 
@@ -303,7 +304,7 @@ def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         raise URLPolicyError(f"{host}: cannot be resolved ({exc})") from None
     addresses = []
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         addresses.append(address)
@@ -325,6 +326,8 @@ def _fetch(url: str, timeout: float) -> str:
     except URLPolicyError:
         raise
     except (urllib.error.URLError, OSError, ValueError) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # an HTTP error answer holds its connection open until closed
         raise StreamError(f"{redact(url)}: cannot fetch the playlist ({exc})") from None
     if len(data) > MAX_PLAYLIST_BYTES:
         raise URLPolicyError(f"{redact(url)}: playlist larger than {MAX_PLAYLIST_BYTES} bytes")

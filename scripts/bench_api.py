@@ -38,9 +38,9 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.config import Settings
-from guard.decode import write_video
+from guard_synth.encode import write_video
 from guard.service import Guard
 
 SIZE, FPS = (320, 180), 10

@@ -10,6 +10,10 @@ For each generated H.264 file it prints source frames per second for:
   and masked readings) on top of the fast options;
 - per-frame ``imagehash`` on PIL images (every frame converted to RGB, hashed by imagehash).
 
+Then the query session's own cost per sampled frame (decoding excluded): file batches of 32
+and live batches of one frame, plain readings only and with the still-overlay analysis (whole
+query for files, trailing window live).
+
 Then it checks that the fast options leave detection unchanged: the same pirated copy is
 scanned with and without them and the localized segments are compared.
 
@@ -27,9 +31,10 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from guard import decode, synth
+from guard import decode
+from guard_synth import broadcast as synth
 from guard.config import Settings
-from guard.fingerprint import Fingerprinter
+from guard.fingerprint import Fingerprinter, QuerySession
 from guard.service import Guard
 
 FILES = {"720p30 H.264": ((1280, 720), 30), "480p30 H.264": ((854, 480), 30)}
@@ -63,16 +68,36 @@ def _speed_table(work: Path, seconds: float, repeat: int) -> list[str]:
     for name, (size, fps) in FILES.items():
         path = synth.make_video(work / f"{size[1]}p.mp4", synth.broadcast(5, size, fps, seconds), fps)
         frames = decode.decode_all_frames(path)
-        plain = _best_rate(frames, lambda: decode.decode_all_frames(path), repeat)
-        guard_fast = _best_rate(frames, lambda: fast.fingerprint_file(path), repeat)
-        guard_scan = _best_rate(frames, lambda: fast.fingerprint_file(path, overlays=True), repeat)
-        guard_full = _best_rate(frames, lambda: full.fingerprint_file(path), repeat)
+        plain = _best_rate(frames, lambda path=path: decode.decode_all_frames(path), repeat)
+        guard_fast = _best_rate(frames, lambda path=path: fast.fingerprint_file(path), repeat)
+        guard_scan = _best_rate(frames, lambda path=path: fast.fingerprint_file(path, overlays=True), repeat)
+        guard_full = _best_rate(frames, lambda path=path: full.fingerprint_file(path), repeat)
         per_frame = _imagehash_rate(path, limit=min(frames, 300))
         rows.append(
             f"| {name}, {frames} frames | {plain:,.0f} | {guard_fast:,.0f} | {guard_fast / plain:.2f}× | "
             f"{guard_scan:,.0f} | {guard_scan / plain:.2f}× | "
             f"{guard_full:,.0f} | {guard_full / plain:.2f}× | {per_frame:,.0f} | {per_frame / plain:.2f}× |"
         )
+    return rows
+
+
+def _session_table(work: Path, repeat: int) -> list[str]:
+    """CPU per sampled frame of :class:`QuerySession`, by batch size and overlay analysis."""
+    path = work / "720p.mp4"
+    batches = list(decode.sample_frames(path))
+    times = np.concatenate([b.times for b in batches])
+    grey = np.concatenate([b.grey for b in batches])
+    signal = Fingerprinter("mhash16").signal
+    rows = ["| query session | batch | ms per sampled frame |", "|---|---:|---:|"]
+    for overlays, size in ((None, 32), ("file", 32), (None, 1), ("live", 1)):
+        best = float("inf")
+        for _ in range(repeat):
+            session, started = QuerySession(signal, overlays), time.process_time()
+            for at in range(0, len(times), size):
+                session.add(decode.FrameBatch(times[at:at + size], grey[at:at + size]))
+            session.finish()
+            best = min(best, time.process_time() - started)
+        rows.append(f"| overlays {overlays or 'none'} | {size} | {best / len(times) * 1e3:.2f} |")
     return rows
 
 
@@ -111,6 +136,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="guard-bench-"))
     print("\n".join(_speed_table(work, args.seconds, args.repeat)))
+    print()
+    print("\n".join(_session_table(work, args.repeat)))
     print()
     print("\n".join(_accuracy_table(work)))
 

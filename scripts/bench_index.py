@@ -9,7 +9,7 @@ Data:
 
 - base: uniformly random 256-bit codes (index sizes given by ``--sizes``);
 - queries: stored codes XOR-ed with *real* difference masks. The masks come from synthetic
-  references and pirated copies of them (``guard.synth``, fingerprinted with mhash16 at 4 fps as
+  references and pirated copies of them (``guard_synth.broadcast``, fingerprinted with mhash16 at 4 fps as
   ``scripts/measure_descriptors.py`` does): each mask is ``copy frame XOR reference frame at
   the same instant``, so both the number of flipped bits and *where* they sit (a logo flips
   bits in one corner, a crop everywhere) are those of real copies. A second, harder query set
@@ -47,7 +47,7 @@ import numpy as np
 
 from PIL import Image
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.decode import GREY_SIZE, FrameBatch
 from guard.config import MatchSettings
 from guard.fingerprint import Fingerprinter
@@ -77,7 +77,7 @@ def real_masks(refs: int, seconds: float) -> dict[str, np.ndarray]:
     fper = Fingerprinter("mhash16", sample_fps=4.0)
     masks: dict[str, list[np.ndarray]] = {name: [] for name in TRANSFORMS}
     for seed in range(1, refs + 1):
-        frames = lambda: synth.broadcast(seed, SIZE, FPS, seconds, photos=REF_PHOTOS)  # noqa: E731
+        frames = lambda seed=seed: synth.broadcast(seed, SIZE, FPS, seconds, photos=REF_PHOTOS)  # noqa: E731
         ref_fp = fper.fingerprint_file(synth.make_video(work / f"ref{seed}.mp4", frames(), FPS))
         ref = RefFrames("", 0.0, ref_fp.times, ref_fp.codes)
         for i, (name, (transform, options)) in enumerate(TRANSFORMS.items()):

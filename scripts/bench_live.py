@@ -1,7 +1,7 @@
 """Live monitoring benchmarks: detection latency and stream capacity. Prints markdown tables.
 
     python scripts/bench_live.py latency [--runs 24] [--parallel 2]
-    python scripts/bench_live.py capacity [--streams 8,12,16,20] [--seconds 20]
+    python scripts/bench_live.py capacity [--streams 8,12,16,20] [--seconds 20] [--omp-threads N]
     python scripts/bench_live.py all
 
 Latency: live streams on loopback (UDP via PyAV; RTMP, SRT via Debian's ffmpeg CLI; HLS with
@@ -16,7 +16,11 @@ all monitored by one guard process for ``--seconds``. A stream keeps up when its
 of wall clock minus stream clock) stays under 2 s and it sampled ≥ 90 % of the frames it
 should have (UDP drops what a slow reader does not take). Besides guard's own CPU, the table
 shows the publishers' CPU (the ffmpeg children) and the CPU everything else on the machine used
-meanwhile (``/proc/stat``), since the machine is shared and other jobs decide what is left.
+meanwhile (``/proc/stat``), since the machine is shared and other jobs decide what is left, and
+how many query frames each stream sent the reference index per second (plain, mirrored and
+masked readings; counted on the index view every search goes through). ``--omp-threads N``
+sets ``OMP_NUM_THREADS`` before FAISS loads: each FAISS search starts OpenMP threads, whose
+start and spin-waiting cost more than a search of a few frames on a busy machine.
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+if "--omp-threads" in sys.argv[:-1]:  # before FAISS loads: OpenMP reads it once
+    os.environ["OMP_NUM_THREADS"] = sys.argv[sys.argv.index("--omp-threads") + 1]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from guard import decode, synth  # noqa: E402
+from guard import decode  # noqa: E402
+from guard_synth import broadcast as synth  # noqa: E402
+from guard_synth.encode import write_video  # noqa: E402
 from guard.config import LiveSettings, Settings, WebhookSettings  # noqa: E402
 from guard.service import Guard  # noqa: E402
 from tests.live_helpers import (  # noqa: E402
@@ -139,7 +147,7 @@ def bench_latency(runs: int, parallel: int, protocols: list[str], hls_runs: int,
         name, transform = list(TRANSFORMS.items())[i % len(TRANSFORMS)]
         plans.append(("hls", seed, name, transform, 5.0 + 2.0 * i))
     sources = []
-    for i, (protocol, seed, name, transform, copy_from) in enumerate(plans):
+    for i, (_protocol, seed, _name, transform, copy_from) in enumerate(plans):
         path = folder / f"run{i}.ts"
         encode(path, stream_frames(copy_seed=seed, copy_from=copy_from, lead=LEAD, copy=COPY, tail=TAIL,
                                    transform=transform[0], size=transform[1], other_seed=1000 + i))
@@ -228,7 +236,7 @@ def _make_720p(path: Path, seconds: float) -> Path:
     small = synth.broadcast(99, (640, 360), 30, seconds)
     frames = (synth.resize(f, (1280, 720)) for f in small)
     # x264 veryfast defaults (3 B-frames, 2 s GOP) at 3 Mbit/s: a typical 720p30 live upload.
-    return decode.write_video(path, frames, 30, bit_rate=3_000_000, options={"preset": "veryfast", "g": "60"})
+    return write_video(path, frames, 30, bit_rate=3_000_000, options={"preset": "veryfast", "g": "60"})
 
 
 def _cpu() -> float:
@@ -249,6 +257,25 @@ def _machine_busy() -> tuple[float, float]:
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+class QueryCounter:
+    """Counts the query frames a guard's reference index is asked about (plain, mirrored and
+    masked searches alike), by wrapping the index's search methods on that one instance."""
+
+    def __init__(self, index):
+        self.count = 0
+        self._lock = threading.Lock()
+        for name in ("search", "search_masked"):
+            setattr(index, name, self._counted(getattr(index, name)))
+
+    def _counted(self, method):
+        def search(codes, *args, **kwargs):
+            with self._lock:
+                self.count += len(codes)
+            return method(codes, *args, **kwargs)
+
+        return search
 
 
 def _decode_cost(source: Path, seconds: float) -> float:
@@ -274,6 +301,7 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
                             live=LiveSettings(stall_timeout=5.0, give_up_after=10.0))
         with Guard(settings) as guard:
             guard.ingest(ref, title="ref", owner="league", min_seconds=2.0)
+            queries = QueryCounter(guard.index)
             urls = [f"udp://127.0.0.1:{free_port('udp')}" for _ in range(n)]
             for i, url in enumerate(urls):
                 guard.monitor(url, stream_id=f"cap-{i}", account=f"acct{i}")
@@ -285,7 +313,7 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
             warmup = 4.0
             time.sleep(warmup)  # a benchmark's fixed measuring window, not synchronisation
             frames0 = [guard.streams.get(f"cap-{i}").frames for i in range(n)]
-            cpu0, t0, machine0 = _cpu(), time.monotonic(), _machine_busy()
+            cpu0, t0, machine0, queries0 = _cpu(), time.monotonic(), _machine_busy(), queries.count
             lags = [[] for _ in range(n)]
             while time.monotonic() - t0 < seconds:
                 time.sleep(0.5)
@@ -293,6 +321,7 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
                     lags[i].append(guard.streams.get(f"cap-{i}").lag)
             elapsed = time.monotonic() - t0
             cpu = _cpu() - cpu0
+            query_rate = (queries.count - queries0) / elapsed / n
             machine1 = _machine_busy()
             frames = [guard.streams.get(f"cap-{i}").frames - frames0[i] for i in range(n)]
             for p in publishers:
@@ -303,21 +332,25 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
         machine_cores = (machine1[0] - machine0[0]) / ticks * (os.cpu_count() or 1) if ticks else float("nan")
         expected = elapsed * settings.sample_fps
         coverage = [f / expected for f in frames]
-        p95_lag = [_percentile(l, 95) for l in lags]
-        ok = sum(1 for c, l in zip(coverage, p95_lag) if c >= 0.9 and l < 2.0)
+        p95_lag = [_percentile(stream_lags, 95) for stream_lags in lags]
+        ok = sum(1 for c, lag in zip(coverage, p95_lag) if c >= 0.9 and lag < 2.0)
         rows.append((n, ok, cpu / elapsed, cpu / elapsed / n, float(np.median(coverage)), min(coverage),
                      float(np.median(p95_lag)), max(p95_lag), publishers_cores if use_ffmpeg else float("nan"),
-                     machine_cores - cpu / elapsed - (publishers_cores if use_ffmpeg else 0.0)))
-        print(f"  {n} streams: {ok} keep up, CPU {cpu / elapsed:.2f} cores", file=sys.stderr)
+                     machine_cores - cpu / elapsed - (publishers_cores if use_ffmpeg else 0.0), query_rate))
+        print(f"  {n} streams: {ok} keep up, CPU {cpu / elapsed:.2f} cores, "
+              f"{query_rate:.1f} index queries/s per stream", file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n### Capacity: 720p30 H.264 over UDP, {seconds:.0f} s per step, {os.cpu_count()} cores\n")
+    omp = os.environ.get("OMP_NUM_THREADS", "default")
+    print(f"\n### Capacity: 720p30 H.264 over UDP, {seconds:.0f} s per step, {os.cpu_count()} cores, "
+          f"OMP_NUM_THREADS {omp}\n")
     print("| streams | keeping up | guard CPU (cores) | CPU per stream | decode share | publishers CPU | "
-          "other jobs CPU | median frames kept | worst | median p95 lag | worst p95 lag |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, ok, cores, per, cov_med, cov_min, lag_med, lag_max, pub, other in rows:
+          "other jobs CPU | median frames kept | worst | median p95 lag | worst p95 lag | "
+          "index queries/s per stream |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, ok, cores, per, cov_med, cov_min, lag_med, lag_max, pub, other, query_rate in rows:
         share = min(decode_per_stream / per, 1.0) if per else float("nan")
         print(f"| {n} | {ok} | {cores:.2f} | {per:.3f} | {share:.0%} | {pub:.2f} | {max(other, 0.0):.2f} | "
-              f"{cov_med:.0%} | {cov_min:.0%} | {lag_med:.2f} s | {lag_max:.2f} s |")
+              f"{cov_med:.0%} | {cov_min:.0%} | {lag_med:.2f} s | {lag_max:.2f} s | {query_rate:.1f} |")
     print(f"\nDecode alone (guard's live path: skip loop filter + non-reference frames, 1 thread, 4 fps "
           f"sampled to 128×128 grey): {decode_per_stream:.3f} CPU-s per stream-second, i.e. at most "
           f"{(os.cpu_count() or 1) / decode_per_stream:.1f} streams on this machine. Peak RSS {rss:.0f} MB.")
@@ -333,6 +366,8 @@ def main() -> None:
     parser.add_argument("--protocols", default="udp,rtmp,srt")
     parser.add_argument("--streams", default="8,12,16,20,24")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--omp-threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for FAISS (set before it loads; default: OpenMP's)")
     args = parser.parse_args()
     protocols = [p for p in args.protocols.split(",") if p]
     if shutil.which("ffmpeg") is None:

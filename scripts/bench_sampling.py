@@ -2,7 +2,7 @@
 """The sampling rate by measurement: detection, localization, time to detect and cost per fps.
 
 This is the measurement behind ``Settings.sample_fps`` (docs/sampling.md). Synthetic references
-(``guard.synth``, 320×180, 30 fps, H.264) and pirated copies of them — a stretch of a reference
+(``guard_synth.broadcast``, 320×180, 30 fps, H.264) and pirated copies of them — a stretch of a reference
 between unrelated material, transformed — are fingerprinted and matched by
 ``guard.service.Guard`` at each sampling rate, with the references' ``min_seconds`` at 2 s.
 It prints one table per measure:
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from guard import decode, synth
+from guard import decode
+from guard_synth import broadcast as synth
 from guard.config import Settings
 from guard.models import Segment
 from guard.service import Guard
@@ -160,8 +161,8 @@ def bench_rate(fps: float, work: Path, references: dict[int, Path], copies: list
             latency = time_to_detect(guard, fp.times, fp.codes, copy, ref_id)
             out["latency"].append(latency)
             family["latency"].append(latency)
-        decode_s = sum(_best_seconds(lambda: decode.decode_all_frames(p), repeat) for p in references.values())
-        fingerprint_s = sum(_best_seconds(lambda: guard.fingerprint(p), repeat) for p in references.values())
+        decode_s = sum(_best_seconds(lambda p=p: decode.decode_all_frames(p), repeat) for p in references.values())
+        fingerprint_s = sum(_best_seconds(lambda p=p: guard.fingerprint(p), repeat) for p in references.values())
         if cost_file is not None:
             out["big_decode_s"] = _best_seconds(lambda: decode.decode_all_frames(cost_file), repeat)
             out["big_fingerprint_s"] = _best_seconds(lambda: guard.fingerprint(cost_file), repeat)

@@ -204,7 +204,7 @@ def run_guard(manifest: dict, folder: Path, certainty: bool = True) -> dict:
     summary = summarize(manifest, rows, negatives)
     return {"available": True, **summary, "timings": timings, "queries": rows, "negatives": negatives,
             "settings": {"sample_fps": settings.sample_fps, "signal": settings.signal,
-                         "match": asdict(settings.match)}}
+                         "match": settings.match.model_dump()}}
 
 
 def _from_segment(segment, names: dict[int, str]) -> Detection:

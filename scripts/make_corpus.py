@@ -2,7 +2,7 @@
 """Build the rebroadcast accuracy corpus: references, pirated queries per family, negatives.
 
 Everything is a pure function of ``--seed`` and the profile (``full`` or ``quick``), drawn with
-:mod:`guard.synth`. Each file's name carries a hash of its full specification, so a file is
+:mod:`guard_synth.broadcast`. Each file's name carries a hash of its full specification, so a file is
 rendered once and reused by every later run; changing a parameter renders only what changed.
 The ground truth goes to ``<folder>/corpus.json``.
 
@@ -33,8 +33,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from guard import synth
-from guard.decode import write_video
+from guard_synth import broadcast as synth
+from guard_synth.encode import write_video
 
 log = logging.getLogger("make_corpus")
 
@@ -176,7 +176,7 @@ def _even(x: float) -> int:
 
 
 def _random_access(style: str, seed: int, size: tuple[int, int], photos) -> Callable[[float], np.ndarray]:
-    """``t -> frame`` over :func:`guard.synth.frames_at`, fed one time at a time."""
+    """``t -> frame`` over :func:`guard_synth.broadcast.frames_at`, fed one time at a time."""
     clock = [0.0]
 
     def times() -> Iterator[float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.fingerprint import Fingerprinter
 from guard.match import RefFrames, aligned_distances
 from guard.signals import get_signal, hamming

@@ -30,9 +30,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.actions import verify_signature
-from guard.decode import write_video
+from guard_synth.encode import write_video
 from guard.errors import WebhookError
 
 SIZE = (320, 180)

@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from guard import synth
+from guard_synth import broadcast as synth
 
 SIZE = (320, 180)
 FPS = 30

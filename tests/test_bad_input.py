@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from guard import decode, synth
+from guard_synth import broadcast as synth
+from guard_synth import encode
 from guard.errors import InputError
 from tests import media
 
@@ -37,7 +38,7 @@ BAD_FILES = {
     "truncated header": (lambda tmp, refs: _write(tmp / "cut.mp4", refs[2].read_bytes()[:2000]), "cannot be opened|no decodable"),
     "corrupt": (_corrupt, "cannot be opened|no decodable"),
     "missing": (lambda tmp, refs: tmp / "nowhere.mp4", "no such file"),
-    "audio only": (lambda tmp, refs: decode.write_audio_only(tmp / "song.m4a", synth.audio_track(1, 3.0)), "no video stream"),
+    "audio only": (lambda tmp, refs: encode.write_audio_only(tmp / "song.m4a", synth.audio_track(1, 3.0)), "no video stream"),
 }
 
 

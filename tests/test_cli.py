@@ -114,6 +114,7 @@ def test_help_documents_exit_codes_and_examples(tmp_path):
     assert "guard ingest" in run(tmp_path, "--help", check_code=0).stdout
 
 
+@pytest.mark.slow
 def test_demo_finds_the_copy(tmp_path):
     proc = run(tmp_path / "demo-store", "demo", "--json", check_code=0)
     report = json.loads(proc.stdout)
@@ -269,7 +270,7 @@ def test_times_round_before_splitting_minutes(seconds, shown):
 def test_ingest_prints_what_will_not_be_matchable(tmp_path):
     import itertools
 
-    from guard import synth
+    from guard_synth import broadcast as synth
 
     picture = next(iter(media.reference_frames(5, fps=10, start=3.0, seconds=0.1)))
     still = synth.make_video(tmp_path / "still.mp4", itertools.repeat(picture, 80), 10)

@@ -1,11 +1,14 @@
 """Sampling decoder: rate, timing, options, metadata."""
 
 import os
+import threading
 
 import numpy as np
 import pytest
 
-from guard import decode, synth
+from guard import decode
+from guard_synth import broadcast as synth
+from guard_synth import encode
 from guard.errors import InputError
 
 
@@ -52,7 +55,7 @@ def concatenated_ts(path, parts, fps, start_offsets=None):
         piece = path.with_name(f"{path.stem}.part{i}.ts")
         offset = (start_offsets or [0.0] * len(parts))[i]
         container_options = {"output_ts_offset": str(offset)} if offset else None
-        decode.write_video(piece, frames, fps, container_options=container_options)
+        encode.write_video(piece, frames, fps, container_options=container_options)
         pieces.append(piece.read_bytes())
         piece.unlink()
     path.write_bytes(b"".join(pieces))
@@ -109,3 +112,22 @@ def test_a_path_that_is_no_media_file_is_named_for_what_it_is(tmp_path, kind, me
     for read in (decode.probe, lambda p: list(decode.sample_frames(p))):
         with pytest.raises(InputError, match=message):
             read(path)
+
+
+# -- one decode loop for files and live sources (issue 11) ---------------------------------------
+
+
+def test_a_file_pulled_as_a_live_source_samples_the_frames_a_scan_samples(clip):
+    """Files and live sources share the decode loop: the live path adds wall-clock arrivals and
+    thumbnails, and samples the same frames at the same times."""
+    scanned = list(decode.sample_frames(clip))
+    options = decode.LiveOptions(reconnect=False, flush_interval=0.0, thumbnail_width=96)
+    pulled = list(decode.live_batches(str(clip), options, threading.Event()))
+    assert all(isinstance(b, decode.LiveBatch) and isinstance(b, decode.FrameBatch) for b in pulled)
+    assert all(len(b.times) == 1 for b in pulled), "flush_interval 0 hands on every frame at once"
+    np.testing.assert_array_equal(np.concatenate([b.times for b in pulled]), np.concatenate([b.times for b in scanned]))
+    np.testing.assert_array_equal(np.concatenate([b.grey for b in pulled]), np.concatenate([b.grey for b in scanned]))
+    arrivals = np.concatenate([b.arrivals for b in pulled])
+    assert np.all(np.diff(arrivals) >= 0)
+    assert {(b.width, b.height) for b in pulled} == {(320, 180)}
+    assert {t.shape for b in pulled for t in b.thumbs} == {(54, 96, 3)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard import synth
+from guard_synth import broadcast as synth
 from tests import media
 from tests.test_decode import concatenated_ts
 
@@ -51,6 +51,7 @@ def test_copy_is_found_and_localized(name, guard, loaded_store, tmp_path):
     assert 0.0 < segment.score <= 1.0
 
 
+@pytest.mark.slow
 def test_thirty_minutes_of_unrelated_content_match_nothing(guard, tmp_path):
     """Half an hour of video in the references' styles, none of their content."""
     path = synth.make_video(

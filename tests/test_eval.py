@@ -127,6 +127,7 @@ NEGATIVE_FALSE_INCIDENTS_CEILING = 2
 QUERY_FALSE_MATCHES_CEILING = 2
 
 
+@pytest.mark.slow
 def test_quick_recall_floors(quick_report):
     guard = quick_report["report"]["guard"]
     assert guard["overall"]["recall"] >= OVERALL_RECALL_FLOOR
@@ -135,6 +136,7 @@ def test_quick_recall_floors(quick_report):
         assert guard["families"][family]["recall"] >= FAMILY_RECALL_FLOOR, family
 
 
+@pytest.mark.slow
 def test_quick_false_match_ceilings(quick_report):
     overall = quick_report["report"]["guard"]["overall"]
     assert overall["negative_hours"] == pytest.approx(10 / 60, abs=1e-3)
@@ -142,6 +144,7 @@ def test_quick_false_match_ceilings(quick_report):
     assert overall["false_matches_in_queries"] <= QUERY_FALSE_MATCHES_CEILING
 
 
+@pytest.mark.slow
 def test_quick_report_prints_every_family_and_says_when_vpdq_is_absent(quick_report):
     report, stdout = quick_report["report"], quick_report["stdout"]
     for family in make_corpus.QUICK.families:
@@ -151,6 +154,7 @@ def test_quick_report_prints_every_family_and_says_when_vpdq_is_absent(quick_rep
     assert report["guard"]["timings"]["ingest_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_quick_corpus_is_cached(quick_report):
     manifest = make_corpus.build(quick_report["folder"], make_corpus.QUICK, 7)
     assert manifest["build"]["rendered_files"] == 0

@@ -8,8 +8,10 @@ import logging
 import numpy as np
 import pytest
 
-from guard import synth
-from guard.fingerprint import distinctive_frames, reference_warnings
+from guard import decode
+from guard_synth import broadcast as synth
+from guard.fingerprint import Fingerprinter, QuerySession, distinctive_frames, reference_warnings
+from guard.signals import DEFAULT_SIGNAL, get_signal
 from tests import media
 
 SIZE, FPS = (320, 180), 10
@@ -84,3 +86,59 @@ def test_the_ingest_job_result_carries_the_warnings(empty_guard, tmp_path):
     assert done.status == "done", done.error
     assert done.result["reference"]["title"] == "still"
     assert len(done.result["warnings"]) == 1 and "barely changes" in done.result["warnings"][0]
+
+
+# -- one query session for files and live streams (issue 11) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def panel_batches(tmp_path_factory):
+    """12 s of programme under a still panel covering a quarter of the picture, as sampled batches."""
+    frames = (synth.overlay(f, 0.25, "tl", seed=1) for f in media.reference_frames(23, fps=FPS, seconds=12.0))
+    path = synth.make_video(tmp_path_factory.mktemp("panel") / "panel.mp4", frames, FPS)
+    return list(decode.sample_frames(path))
+
+
+def _rebatched(batches, sizes):
+    """The same frames in batches of the given sizes (repeated)."""
+    times = np.concatenate([b.times for b in batches])
+    grey = np.concatenate([b.grey for b in batches])
+    at = 0
+    for size in itertools.cycle(sizes):
+        if at >= len(times):
+            return
+        yield decode.FrameBatch(times[at:at + size], grey[at:at + size])
+        at += size
+
+
+def test_a_query_session_reads_the_same_however_the_frames_are_batched(panel_batches):
+    """The session keeps the motion context across batches: a file read in batches of 32 and
+    the same frames arriving two or three at a time give the same plain and masked readings."""
+    signal = get_signal(DEFAULT_SIGNAL)
+    whole = Fingerprinter(signal).fingerprint_batches(iter(panel_batches), overlays=True)
+    small = Fingerprinter(signal).fingerprint_batches(_rebatched(panel_batches, [2, 3, 1]), overlays=True)
+    np.testing.assert_array_equal(whole.times, small.times)
+    np.testing.assert_array_equal(whole.codes, small.codes)
+    assert whole.masked is not None
+    np.testing.assert_array_equal(whole.masked.masks, small.masked.masks)
+    np.testing.assert_array_equal(whole.masked.codes, small.masked.codes)
+
+
+def test_a_live_session_finds_a_still_panel_over_its_trailing_window(panel_batches):
+    """Live, each frame is judged on the frames before it (the panel is there from the first
+    frame, so from the second on) and its masked reading shows the cells the whole file's
+    analysis shows, give or take the panel's edge."""
+    signal = get_signal(DEFAULT_SIGNAL)
+    whole = Fingerprinter(signal).fingerprint_batches(iter(panel_batches), overlays=True)
+    session = QuerySession(signal, overlays="live")
+    readings = [session.add(batch) for batch in _rebatched(panel_batches, [1, 2])]
+    times = np.concatenate([r.times for r in readings])
+    masks = np.concatenate([r.masked.masks if r.masked is not None else np.zeros_like(r.codes) for r in readings])
+    np.testing.assert_array_equal(times, whole.times)
+    np.testing.assert_array_equal(np.concatenate([r.codes for r in readings]), whole.codes)
+    overlaid = masks.any(axis=1)
+    assert not overlaid[0] and overlaid[1:].mean() > 0.95
+    shown = np.unpackbits(masks[overlaid], axis=1).mean()
+    assert 0.6 < shown < 0.85, "a quarter of the cells is left out"
+    differ = np.unpackbits(masks[overlaid] ^ whole.masked.masks[overlaid], axis=1).mean()
+    assert differ < 0.12, "the trailing analysis leaves out mostly the cells the whole file's does"

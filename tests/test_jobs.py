@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.config import Settings
-from guard.decode import write_video
+from guard_synth.encode import write_video
 from guard.errors import InputError, NotFoundError
 from guard.jobs import JobQueue
 from guard.service import Guard

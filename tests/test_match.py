@@ -1,11 +1,16 @@
 """The temporal matcher on synthetic codes: voting, relaxed verification, segments."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from guard.config import MatchSettings
 from guard.index import BruteForceIndex
-from guard.match import RefFrames, _distinct, find_segments, vector_ids
+from guard.match import (
+    RefFrames, _distinct, _temporally_unique, align, counting_radius, find_segments, segments_of, vector_ids,
+    verify, vote,
+)
 from guard.models import MaskedCodes, Segment
 
 FPS = 4.0
@@ -198,3 +203,25 @@ def test_masked_readings_count_where_the_plain_codes_are_far(world):
     assert find_segments(times, garbled, hits, refs, 1 / FPS, SETTINGS) == []
     (segment,) = find_segments(times, garbled, hits, refs, 1 / FPS, SETTINGS, reading)
     assert segment.reference_id == 1 and segment.query_end - segment.query_start == pytest.approx(20.0)
+
+
+def test_uniqueness_is_worked_out_only_where_it_can_count(world):
+    """Verification checks temporal uniqueness only for frames close enough to be accepted or
+    to extend a copy; elsewhere it never changes a segment (issue 11: it is most of the cost)."""
+    rng, refs, index = world
+    levels = [4, 20, 40, 55, 66, 90]  # stretches of 20 frames at every distance, near and far
+    copy = np.concatenate([_flip(rng, refs[1].codes[40 + 20 * k:60 + 20 * k], bits) for k, bits in enumerate(levels)])
+    query = np.concatenate([_random_codes(rng, 20), copy, _random_codes(rng, 20)])
+    times = np.arange(len(query)) / FPS
+    hits = index.search(query, SETTINGS.seed_radius, SETTINGS.max_hits_per_frame)
+    hypotheses = vote(times, hits, refs, SETTINGS)
+    assert hypotheses
+    for hypothesis in hypotheses:
+        ref = refs[hypothesis.ref_id]
+        partial = align(hypothesis, times, query, ref, SETTINGS)
+        far = partial.dist >= counting_radius(SETTINGS)
+        assert far.any() and not partial.unique[far].any()
+        everywhere = replace(partial, unique=_temporally_unique(times, query, ref, hypothesis, partial.dist, SETTINGS))
+        assert (segments_of(hypothesis, times, partial, ref, 1 / FPS, SETTINGS)
+                == segments_of(hypothesis, times, everywhere, ref, 1 / FPS, SETTINGS)
+                == verify(hypothesis, times, query, ref, 1 / FPS, SETTINGS))

@@ -13,12 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.config import LiveSettings, Settings, WebhookSettings
 from guard.errors import ConflictError, InputError, URLPolicyError
 from guard.service import Guard
@@ -26,6 +25,9 @@ from tests.live_helpers import (
     FFmpegPublisher, FolderServer, HLSPublisher, PacedPublisher, WebhookReceiver, encode, free_port,
     reference_frames, stream_frames, udp_port_bound, wait_until,
 )
+
+#: Live streams over real protocols, seconds each: `pytest -m "not slow"` leaves them out.
+pytestmark = pytest.mark.slow
 
 REF_SEED = 7
 COPY_FROM = 6.0  # reference seconds the copy starts at
@@ -314,7 +316,7 @@ def test_local_files_and_refused_urls_never_start(make_guard, media):
     for url in (f"file://{media['copy']}", "concat:/etc/passwd|/etc/hosts", "pipe:0", "subfile:,,start,0,end,0,:/x"):
         with pytest.raises(URLPolicyError):
             guard.monitor(url, account="pirate")
-    strict = Guard(replace(guard.settings, allow_private_addresses=False))
+    strict = Guard(guard.settings.replace(allow_private_addresses=False))
     try:
         with pytest.raises(URLPolicyError, match="non-public"):
             strict.monitor("rtmp://127.0.0.1:1935/live/x", account="pirate")
@@ -478,3 +480,28 @@ def test_cli_takes_the_start_timeout_from_the_environment(tmp_path):
         out, err = _finish(proc)
     assert proc.returncode == 2, (out, err)  # not at once: after retrying for a second
     assert "stream.reconnecting" in out and "did not become available within 1 s" in out, out
+
+
+# -- issue 11: every reading kind live; a copy under a still panel --------------------------------
+
+
+@needs_ffmpeg
+def test_udp_copy_under_a_still_panel_is_flagged_through_its_live_masked_readings(make_guard, receiver, tmp_path):
+    """A pirate's panel covers a quarter of the picture for the whole stream. The copy's plain
+    codes miss it; the masked readings, found live over a trailing window, flag it."""
+    frames = stream_frames(copy_seed=REF_SEED, copy_from=COPY_FROM, lead=LEAD, copy=8.0, tail=TAIL)
+    source = encode(tmp_path / "panel.ts", (synth.overlay(f, 0.25, "tl", seed=1) for f in frames))
+    guard = make_guard()
+    scanned = guard.fingerprint(source, overlays=True)
+    assert guard.match(scanned.times, scanned.codes) == [], "plain readings alone do not find it"
+    port = free_port("udp")
+    url = f"udp://127.0.0.1:{port}"
+    guard.monitor(url, stream_id="panel", account="pirate")
+    assert wait_until(lambda: udp_port_bound(port), 10)
+    with FFmpegPublisher(source, f"{url}?pkt_size=1316"):
+        final = guard.streams.wait("panel", timeout=40)
+    assert final.status == "ended" and final.frames > 30, final
+    (incident,) = guard.incidents.list(stream_id="panel")
+    assert incident.reference_title == "Final" and incident.account == "pirate"
+    assert incident.reference_start < COPY_FROM + 8.0 and incident.reference_end > COPY_FROM + 2.0
+    assert [e["incident"]["id"] for e in receiver.wait_for("incident.flagged", 1, timeout=10)] == [incident.id]

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from guard import preprocess, synth
+from guard import preprocess
+from guard_synth import broadcast as synth
 
 
 def _grey(frames):

@@ -112,7 +112,7 @@ def _playlist(folder, name, entries, header=""):
     lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXT-X-MEDIA-SEQUENCE:0", header]
     for entry in entries:
         lines += ["#EXTINF:1.0,", entry]
-    (folder / name).write_text("\n".join(l for l in lines if l) + "\n")
+    (folder / name).write_text("\n".join(line for line in lines if line) + "\n")
 
 
 def test_hls_playlists_pointing_at_files_or_other_protocols_are_refused(tmp_path):

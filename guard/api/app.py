@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import asynccontextmanager
+from typing import Any, Iterable
 
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
@@ -19,13 +20,13 @@ from guard.api.deps import known_query_only
 from guard.api.metrics import MetricsMiddleware, RequestMetrics, ServiceCollector
 from guard.api.routers import health, incidents, references, scans, streams, webhooks
 from guard.api.schemas import ErrorBody
-from guard.config import Settings
+from guard.config import PROCESS_ROLES, Settings
 from guard.service import Guard
 
 log = logging.getLogger(__name__)
 
 #: Error responses every authenticated route can give, documented once for all of them.
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         400: "Bad request (e.g. a URL the policy refuses)",
@@ -50,11 +51,20 @@ Errors always have the body `{"error": {"status", "code", "message", "details"}}
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API over a new :class:`Guard` for ``settings`` (closed when the app stops)."""
-    guard = Guard(settings or Settings.from_env())
-    guard.jobs.recover()
-    _remove_stale_uploads(guard)
+def create_app(settings: Settings | None = None, roles: Iterable[str] = PROCESS_ROLES) -> FastAPI:
+    """Build the API over a new :class:`Guard` for ``settings`` (closed when the app stops).
+
+    ``roles`` (:data:`guard.config.PROCESS_ROLES`; ``api`` is implied) say what else this
+    process runs: job workers, live monitors, the webhook dispatcher. Work of a role it lacks
+    waits in the catalog for another ``guard serve`` over the same store.
+    """
+    guard = Guard(settings or Settings.from_env(), roles=roles)
+    try:
+        guard.start()
+        _remove_stale_uploads(guard)
+    except BaseException:
+        guard.close()
+        raise
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -8,7 +8,7 @@ which answers 404 (never 403) so that other tenants' ids reveal nothing.
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from typing import Annotated, Awaitable, Callable
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,11 +30,14 @@ async def get_guard(request: Request) -> Guard:
 GuardDep = Annotated[Guard, Depends(get_guard)]
 
 
-async def current_key(
+def current_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
-    """The authenticated caller; 401 without a valid ``Authorization: Bearer`` key."""
+    """The authenticated caller; 401 without a valid ``Authorization: Bearer`` key.
+
+    A plain ``def`` (run in the thread pool): the key lookup reads the catalog, which must
+    never block the event loop."""
     if credentials is None:
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
     key = request.app.state.guard.keys.authenticate(credentials.credentials)
@@ -45,7 +48,7 @@ async def current_key(
 AnyKey = Annotated[ApiKey, Depends(current_key)]
 
 
-def role_key(*roles: str) -> Callable[[ApiKey], ApiKey]:
+def role_key(*roles: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     """A dependency that lets only keys with one of ``roles`` through (403 otherwise)."""
 
     async def check(key: AnyKey) -> ApiKey:

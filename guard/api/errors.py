@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -64,7 +65,7 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
          "type": str(err.get("type", ""))}
         for err in exc.errors()
     ]
-    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    first: dict[str, Any] = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"])
     return error_response(422, f"invalid request: {where}: {first['msg']}" if where else first["msg"], details)
 

@@ -60,6 +60,8 @@ class ReferenceOut(BaseModel):
     source: str
     frames: int
     allowlist: list[str]
+    has_keyframes: bool = Field(description="Whether pictures of the reference are stored (false for "
+                                "hash-only imports): incident evidence shows them beside the copy.")
 
 
 class ReferencePage(BaseModel):

@@ -14,13 +14,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from guard.errors import DiskFullError, InputError, TooLargeError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +91,9 @@ class _Receiver:
         self._disposition = b""
         self._name: str | None = None
         self._data = bytearray()
-        self._file = None
+        self._file: IO[bytes] | None = None
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
             "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,

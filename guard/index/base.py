@@ -79,4 +79,6 @@ def merge_hits(a: Hits, b: Hits, max_hits: int) -> Hits:
         ids.append(both_ids[order][first])
         distances.append(both_d[order][first])
         offsets.append(offsets[-1] + int(first.sum()))
+    if not ids:  # no queries at all
+        return Hits(np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
     return limit_hits(np.asarray(offsets, np.int64), np.concatenate(ids), np.concatenate(distances), max_hits)

@@ -9,9 +9,12 @@ aligned frames directly), so the approximate index only needs to find seeds.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -27,15 +30,27 @@ MULTIHASH_TABLES = 8
 MULTIHASH_FLIPS = 2
 
 
+@functools.cache
 def _bit_permutation(bits: int) -> np.ndarray:
     """A fixed shuffle of code bits for the multi-hash tables.
 
     Neighbouring bits of a median hash are neighbouring pixels; whole rows that are dark,
     bright or a ticker band are shared by many frames, so unshuffled 32-bit substrings fill a
     few hash buckets enormously. Shuffling keeps Hamming distances and spreads the buckets.
-    Never change it: saved multi-hash index files hold shuffled codes.
+    Saved multi-hash index files hold shuffled codes: their permutation is recorded with them
+    (:func:`permutation_id`) and a file shuffled otherwise is refused on load.
     """
-    return np.random.default_rng(bits).permutation(bits)
+    permutation = np.random.default_rng(bits).permutation(bits)
+    permutation.flags.writeable = False
+    return permutation
+
+
+@functools.cache
+def permutation_id(bits: int) -> str:
+    """The identity of the bit shuffle multi-hash indexes of ``bits``-bit codes use: a digest
+    of the permutation itself, so a change of seed or of NumPy's generator shows."""
+    digest = hashlib.sha256(_bit_permutation(bits).astype("<i8").tobytes()).hexdigest()
+    return f"sha256:{digest[:16]}"
 
 
 def _shuffle(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -50,7 +65,8 @@ def _unshuffle(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.packbits(original, axis=1)
 
 
-def _new_index(bits: int, size_hint: int) -> faiss.IndexBinary:
+def _new_index(bits: int, size_hint: int) -> faiss.IndexBinaryIDMap2:
+    inner: faiss.IndexBinary
     if size_hint >= MULTIHASH_FROM:
         inner = faiss.IndexBinaryMultiHash(bits, MULTIHASH_TABLES, bits // MULTIHASH_TABLES)
         inner.nflip = MULTIHASH_FLIPS
@@ -72,6 +88,12 @@ class FaissBinaryIndex(BinaryIndex):
         inner = faiss.downcast_IndexBinary(self._index.index)
         return "multihash" if isinstance(inner, faiss.IndexBinaryMultiHash) else "flat"
 
+    def describe(self) -> dict[str, Any]:
+        """What a saved file needs beside it to be read back right: its kind, code width and,
+        for a multi-hash index, the bit permutation its codes are stored under (else None)."""
+        return {"kind": self.kind, "bits": self.bits,
+                "permutation": permutation_id(self.bits) if self.kind == "multihash" else None}
+
     def _prepare(self, codes: np.ndarray) -> np.ndarray:
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         return _shuffle(codes, self.bits) if self.kind == "multihash" else codes
@@ -83,11 +105,12 @@ class FaissBinaryIndex(BinaryIndex):
     def remove(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64)
         if self.kind == "flat":
-            return int(self._index.remove_ids(ids))
+            return int(self._index.remove_ids(ids))  # type: ignore[arg-type]  # faiss wraps it to take ids too
         # Multi-hash tables cannot remove: rebuild them from the codes that stay.
         stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         inner = faiss.downcast_IndexBinary(self._index.index)
-        codes = faiss.vector_to_array(inner.storage.xb).reshape(-1, self.bits // 8)
+        storage = inner.storage  # type: ignore[attr-defined]  # faiss's stub omits IndexBinaryMultiHash.storage
+        codes = faiss.vector_to_array(storage.xb).reshape(-1, self.bits // 8)
         codes = _unshuffle(codes, self.bits)
         keep = ~np.isin(stored, ids)
         self._index = _new_index(self.bits, int(keep.sum()))
@@ -120,14 +143,24 @@ class FaissBinaryIndex(BinaryIndex):
             raise StoreError(f"{path}: cannot write index ({exc})") from exc
 
     @classmethod
-    def load(cls, path: Path, bits: int) -> "FaissBinaryIndex":
-        """Read an index written by :meth:`save`; :class:`StoreError` if unreadable or of other width."""
+    def load(cls, path: Path, bits: int, permutation: str | None = None) -> "FaissBinaryIndex":
+        """Read an index written by :meth:`save`; :class:`StoreError` if unreadable or of other width.
+
+        ``permutation`` is the one :meth:`describe` recorded when the file was saved: a
+        multi-hash index recorded under another one (or none) is refused, since its codes
+        would be searched in the wrong bit order. ``None`` skips the check (counting only).
+        """
         try:
             raw = faiss.read_index_binary(str(path))
         except RuntimeError as exc:
             raise StoreError(f"{path}: unreadable index ({str(exc).splitlines()[0]})") from exc
         if raw.d != bits:
             raise StoreError(f"{path}: index holds {raw.d}-bit codes, expected {bits}")
+        if not isinstance(raw, faiss.IndexBinaryIDMap2):
+            raise StoreError(f"{path}: not an index with ids ({type(raw).__name__})")
         index = cls(bits)
         index._index = raw
+        if permutation is not None and index.kind == "multihash" and permutation != permutation_id(bits):
+            raise StoreError(f"{path}: multi-hash index stored under bit permutation {permutation!r}, "
+                             f"this guard uses {permutation_id(bits)!r}")
         return index

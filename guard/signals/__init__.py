@@ -106,8 +106,17 @@ def get_signal(name: str = DEFAULT_SIGNAL) -> Signal:
     return signal
 
 
+def get_frame_signal(name: str = DEFAULT_SIGNAL) -> FrameSignal:
+    """:func:`get_signal` for what hashes frames (fingerprints, indexes, exchange files):
+    :class:`FormatError` also when ``name`` is a signal of another kind."""
+    signal = get_signal(name)
+    if not isinstance(signal, FrameSignal):
+        raise FormatError(f"signal {name!r} is not a frame signal ({type(signal).__name__})")
+    return signal
+
+
 __all__ = [
     "Signal", "FrameSignal", "PHash", "DHash", "AHash", "hamming", "masked_hamming",
-    "get_signal", "available_signals", "clear_signal_cache", "load_factories",
+    "get_signal", "get_frame_signal", "available_signals", "clear_signal_cache", "load_factories",
     "DEFAULT_SIGNAL", "ENTRY_POINT_GROUP", "BUILTIN_SIGNALS",
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from guard.signals.base import FrameSignal
 
@@ -23,13 +26,16 @@ class AHash(FrameSignal):
         self.input_size = (hash_size, hash_size)
         self.name = f"{'mhash' if median else 'ahash'}{hash_size}"
 
-    def hash_bits(self, frames: np.ndarray) -> np.ndarray:
+    def hash_bits(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         flat = frames.reshape(len(frames), -1)
+        threshold: npt.NDArray[np.float64]
         if self.median:
-            return flat > np.median(flat, axis=1, keepdims=True)
-        return flat > flat.mean(axis=1, keepdims=True)
+            threshold = np.median(flat, axis=1, keepdims=True)
+        else:
+            threshold = flat.mean(axis=1, keepdims=True)
+        return flat > threshold
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         """Grid side and the threshold statistic (``mean`` or ``median``)."""
         return {"hash_size": self.hash_size, "threshold": "median" if self.median else "mean"}
 

@@ -9,9 +9,13 @@ defining or registering a signal never loads FAISS.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # the index is imported when it is needed (see FrameSignal.index_factory)
+    from guard.index.faiss_binary import FaissBinaryIndex
 
 Modality = Literal["video", "audio"]
 
@@ -50,11 +54,11 @@ class Signal(ABC):
         """Whether ``b`` is a candidate for ``a`` at ``radius`` (inclusive)."""
         return self.distance(a, b) <= radius
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         """The signal's own settings that shape its codes (beyond name and version)."""
         return {}
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """Everything that shapes the codes, JSON-ready: a stored track whose description
         differs from the running signal's cannot be compared with fresh codes."""
         return {"name": self.name, "version": self.version, "modality": self.modality,
@@ -75,10 +79,10 @@ class FrameSignal(Signal):
     input_size: tuple[int, int]
 
     @abstractmethod
-    def hash_bits(self, frames: np.ndarray) -> np.ndarray:
+    def hash_bits(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         """Hash ``frames`` ``(n, height, width)`` uint8 into booleans ``(n, bits)``."""
 
-    def hash_batch(self, frames: np.ndarray) -> np.ndarray:
+    def hash_batch(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """Hash ``frames`` into packed codes ``(n, bits // 8)`` uint8, MSB first (imagehash order)."""
         if len(frames) == 0:
             return np.zeros((0, self.bits // 8), dtype=np.uint8)
@@ -88,7 +92,7 @@ class FrameSignal(Signal):
         """:meth:`hash_batch` of grey frames already at :attr:`input_size`."""
         return self.hash_batch(batch)
 
-    def index_factory(self, size_hint: int = 0):
+    def index_factory(self, size_hint: int = 0) -> "FaissBinaryIndex":
         """A FAISS binary index (Hamming radius) for ``bits``-bit codes."""
         from guard.index.faiss_binary import FaissBinaryIndex  # lazy: see the module docstring
 
@@ -115,20 +119,21 @@ class FrameSignal(Signal):
         """Length of one packed code in bytes."""
         return self.bits // 8
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """Name, version, modality, metric, bits, input size (width, height) and parameters."""
         return {**super().describe(), "bits": self.bits, "input_size": list(self.input_size)}
 
 
-def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def hamming(a: np.ndarray, b: np.ndarray) -> npt.NDArray[np.int32]:
     """Hamming distances between packed codes ``a`` and ``b`` (broadcasting over leading axes)."""
-    return np.unpackbits(np.bitwise_xor(a, b), axis=-1).sum(axis=-1, dtype=np.int32)
+    distances: npt.NDArray[np.int32] = np.unpackbits(np.bitwise_xor(a, b), axis=-1).sum(axis=-1, dtype=np.int32)
+    return distances
 
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def masked_hamming(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def masked_hamming(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> npt.NDArray[np.int32]:
     """Hamming distances between packed codes over the bits set in ``mask``, scaled to the
     full code length (a code half hidden and 20 bits off its half reads as 40 of 256).
     Rows with an empty mask get ``bits + 1`` (no reading)."""
@@ -136,4 +141,5 @@ def masked_hamming(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray
     differ = _POPCOUNT[np.bitwise_and(np.bitwise_xor(a, b), mask)].sum(axis=-1, dtype=np.int32)
     shown = _POPCOUNT[mask].sum(axis=-1, dtype=np.int32)
     scaled = np.rint(differ * bits / np.maximum(shown, 1)).astype(np.int32)
-    return np.where(shown > 0, scaled, bits + 1)
+    distances: npt.NDArray[np.int32] = np.where(shown > 0, scaled, bits + 1)
+    return distances

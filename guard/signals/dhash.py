@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from guard.signals.base import FrameSignal
 
@@ -18,11 +21,11 @@ class DHash(FrameSignal):
         self.input_size = (hash_size + 1, hash_size)
         self.name = f"dhash{hash_size}"
 
-    def hash_bits(self, frames: np.ndarray) -> np.ndarray:
+    def hash_bits(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         diff = frames[:, :, 1:] > frames[:, :, :-1]
         return diff.reshape(len(frames), -1)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         """Grid side (``hash_size`` rows of ``hash_size + 1`` pixels)."""
         return {"hash_size": self.hash_size}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 import scipy.fftpack
 
 from guard.signals.base import FrameSignal
@@ -25,13 +28,13 @@ class PHash(FrameSignal):
         self.input_size = (side, side)
         self.name = f"phash{hash_size}"
 
-    def hash_bits(self, frames: np.ndarray) -> np.ndarray:
-        dct = scipy.fftpack.dct(scipy.fftpack.dct(frames, axis=1), axis=2)
+    def hash_bits(self, frames: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        dct: npt.NDArray[np.float64] = scipy.fftpack.dct(scipy.fftpack.dct(frames, axis=1), axis=2)
         low = dct[:, : self.hash_size, : self.hash_size].reshape(len(frames), -1)
         median = np.median(low, axis=1, keepdims=True)
         return low > median
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         """Kept frequencies per side and the input oversampling factor."""
         return {"hash_size": self.hash_size, "highfreq_factor": self.highfreq_factor}
 

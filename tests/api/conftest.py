@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.api import create_app
 from guard.config import Settings
-from guard.decode import write_video
+from guard_synth.encode import write_video
 
 from .helpers import FPS, SIZE
 

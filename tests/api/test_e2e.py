@@ -14,6 +14,9 @@ import pytest
 
 from ..live_helpers import free_port
 
+#: A real server process over HTTP.
+pytestmark = pytest.mark.slow
+
 
 #: The ``guard`` command, run by this interpreter (whatever the PATH holds).
 GUARD = [sys.executable, "-c", "from guard.cli import main; main()"]

@@ -13,10 +13,13 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from guard import synth
-from guard.decode import write_video
+from guard_synth import broadcast as synth
+from guard_synth.encode import write_video
 
 from ..live_helpers import free_port
+
+#: Real server processes killed and restarted.
+pytestmark = pytest.mark.slow
 
 GUARD = [sys.executable, "-c", "from guard.cli import main; main()"]
 SIZE = (160, 96)

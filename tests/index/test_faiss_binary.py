@@ -121,19 +121,19 @@ def test_multihash_survives_save_load_and_shrinking_to_flat(monkeypatch, tmp_pat
     _assert_same(loaded.search(q, 24, 4), oracle.search(q, 24, 4))
 
 
-def test_brute_force_oracle_agrees_with_scikit_learn(pair):
-    """The oracle itself is checked against scikit-learn's exact Hamming neighbours."""
-    from sklearn.neighbors import NearestNeighbors
+def test_brute_force_oracle_agrees_with_scipy(pair):
+    """The oracle itself is checked against SciPy's exact Hamming distances over unpacked bits."""
+    from scipy.spatial.distance import cdist
 
     rng, codes, ids, _, oracle = pair
     queries = _near(rng, codes[:40], 12)
-    bits = np.unpackbits(codes, axis=1).astype(bool)
-    model = NearestNeighbors(metric="hamming", algorithm="brute").fit(bits)
     radius = 20
-    dist, idx = model.radius_neighbors(np.unpackbits(queries, axis=1).astype(bool), radius=radius / BITS + 1e-9)
+    dist = np.rint(cdist(np.unpackbits(queries, axis=1).astype(bool), np.unpackbits(codes, axis=1).astype(bool),
+                         metric="hamming") * BITS).astype(int)
     ours = oracle.search(queries, radius, max_hits=1000)
     for i in range(len(queries)):
         got_ids, got_dist = ours.for_query(i)
-        order = np.lexsort((ids[idx[i]], np.rint(dist[i] * BITS)))
-        assert np.array_equal(got_ids, ids[idx[i]][order])
-        assert np.array_equal(got_dist, np.rint(dist[i][order] * BITS).astype(int))
+        near = np.flatnonzero(dist[i] <= radius)
+        order = np.lexsort((ids[near], dist[i][near]))
+        assert np.array_equal(got_ids, ids[near][order])
+        assert np.array_equal(got_dist, dist[i][near][order])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guard import synth
+from guard_synth import broadcast as synth
 from guard.errors import FormatError
 from guard.fingerprint import Fingerprinter
 from guard.index.base import BinaryIndex

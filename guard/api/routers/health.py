@@ -19,8 +19,11 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
-async def healthz(guard: GuardDep) -> dict:
-    """200 while the service answers and its catalog can be read (no key needed)."""
+def healthz(guard: GuardDep) -> dict:
+    """200 while the service answers and its catalog can be read (no key needed).
+
+    A plain ``def``: FastAPI runs it in its thread pool, so reading the catalog never blocks
+    the event loop."""
     guard.catalog.generation()
     return {"status": "ok", "version": __version__}
 
@@ -38,7 +41,7 @@ def metrics(request: Request, guard: GuardDep, key: AdminKey) -> Response:
 
 def service_gauges(guard: Guard) -> list[GaugeReading]:
     """Gauges read from the service: references, index size, job queues, streams, incidents, webhooks."""
-    refs = guard.catalog.query("SELECT COUNT(*) FROM refs")[0][0]
+    refs = len(guard.references())
     counts = guard.jobs.counts()
     return [
         ("guard_references", "Registered references.", [({}, refs)]),
@@ -55,9 +58,8 @@ def _live_gauges(guard: Guard) -> list[GaugeReading]:
     now = time.time()
     active = guard.streams.list(active=True, limit=guard.streams.max_streams)
     fps = sum(s.frames / max(now - s.started, 1e-3) for s in active)
-    outbox = dict(guard.catalog.query("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
-    failed = guard.catalog.query("SELECT COUNT(*) FROM webhook_deliveries WHERE status_code IS NULL"
-                                 " OR status_code < 200 OR status_code >= 300")[0][0]
+    outbox = guard.actions.outbox_counts()
+    failed = guard.actions.failed_attempts()
     return [
         ("guard_streams_monitored", "Live streams being monitored.", [({}, len(active))]),
         ("guard_stream_frames_per_second", "Sampled frames per second over the monitored streams "

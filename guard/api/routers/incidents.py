@@ -78,7 +78,7 @@ def _time(value: str | None) -> float | str | None:
 
 
 @router.get("", response_model=IncidentPage, summary="List incidents")
-async def list_incidents(
+def list_incidents(
     guard: GuardDep, key: AnyKey, limit: Limit = 50, offset: Offset = 0,
     reference_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     stream_id: Annotated[str | None, Query(max_length=128, description="guard's stream id, or scan:<job id>.")] = None,
@@ -95,7 +95,7 @@ async def list_incidents(
 
 
 @router.get("/{incident_id:int}", response_model=IncidentOut, summary="Get an incident")
-async def get_incident(incident_id: Id, guard: GuardDep, key: AnyKey) -> dict:
+def get_incident(incident_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """An incident with its segments and evidence thumbnails."""
     return incident_out(visible_incident(guard, key, incident_id))
 
@@ -105,7 +105,7 @@ async def get_incident(incident_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
                      "description": "A JPEG thumbnail."}},
 )
-async def get_evidence(incident_id: Id, evidence_id: Id, guard: GuardDep, key: AnyKey) -> Response:
+def get_evidence(incident_id: Id, evidence_id: Id, guard: GuardDep, key: AnyKey) -> Response:
     """The JPEG of one evidence thumbnail of an incident."""
     incident = visible_incident(guard, key, incident_id)
     if evidence_id not in {e["id"] for e in incident.evidence}:

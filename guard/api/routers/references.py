@@ -30,6 +30,7 @@ def _ingest_form(form: UploadForm, key: ApiKey) -> IngestForm:
 
 def _import(guard: Guard, form: UploadForm, fields: IngestForm) -> Reference:
     name = form.filename or "upload"
+    assert form.file_path is not None and fields.owner is not None  # the route and _ingest_form saw to both
     fp, file_title = exchange.load(form.file_path, name)
     return guard.register(
         fp, title=fields.title or file_title or name, owner=fields.owner, policy=fields.policy,
@@ -95,7 +96,7 @@ async def import_reference(request: Request, response: Response, guard: GuardDep
 
 
 @router.get("", response_model=ReferencePage, summary="List references")
-async def list_references(
+def list_references(
     guard: GuardDep, key: RightsHolderKey, limit: Limit = 50, offset: Offset = 0,
     owner: Annotated[Name | None, Query(description="Only this owner's (admins).")] = None,
     title: Annotated[Name | None, Query(description="Title contains (case-insensitive).")] = None,
@@ -117,7 +118,7 @@ async def list_references(
 
 
 @router.get("/{ref_id:int}", response_model=ReferenceOut, summary="Get a reference")
-async def get_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> dict:
+def get_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> dict:
     """One reference (404 if it is not the caller's)."""
     return _get_visible(guard, key, ref_id).to_dict()
 

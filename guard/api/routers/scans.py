@@ -73,28 +73,28 @@ def scan_url(body: ScanURL, response: Response, guard: GuardDep, key: PlatformKe
 
 
 @router.get("/v1/scans", response_model=JobPage, summary="List scans")
-async def list_scans(guard: GuardDep, key: PlatformKey, status: JobStatus = None,
-                     limit: Limit = 50, offset: Offset = 0) -> dict:
+def list_scans(guard: GuardDep, key: PlatformKey, status: JobStatus = None,
+               limit: Limit = 50, offset: Offset = 0) -> dict:
     """The caller's scans, newest first."""
     return _page(guard, key, "scan", status, limit, offset)
 
 
 @router.get("/v1/scans/{scan_id:int}", response_model=JobOut, summary="Get a scan")
-async def get_scan(scan_id: Id, guard: GuardDep, key: PlatformKey) -> dict:
+def get_scan(scan_id: Id, guard: GuardDep, key: PlatformKey) -> dict:
     """A scan's status, progress and, once done, its localized matches."""
     return _visible_job(guard, key, scan_id, "scan").to_dict()
 
 
 @router.get("/v1/jobs", response_model=JobPage, tags=["jobs"], summary="List jobs")
-async def list_jobs(guard: GuardDep, key: AnyKey, status: JobStatus = None,
-                    kind: Annotated[str | None, Query(pattern="^(ingest|scan)$")] = None,
-                    limit: Limit = 50, offset: Offset = 0) -> dict:
+def list_jobs(guard: GuardDep, key: AnyKey, status: JobStatus = None,
+              kind: Annotated[str | None, Query(pattern="^(ingest|scan)$")] = None,
+              limit: Limit = 50, offset: Offset = 0) -> dict:
     """The caller's ingest and scan jobs, newest first."""
     return _page(guard, key, kind, status, limit, offset)
 
 
 @router.get("/v1/jobs/{job_id:int}", response_model=JobOut, tags=["jobs"], summary="Get a job")
-async def get_job(job_id: Id, guard: GuardDep, key: AnyKey) -> dict:
+def get_job(job_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """An ingest or scan job: status, progress, result or error."""
     return _visible_job(guard, key, job_id).to_dict()
 

@@ -53,7 +53,7 @@ def start_stream(body: StreamStart, response: Response, guard: GuardDep, key: Pl
 
 
 @router.get("", response_model=StreamPage, summary="List streams")
-async def list_streams(
+def list_streams(
     guard: GuardDep, key: PlatformKey, limit: Limit = 50,
     status: Annotated[str | None, Query(pattern="^(starting|live|reconnecting|ended|cut|stopped|failed)$")] = None,
     active: bool | None = None,
@@ -70,7 +70,7 @@ async def list_streams(
 
 
 @router.get("/{stream_id}", response_model=StreamOut, summary="Get a stream's status")
-async def get_stream(stream_id: StreamPathId, guard: GuardDep, key: PlatformKey) -> dict:
+def get_stream(stream_id: StreamPathId, guard: GuardDep, key: PlatformKey) -> dict:
     """Live state, lag behind real time, frames seen, incidents."""
     return stream_out(visible_stream(guard, key, stream_id))
 

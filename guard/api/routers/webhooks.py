@@ -37,13 +37,13 @@ def create_webhook(body: WebhookCreate, response: Response, guard: GuardDep, key
 
 
 @router.get("", response_model=WebhookPage, summary="List webhooks")
-async def list_webhooks(guard: GuardDep, key: AnyKey) -> dict:
+def list_webhooks(guard: GuardDep, key: AnyKey) -> dict:
     """The caller's endpoints (admins: everyone's), secrets masked."""
     return {"items": [e.to_dict() for e in guard.actions.endpoints(owner_scope(key))]}
 
 
 @router.get("/{endpoint_id:int}", response_model=WebhookOut, summary="Get a webhook")
-async def get_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> dict:
+def get_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> dict:
     """One endpoint, secret masked."""
     return visible_endpoint(guard, key, endpoint_id).to_dict()
 
@@ -64,7 +64,7 @@ def test_webhook(endpoint_id: Id, guard: GuardDep, key: AnyKey) -> dict:
 
 
 @router.get("/{endpoint_id:int}/deliveries", response_model=Deliveries, summary="Recent deliveries")
-async def list_deliveries(endpoint_id: Id, guard: GuardDep, key: AnyKey, limit: Limit = 50) -> dict:
+def list_deliveries(endpoint_id: Id, guard: GuardDep, key: AnyKey, limit: Limit = 50) -> dict:
     """The endpoint's most recent events with their delivery status, and the attempts log."""
     visible_endpoint(guard, key, endpoint_id)
     rows = guard.actions.outbox(endpoint_id=endpoint_id, limit=100_000)[-limit:][::-1]

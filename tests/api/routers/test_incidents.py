@@ -27,11 +27,14 @@ def test_a_scan_match_becomes_an_incident_with_evidence(client, tenants, media):
     assert incident["stream_id"] == f"scan:{job['id']}" and incident["account"] == "pirate-channel"
     assert incident["status"] == "open" and incident["live"] is False
     assert incident["segments"] and abs(incident["reference_start"] - 2.0) < 0.6
-    [evidence] = incident["evidence"]
-    r = client.get(evidence["url"], headers=tenants.yt)
-    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
-    assert Image.open(io.BytesIO(r.content)).size[0] > 0
-    assert client.get(f"/v1/incidents/{incident_id}/evidence/{evidence['id'] + 99}", headers=tenants.nba).status_code == 404
+    # the scanned file's frame, and the uploaded reference's keyframe kept at ingest
+    assert sorted(e["kind"] for e in incident["evidence"]) == ["query", "reference"]
+    for evidence in incident["evidence"]:
+        r = client.get(evidence["url"], headers=tenants.yt)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(r.content)).size[0] > 0
+    last = max(e["id"] for e in incident["evidence"])
+    assert client.get(f"/v1/incidents/{incident_id}/evidence/{last + 99}", headers=tenants.nba).status_code == 404
     assert _scan(client, media.other, tenants.yt)["result"]["incidents"] == []
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-from dataclasses import replace
 
 from fastapi.testclient import TestClient
 
@@ -165,7 +164,7 @@ def test_update_and_delete(client, tenants, media):
 
 def test_upload_that_would_fill_the_disk_is_refused(settings):
     free = shutil.disk_usage(settings.home.parent).free
-    app = create_app(replace(settings, upload_max_bytes=10 * free))
+    app = create_app(settings.replace(upload_max_bytes=10 * free))
     with TestClient(app) as client:
         _, token = app.state.guard.keys.create("platform", "yt")
         announced = {"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=x",

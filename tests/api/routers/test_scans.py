@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -41,7 +39,7 @@ def test_scan_of_a_broken_file_fails_with_a_message(client, tenants):
 
 
 def test_scan_url_over_http(settings, media, media_server):
-    with TestClient(create_app(replace(settings, allow_private_addresses=True))) as client:
+    with TestClient(create_app(settings.replace(allow_private_addresses=True))) as client:
         keys = client.app.state.guard.keys
         nba = {"Authorization": f"Bearer {keys.create('rights_holder', 'nba')[1]}"}
         yt = {"Authorization": f"Bearer {keys.create('platform', 'yt')[1]}"}

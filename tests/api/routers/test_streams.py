@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from fastapi.testclient import TestClient
 
 from guard.api import create_app
 
-from guard import synth
+from guard_synth import broadcast as synth
 
 from ...live_helpers import PacedPublisher, encode, free_port, wait_until
 from ..helpers import FPS, SIZE, serve_folder, upload_reference
@@ -19,7 +17,7 @@ from ..helpers import FPS, SIZE, serve_folder, upload_reference
 def live(settings, media):
     """An app allowed to open loopback URLs, a media server, and keys."""
     with serve_folder(media.reference.parent) as base, \
-            TestClient(create_app(replace(settings, allow_private_addresses=True))) as client:
+            TestClient(create_app(settings.replace(allow_private_addresses=True))) as client:
         keys = client.app.state.guard.keys
         client.keys = {owner: {"Authorization": f"Bearer {keys.create(role, owner)[1]}"}
                        for role, owner in [("rights_holder", "nba"), ("platform", "yt"), ("platform", "twitch"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +16,7 @@ from ..helpers import Receiver, scan_file, upload_reference
 @pytest.fixture
 def open_client(settings):
     """An app whose webhooks may reach loopback receivers."""
-    with TestClient(create_app(replace(settings, allow_private_addresses=True))) as client:
+    with TestClient(create_app(settings.replace(allow_private_addresses=True))) as client:
         keys = client.app.state.guard.keys
         client.keys = {owner: {"Authorization": f"Bearer {keys.create(role, owner)[1]}"}
                        for role, owner in [("rights_holder", "nba"), ("rights_holder", "fifa"), ("platform", "yt"),

@@ -10,7 +10,7 @@ re-rendered at 25 fps therefore show the same picture at the same instant.
 
 Generators yield H×W×3 ``uint8`` RGB frames; transforms are pure functions of one frame (they
 never modify their input); time transforms work on frame iterables. Nothing here imports
-``av``: :func:`make_video` hands frames to :func:`guard.decode.write_video`.
+``av``: :func:`make_video` hands frames to :func:`guard_synth.encode.write_video`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import itertools
 import logging
 import math
 import os
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter
@@ -155,7 +155,7 @@ def _noise_texture(rng: np.random.Generator, w: int, h: int, cells: int, fine: f
     cw = max(2, cells)
     ch = max(2, int(round(cells * h / w)))
     coarse = rng.standard_normal((ch, cw)).astype(np.float32)
-    smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC))
+    smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC))
     smooth = smooth / (np.abs(smooth).max() + 1e-6)
     grain = rng.standard_normal((h, w)).astype(np.float32) * fine
     return smooth + grain
@@ -382,7 +382,7 @@ class _PhotoShot:
         cx = pw / 2 + 0.5 * (pw - cw) * math.sin(self.wx * t + self.px)
         cy = ph / 2 + 0.5 * (ph - ch) * math.sin(self.wy * t + self.py)
         box = (cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2)
-        out = self.img.resize((w, h), Image.BILINEAR, box=box)
+        out = self.img.resize((w, h), Image.Resampling.BILINEAR, box=box)
         if out.mode == "L":
             out = Image.merge("RGB", [out.point(lut) for lut in self.luts])
         return np.array(out)
@@ -420,7 +420,7 @@ class _Sports:
         self.size = w, h = size
         self.photos = list(photos)
         rng = _rng(seed, _TAGS["sports"])
-        self.u = u = h / 180.0  # drawing unit
+        self.u = h / 180.0  # drawing unit
         fw, fh = int(2.4 * w), int(1.5 * h)
         self.fw, self.fh = fw, fh
         self.field = self._field(rng, fw, fh)
@@ -659,7 +659,7 @@ class _ConcertShot:
         self.wall_speed = rng.uniform(-2, 2, 2)
         self.wall_col = rng.uniform(40, 150, 3).astype(np.float32)
         # Light cones: origin on the truss, swinging direction (rendered at low resolution).
-        self.cones = []
+        self.cones: list[dict[str, Any]] = []
         for _ in range(int(rng.integers(4, 8))):
             self.cones.append(dict(
                 x=rng.uniform(0.05, 0.95) * lw, y=0.08 * lh,
@@ -705,15 +705,15 @@ class _ConcertShot:
         pat = np.sin(self.wall_x + sx * t)[None, :] * np.cos(self.wall_y + sy * t)[:, None]
         light[y0:y1, x0:x1] += (0.6 + 0.4 * pat)[..., None] * self.wall_col
         light += flash * 200.0
-        up = Image.fromarray(_to_u8(light)).resize((w, h), Image.BILINEAR)
+        up = Image.fromarray(_to_u8(light)).resize((w, h), Image.Resampling.BILINEAR)
         img = np.array(ImageChops.add(self.bg, up))
         # Lamps on the truss.
         ty = self.truss[0] + self.truss[1] // 2
-        r = int(max(1.5, h * 0.012))
+        lamp_r = int(max(1.5, h * 0.012))
         for k, lx in enumerate(self.lamps):
             on = 0.5 + 0.5 * math.sin(3 * t + k)
             xi = int(lx * w)
-            _rect(img, xi - r, ty - r, xi + r + 1, ty + r + 1, (int(150 + 100 * on),) * 3)
+            _rect(img, xi - lamp_r, ty - lamp_r, xi + lamp_r + 1, ty + lamp_r + 1, (int(150 + 100 * on),) * 3)
         # Crowd silhouettes as a per-column height profile (heads, shoulders, raised arms).
         sway = self.sway(t) * 0.01 * w
         bob = 0.012 * h * np.sin(self.bob_f * t + self.bob_p)
@@ -1000,7 +1000,7 @@ def resize(frame: np.ndarray, size: Size) -> np.ndarray:
     w, h = int(size[0]), int(size[1])
     if frame.shape[1] == w and frame.shape[0] == h:
         return frame.copy()
-    return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((w, h), Image.BILINEAR))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((w, h), Image.Resampling.BILINEAR))
 
 
 def scale(frame: np.ndarray, factor: float) -> np.ndarray:
@@ -1177,7 +1177,7 @@ def rotate_zoom(frame: np.ndarray, degrees: float, zoom: float = 1.0) -> np.ndar
     # Output (x, y) → input: centre + R(-a)/zoom · (x - centre) with y pointing down.
     coeffs = (c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy)
     img = Image.fromarray(np.ascontiguousarray(frame))
-    out = img.transform((w, h), Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=(0, 0, 0))
+    out = img.transform((w, h), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
     return np.asarray(out).copy()
 
 
@@ -1203,8 +1203,8 @@ def camcord(frame: np.ndarray, seed: int = 0) -> np.ndarray:
            (w * j[6], h * (1 - j[7]))]
     src = [(0, 0), (w, 0), (w, h), (0, h)]
     img = Image.fromarray(np.ascontiguousarray(frame))
-    warped = img.transform((w, h), Image.PERSPECTIVE, _perspective_coeffs(dst, src),
-                           resample=Image.BILINEAR, fillcolor=(28, 24, 22))
+    warped = img.transform((w, h), Image.Transform.PERSPECTIVE, _perspective_coeffs(dst, src),
+                           resample=Image.Resampling.BILINEAR, fillcolor=(28, 24, 22))
     warped = warped.filter(ImageFilter.GaussianBlur(radius=max(0.6, w / 320 * geo.uniform(0.7, 1.4))))
     x = np.asarray(warped, dtype=np.float32)
     cast = geo.uniform(0.85, 1.1, 3).astype(np.float32)
@@ -1263,7 +1263,7 @@ def splice(parts: Iterable[Iterable[np.ndarray]]) -> Iterator[np.ndarray]:
 
 
 def make_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, **write_kwargs):
-    """Encode ``frames`` to ``path`` with :func:`guard.decode.write_video`; returns the path."""
-    from guard.decode import write_video
+    """Encode ``frames`` to ``path`` with :func:`guard_synth.encode.write_video`; returns the path."""
+    from guard_synth.encode import write_video
 
     return write_video(path, frames, fps, **write_kwargs)

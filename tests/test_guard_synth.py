@@ -1,4 +1,4 @@
-"""Tests of guard.synth: determinism, time consistency, transforms, audio, encode round trip."""
+"""Tests of guard_synth (broadcast and encode): determinism, time consistency, transforms, audio, encode round trip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from guard import synth
+from guard_synth import broadcast as synth
 
 SIZE = (320, 180)
 GENERATORS = ["photo_pan", "sports", "shapes", "concert", "broadcast"]
@@ -234,5 +234,5 @@ def test_synth_does_not_import_av():
     import subprocess
     import sys
 
-    code = "import sys, guard.synth; assert 'av' not in sys.modules"
+    code = "import sys, guard_synth.broadcast; assert 'av' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,39 @@
+"""Small JPEG pictures of a reference, kept at ingest as evidence of what a copy shows.
+
+Evidence for an incident puts a frame of the copy beside the reference frame it copies; the
+reference's file may be gone or elsewhere by then (and a hash-only import never had one), so
+the picture is taken once, at ingest, and stored with the reference.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from guard import decode
+from guard.models import Keyframe
+
+#: Seconds between a reference's keyframes.
+KEYFRAME_INTERVAL = 2.0
+#: Width of a keyframe in pixels (height keeps the aspect ratio, rounded to even).
+KEYFRAME_WIDTH = 160
+KEYFRAME_JPEG_QUALITY = 75
+
+
+def reference_keyframes(path: str | os.PathLike[str], interval: float = KEYFRAME_INTERVAL,
+                        width: int = KEYFRAME_WIDTH) -> list[Keyframe]:
+    """One keyframe of the video at ``path`` every ``interval`` seconds, on the same media
+    clock as its fingerprint times."""
+    return [keyframe(t, rgb, width) for t, rgb in decode.rgb_frames(path, 1.0 / interval)]
+
+
+def keyframe(media_time: float, rgb: np.ndarray, width: int = KEYFRAME_WIDTH) -> Keyframe:
+    """``rgb`` (height × width × 3 uint8) scaled to ``width`` pixels wide, as a JPEG keyframe."""
+    height = max(2, int(round(width * rgb.shape[0] / max(rgb.shape[1], 1) / 2)) * 2)
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).resize((width, height), Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=KEYFRAME_JPEG_QUALITY)
+    return Keyframe(media_time=round(float(media_time), 3), width=width, height=height, jpeg=buffer.getvalue())

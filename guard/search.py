@@ -1,0 +1,324 @@
+"""Query readings → index hits → votes → verified segments, for every reading kind.
+
+A query frame has up to three readings: its plain code, its *masked* code when a still
+overlay hides part of it (:class:`guard.models.MaskedCodes`), and its *mirrored* code (the
+flipped frame's, when the signal can derive it). Plain and masked readings are two views of
+one picture: their hits are merged per frame and a frame counts the closer reading. The
+mirrored readings are a second query of their own, whose segments join the plain ones as
+``video-mirrored`` (see :func:`guard.match.with_mirrored`).
+
+:class:`Searcher` matches a whole query at once (a scanned file). :class:`LiveSearch` matches
+a live stream's sliding window again and again, and gives what :meth:`Searcher.match` would
+give for the window, at a fraction of the cost:
+
+- each frame's index hits (plain with masked, and mirrored) are kept while the frame stays in
+  the window: the index is asked about new frames only (all of them again only when the
+  references changed);
+- each hypothesis keeps its frames' alignment (:class:`guard.match.Alignment`, per frame):
+  only new frames are aligned, and its segments are worked out again only when it gained
+  or lost evidence, i.e. when a frame that joined or left the window counts for it (see
+  :func:`guard.match.inert`); the others keep their segments, which are provably the same.
+
+Voting over the kept hits and resolving rival segments run in full at every decision: both
+are cheap next to the index and the alignment checks, and what they decide depends on the
+whole window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+import numpy as np
+
+from guard.config import MatchSettings
+from guard.index.base import Hits, merge_hits
+from guard.match import (
+    Alignment,
+    Hypothesis,
+    RefFrames,
+    align,
+    distinct_segments,
+    find_segments,
+    inert,
+    segments_of,
+    vote,
+    with_mirrored,
+)
+from guard.models import MaskedCodes, Segment
+from guard.signals import FrameSignal
+
+#: The readings a live window searches: plain codes (with the masked ones merged) and mirrored codes.
+PLAIN, MIRRORED = "plain", "mirrored"
+
+
+class IndexView(Protocol):
+    """What the searcher needs of the reference index (:class:`guard.refindex.ReferenceIndex`)."""
+
+    @property
+    def refs(self) -> Mapping[int, RefFrames]:
+        """Each reference's frames of the running signal, by id."""
+
+    def sync(self) -> None:
+        """Bring the view up to date with the catalog."""
+
+    def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
+        """Index hits of plain (or mirrored) codes within ``radius`` bits."""
+
+    def search_masked(self, codes: np.ndarray, masks: np.ndarray, radius: int, max_hits: int) -> Hits:
+        """Index hits of masked codes over the bits their masks show."""
+
+
+class Searcher:
+    """Finds copied segments in query readings: index search, voting, verification."""
+
+    def __init__(self, index: IndexView, settings: MatchSettings, signal: FrameSignal, frame_period: float):
+        self.index = index
+        self.settings = settings
+        self.signal = signal
+        self.frame_period = frame_period
+
+    def match(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None) -> list[Segment]:
+        """Copied segments in a sequence of query frames: times (s), plain codes and the masked
+        readings of frames partly hidden by a still overlay, if any; mirrored codes are
+        derived and searched too (``settings.mirror``)."""
+        self.index.sync()
+        refs, m = dict(self.index.refs), self.settings  # one view, whatever other threads register
+        mirrored = self.mirrored(codes)
+        hits, flipped_hits = self.search(codes, masked, mirrored)
+        segments = find_segments(times, codes, hits, refs, self.frame_period, m, masked)
+        if mirrored is not None and flipped_hits is not None:  # search() gives both or neither
+            flipped = find_segments(times, mirrored, flipped_hits, refs, self.frame_period, m)
+            segments = with_mirrored(segments, flipped, refs, m.mirror_min_factor)
+        return segments
+
+    def live(self, seconds: float) -> LiveSearch:
+        """An incremental matcher for a live window of the last ``seconds``."""
+        return LiveSearch(self, seconds)
+
+    def search(self, codes: np.ndarray, masked: MaskedCodes | None = None,
+               mirrored: np.ndarray | None = None) -> tuple[Hits, Hits | None]:
+        """Index hits of each frame's readings: its plain code's merged with its masked
+        reading's (only frames whose mask shows something are searched masked), and its
+        mirrored code's (None without ``mirrored``). Plain and mirrored codes go to the index
+        in one query: each query has a fixed cost (FAISS starts its threads)."""
+        m = self.settings
+        both = codes if mirrored is None else np.concatenate([codes, mirrored])
+        found = self.index.search(both, m.seed_radius, m.max_hits_per_frame)
+        if mirrored is None:
+            return self._with_masked(found, masked), None
+        plain, flipped = _split_at(found, len(codes))
+        return self._with_masked(plain, masked), flipped
+
+    def _with_masked(self, hits: Hits, masked: MaskedCodes | None) -> Hits:
+        """``hits`` with each masked frame's own merged in (as :func:`merge_hits` would over all)."""
+        m = self.settings
+        if masked is None:
+            return hits
+        rows = np.flatnonzero(masked.masks.any(axis=1))
+        if not len(rows):
+            return hits
+        hidden = self.index.search_masked(masked.codes[rows], masked.masks[rows], m.seed_radius,
+                                          m.max_hits_per_frame)
+        per_frame = split_hits(hits)
+        merged = split_hits(merge_hits(join_hits([per_frame[r] for r in rows]), hidden, m.max_hits_per_frame))
+        for row, found in zip(rows.tolist(), merged):
+            per_frame[row] = found
+        return join_hits(per_frame)
+
+    def mirrored(self, codes: np.ndarray) -> np.ndarray | None:
+        """The mirrored readings of ``codes``, when they are searched (``settings.mirror``) and
+        the signal can derive them."""
+        if not self.settings.mirror or not len(codes):
+            return None
+        return self.signal.mirror(codes)
+
+
+def _split_at(hits: Hits, n: int) -> tuple[Hits, Hits]:
+    """The hits of the first ``n`` queries, and of the others."""
+    cut = int(hits.offsets[n])
+    return (Hits(hits.offsets[: n + 1], hits.ids[:cut], hits.distances[:cut]),
+            Hits(hits.offsets[n:] - cut, hits.ids[cut:], hits.distances[cut:]))
+
+
+def split_hits(hits: Hits) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each query frame's ``(ids, distances)``."""
+    bounds = hits.offsets[1:-1]
+    return list(zip(np.split(hits.ids, bounds), np.split(hits.distances, bounds)))
+
+
+def join_hits(per_frame: list[tuple[np.ndarray, np.ndarray]]) -> Hits:
+    """:class:`Hits` of frames given their ``(ids, distances)``, in order."""
+    offsets = np.zeros(len(per_frame) + 1, np.int64)
+    if not per_frame:
+        return Hits(offsets, np.zeros(0, np.int64), np.zeros(0, np.int32))
+    np.cumsum([len(ids) for ids, _ in per_frame], out=offsets[1:])
+    return Hits(offsets, np.concatenate([ids for ids, _ in per_frame]).astype(np.int64, copy=False),
+                np.concatenate([d for _, d in per_frame]).astype(np.int32, copy=False))
+
+
+@dataclass
+class _Verified:
+    """What a hypothesis gave at the last decision: its frames' alignment from frame number
+    ``first`` on, its segments, and the reference state they were worked out with."""
+
+    ref: RefFrames
+    title: str
+    min_seconds: float
+    first: int
+    alignment: Alignment
+    segments: list[Segment]
+
+
+class LiveSearch:
+    """The incremental matcher of one live stream's sliding window (see the module docstring).
+
+    :meth:`add` takes readings as they come (the window keeps the last ``seconds`` of them);
+    :meth:`segments` decides: the copied segments in the window, exactly those
+    :meth:`Searcher.match` would report for the window's frames, and :attr:`queries` counts
+    the frames sent to the index (plain, masked and mirrored).
+    """
+
+    def __init__(self, searcher: Searcher, seconds: float):
+        self.searcher = searcher
+        self.seconds = seconds
+        code_bytes = searcher.signal.code_bytes
+        self.times = np.zeros(0)
+        self.codes = np.zeros((0, code_bytes), np.uint8)
+        self.masked = MaskedCodes(np.zeros((0, code_bytes), np.uint8), np.zeros((0, code_bytes), np.uint8))
+        self.mirrored: np.ndarray | None = None
+        self.queries = 0
+        self._first = 0  # number of the window's first frame since the stream started
+        self._hits: dict[str, list[tuple[np.ndarray, np.ndarray] | None]] = {PLAIN: [], MIRRORED: []}
+        self._verified: dict[str, dict[tuple[int, float, float], _Verified]] = {PLAIN: {}, MIRRORED: {}}
+        self._refs: list[RefFrames] = []
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None) -> None:
+        """Append readings of frames later than every frame so far, then drop the frames older
+        than the window (``seconds`` before the newest)."""
+        if not len(times):
+            return
+        if masked is None:
+            masked = MaskedCodes(np.zeros_like(codes), np.zeros_like(codes))
+        mirrored = self.searcher.mirrored(codes)
+        self.times = np.concatenate([self.times, times])
+        self.codes = np.concatenate([self.codes, codes])
+        self.masked = MaskedCodes(np.concatenate([self.masked.codes, masked.codes]),
+                                  np.concatenate([self.masked.masks, masked.masks]))
+        if mirrored is not None:
+            self.mirrored = mirrored if self.mirrored is None else np.concatenate([self.mirrored, mirrored])
+        for kind in self._hits:
+            self._hits[kind].extend([None] * len(times))
+        self._forget(int(np.searchsorted(self.times, self.times[-1] - self.seconds, side="left")))
+
+    def segments(self) -> list[Segment]:
+        """The copied segments in the window (what :meth:`Searcher.match` would give for it)."""
+        searcher = self.searcher
+        searcher.index.sync()
+        refs = dict(searcher.index.refs)  # one view for the decision, whatever other threads register
+        self._check_references(refs)
+        self._search_new()
+        masked = self.masked if self.masked.masks.any() else None
+        segments = self._kind_segments(PLAIN, self.codes, masked, refs)
+        if self.mirrored is not None and searcher.settings.mirror:
+            flipped = self._kind_segments(MIRRORED, self.mirrored, None, refs)
+            segments = with_mirrored(segments, flipped, refs, searcher.settings.mirror_min_factor)
+        return segments
+
+    # -- the window -------------------------------------------------------------------------
+
+    def _forget(self, count: int) -> None:
+        """Drop the window's ``count`` oldest frames."""
+        if count <= 0:
+            return
+        self._first += count
+        self.times, self.codes = self.times[count:], self.codes[count:]
+        self.masked = self.masked.take(slice(count, None))
+        if self.mirrored is not None:
+            self.mirrored = self.mirrored[count:]
+        for kept in self._hits.values():
+            del kept[:count]
+
+    def _check_references(self, refs: Mapping[int, RefFrames]) -> None:
+        """Kept hits and alignments hold for the references they were found with: when one
+        was added, removed or reloaded, every frame is searched again."""
+        current = list(refs.values())
+        if len(current) == len(self._refs) and all(a is b for a, b in zip(current, self._refs)):
+            return
+        self._refs = current
+        for kind, kept in self._hits.items():
+            kept[:] = [None] * len(kept)
+            self._verified[kind] = {}
+
+    def _search_new(self) -> None:
+        """Search the index for the frames not searched yet (the newest ones)."""
+        rows = [i for i, hits in enumerate(self._hits[PLAIN]) if hits is None]
+        if not rows:
+            return
+        masked = self.masked.take(rows)
+        mirrored = None if self.mirrored is None else self.mirrored[rows]
+        plain, flipped = self.searcher.search(self.codes[rows], masked, mirrored)
+        self.queries += len(rows) * (1 if mirrored is None else 2) + int(masked.masks.any(axis=1).sum())
+        for kind, found in ((PLAIN, plain), (MIRRORED, flipped)):
+            if found is not None:
+                for row, hits in zip(rows, split_hits(found)):
+                    self._hits[kind][row] = hits
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def _kind_segments(self, kind: str, codes: np.ndarray, masked: MaskedCodes | None,
+                       refs: Mapping[int, RefFrames]) -> list[Segment]:
+        """Vote over the kept hits of one reading kind, verify (incrementally), resolve rivals."""
+        settings = self.searcher.settings
+        searched = cast("list[tuple[np.ndarray, np.ndarray]]", self._hits[kind])  # every frame: _search_new
+        hypotheses = vote(self.times, join_hits(searched), refs, settings)
+        previous, verified = self._verified[kind], {}
+        segments: list[Segment] = []
+        for hypothesis in hypotheses:
+            # The same alignment as at the last decision: the offset voting found is the median
+            # of a bin's hit offsets, which often stays put as hits come and go.
+            key = (hypothesis.ref_id, hypothesis.rate, hypothesis.offset)
+            entry = self._verify(hypothesis, refs[hypothesis.ref_id], codes, masked, previous.get(key))
+            verified[key] = entry
+            segments += entry.segments
+        self._verified[kind] = verified
+        return distinct_segments(segments, self.times, codes, refs, settings, masked)
+
+    def _verify(self, hypothesis: Hypothesis, ref: RefFrames, codes: np.ndarray, masked: MaskedCodes | None,
+                last: _Verified | None) -> _Verified:
+        """A hypothesis's segments in the window, reusing what the last decision found for it."""
+        settings, period = self.searcher.settings, self.searcher.frame_period
+        gone = 0 if last is None else self._first - last.first
+        kept = 0 if last is None else len(last.alignment) - gone
+        if last is None or kept <= 0 or last.ref is not ref or (last.title, last.min_seconds) != (
+                ref.title, ref.min_seconds):
+            alignment = align(hypothesis, self.times, codes, ref, settings, masked)
+            return _Verified(ref, ref.title, ref.min_seconds, self._first, alignment,
+                             segments_of(hypothesis, self.times, alignment, ref, period, settings))
+        new = slice(kept, None)
+        fresh = align(hypothesis, self.times[new], codes[new], ref, settings,
+                      None if masked is None else masked.take(new))
+        old = last.alignment.take(slice(gone, None))
+        alignment = old.then(fresh)
+        if self._changed(old, last.alignment.take(slice(0, gone)), fresh, self.times[new], settings, period):
+            segments = segments_of(hypothesis, self.times, alignment, ref, period, settings)
+        else:
+            segments = last.segments
+        return _Verified(ref, ref.title, ref.min_seconds, self._first, alignment, segments)
+
+    def _changed(self, old: Alignment, gone: Alignment, fresh: Alignment, fresh_times: np.ndarray,
+                 settings: MatchSettings, period: float) -> bool:
+        """Whether frames that left (``gone``) or joined (``fresh``) the window may change a
+        hypothesis's segments: one of them counts for it, or a new frame falls inside the
+        span a segment of counting old frames would claim (its last frame + one period)."""
+        if not (inert(gone, settings).all() and inert(fresh, settings).all()):
+            return True
+        counting = np.flatnonzero(~inert(old, settings))
+        if not len(counting) or not len(fresh_times):
+            return False
+        last_counting = self.times[counting[-1]]
+        return bool(fresh_times[0] < last_counting + period)

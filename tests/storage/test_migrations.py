@@ -1,0 +1,122 @@
+"""Numbered migrations: a store of the first release is upgraded in place and still matches."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from guard.config import Settings
+from guard.errors import FormatError
+from guard.fingerprint import Fingerprinter
+from guard.index import FaissBinaryIndex
+from guard.match import vector_ids
+from guard.models import Fingerprint
+from guard.pipeline import first_release_pipeline
+from guard.service import Guard
+from guard.storage import MIGRATIONS, SCHEMA_VERSION, Database, Migration, migrate
+from guard.storage.migrations import SCHEMA_1
+from tests import media
+
+
+def _first_release_store(home, references: dict[str, tuple[str, Fingerprint]]) -> None:
+    """A store as the first release left it: its schema (migration 1's SQL), rows inserted as
+    its ``Catalog.add_reference`` did, and its index files (index format 1)."""
+    home.mkdir(parents=True)
+    db = sqlite3.connect(home / "catalog.sqlite", isolation_level=None)
+    for statement in SCHEMA_1.strip().split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO meta VALUES ('generation', '0')")
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('revision', '0')")
+    index = FaissBinaryIndex(256)
+    for title, (source, fp) in references.items():
+        cursor = db.execute(
+            "INSERT INTO refs (owner, title, duration, policy, min_seconds, created, source, frames, allowlist)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("league", title, fp.duration, "flag", 5.0, "2025-01-01T00:00:00+00:00", source, len(fp), "[]"))
+        db.execute("INSERT INTO fingerprints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (cursor.lastrowid, fp.signal, fp.signal_version, fp.bits, fp.sample_fps,
+                    np.asarray(fp.times, dtype="<f8").tobytes(), fp.codes.tobytes()))
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key IN ('generation', 'revision')")
+        index.add(vector_ids(cursor.lastrowid, len(fp)), fp.codes)
+    db.close()
+    index.save(home / "index.faiss")
+    (home / "index.json").write_text(json.dumps({"format": 1, "generation": len(references), "kind": "flat",
+                                                 "vectors": len(index)}))
+
+
+def _schema_version(path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_a_first_release_store_is_upgraded_in_place_and_every_reference_is_found(tmp_path, reference_files, caplog):
+    fingerprinter = Fingerprinter("mhash16", 4.0)
+    made = {f"reference {seed}": (str(path), fingerprinter.fingerprint_file(path))
+            for seed, path in reference_files.items()}
+    home = tmp_path / "store"
+    _first_release_store(home, made)
+    with caplog.at_level("INFO"), Guard(Settings(home=home)) as guard:
+        assert f"upgraded the catalog to format v{SCHEMA_VERSION} (migrations 2" in caplog.text
+        refs = guard.references()
+        assert [r.title for r in refs] == list(made) and not any(r.has_keyframes for r in refs)
+        for ref in refs:
+            (track,) = guard.tracks(ref.id)
+            fp = made[ref.title][1]
+            assert np.array_equal(track.codes, fp.codes) and np.array_equal(track.times, fp.times)
+            assert track.pipeline == first_release_pipeline("mhash16", 1, 256, 4.0)
+        for seed, ref in zip(reference_files, refs):
+            copy = media.make_copy(tmp_path / f"copy{seed}.mp4", seed, 8.0, 10.0, before=3.0)
+            assert [s.reference_id for s in guard.scan(copy).segments] == [ref.id], f"reference {seed} is found"
+    assert _schema_version(home / "catalog.sqlite") == SCHEMA_VERSION
+    caplog.clear()
+    with caplog.at_level("INFO"), Guard(Settings(home=home)) as guard:
+        assert len(guard.references()) == 3
+    assert "upgraded" not in caplog.text and "rebuilding" not in caplog.text, "upgraded and re-indexed once"
+
+
+def test_a_migration_that_fails_leaves_the_store_at_the_last_complete_version(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    Database(path).close()
+
+    def half_then_fail(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE half_done (x INTEGER)")
+        raise sqlite3.OperationalError("disk went away")
+
+    database = Database(path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="disk went away"):
+            migrate(database, MIGRATIONS + (Migration(SCHEMA_VERSION + 1, "fails", half_then_fail),))
+        assert _schema_version(path) == SCHEMA_VERSION
+        assert database.query("SELECT name FROM sqlite_master WHERE name = 'half_done'") == []
+        later = Migration(SCHEMA_VERSION + 1, "works", lambda db: db.execute("CREATE TABLE later (x INTEGER)"))
+        assert migrate(database, MIGRATIONS + (later,)) == [SCHEMA_VERSION + 1]
+        assert migrate(database, MIGRATIONS + (later,)) == [], "a migration runs once"
+    finally:
+        database.close()
+    with pytest.raises(FormatError, match=f"catalog format v{SCHEMA_VERSION + 1} is newer than this guard reads "
+                                          f"\\(v{SCHEMA_VERSION}\\); upgrade guard"):
+        Database(path)
+
+
+def test_migrations_are_numbered_one_by_one():
+    assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_a_new_store_has_every_table(tmp_path):
+    database = Database(tmp_path / "catalog.sqlite")
+    try:
+        tables = {name for (name,) in database.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        database.close()
+    assert {"refs", "tracks", "keyframes", "jobs", "incidents", "streams", "api_keys", "outbox"} <= tables
+    assert "fingerprints" not in tables
+    assert _schema_version(tmp_path / "catalog.sqlite") == SCHEMA_VERSION

@@ -1,0 +1,231 @@
+"""The searcher: readings → index hits → votes → verified segments, for a whole query (scans)
+and for a live window matched incrementally, which must give what a full match gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guard import decode
+from guard_synth import broadcast as synth
+from guard.config import MatchSettings, Settings
+from guard.index import BruteForceIndex
+from guard.index.brute import masked_search
+from guard.match import RefFrames, vector_ids
+from guard.models import MaskedCodes
+from guard.search import LiveSearch, Searcher
+from guard.service import Guard
+from guard.signals import DEFAULT_SIGNAL, get_signal
+from tests.live_helpers import encode, reference_frames
+
+FPS = 4.0
+SIGNAL = get_signal(DEFAULT_SIGNAL)
+BITS = SIGNAL.bits
+
+
+class OracleIndex:
+    """The searcher's view of an index (what :class:`guard.refindex.ReferenceIndex` offers)
+    over the brute-force oracle, with references added and removed in memory."""
+
+    def __init__(self):
+        self.index = BruteForceIndex(BITS)
+        self.refs: dict[int, RefFrames] = {}
+
+    def sync(self) -> None:
+        """Nothing to catch up with: changes apply at once."""
+
+    def add(self, ref_id: int, ref: RefFrames) -> None:
+        self.refs[ref_id] = ref
+        self.index.add(vector_ids(ref_id, len(ref.times)), ref.codes)
+
+    def remove(self, ref_id: int) -> None:
+        ref = self.refs.pop(ref_id)
+        self.index.remove(vector_ids(ref_id, len(ref.times)))
+
+    def search(self, codes, radius, max_hits):
+        return self.index.search(codes, radius, max_hits)
+
+    def search_masked(self, codes, masks, radius, max_hits):
+        return masked_search(codes, masks, self.index.ids, self.index.codes, radius, max_hits)
+
+
+def _random_codes(rng, n):
+    return rng.integers(0, 256, (n, BITS // 8), dtype=np.uint8)
+
+
+def _flip(rng, codes, bits):
+    """``codes`` with ``bits`` random bits flipped in each row (``bits`` may vary per row)."""
+    bits = np.broadcast_to(bits, len(codes))
+    unpacked = np.unpackbits(codes, axis=1)
+    for row, count in zip(unpacked, bits):
+        row[rng.choice(BITS, int(count), replace=False)] ^= 1
+    return np.packbits(unpacked, axis=1)
+
+
+def _world(rng) -> OracleIndex:
+    """Three 60 s references of random codes; the third opens on 20 s of one still picture."""
+    view = OracleIndex()
+    for ref_id in (1, 2):
+        view.add(ref_id, RefFrames(f"ref {ref_id}", 4.0, np.arange(240) / FPS, _random_codes(rng, 240)))
+    still = np.repeat(_random_codes(rng, 1), 80, axis=0)
+    codes = np.concatenate([_flip(rng, still, 4), _random_codes(rng, 160)])
+    view.add(3, RefFrames("opens on a still", 4.0, np.arange(240) / FPS, codes))
+    return view
+
+
+def _stream(rng, view: OracleIndex, seconds: float = 60.0):
+    """A stream of random codes holding copies of every kind: lightly and heavily damaged,
+    broken by bursts of damage, mirrored, and garbled under an overlay with a masked reading
+    that shows the picture; plus look-alikes of a reference's still. Frames go missing now
+    and then (uninformative frames) and the sampling instants wobble."""
+    n = int(seconds * FPS)
+    codes = _random_codes(rng, n)
+    masked = MaskedCodes(np.zeros_like(codes), np.zeros_like(codes))
+    kinds = ["plain", "mirrored", "overlay", "damaged", "look-alike"]
+    at = 4
+    while at < n - 24:
+        kind = kinds.pop(0)
+        kinds.append(kind)
+        ref = view.refs[int(rng.integers(1, 4))].codes
+        shortest = 40 if kind == "mirrored" else 16  # a mirrored copy must last twice min_seconds
+        length = int(min(rng.integers(shortest, 64), n - at - 4))
+        start = int(rng.integers(0, len(ref) - length))
+        copied = ref[start:start + length]
+        if kind == "plain":
+            piece = _flip(rng, copied, rng.integers(0, 40, length))
+        elif kind == "damaged":
+            piece = _flip(rng, copied, rng.integers(20, 70, length))
+            burst = int(rng.integers(0, length))
+            piece[burst:burst + 12] = _random_codes(rng, len(piece[burst:burst + 12]))
+        elif kind == "mirrored":
+            piece = SIGNAL.mirror(_flip(rng, copied, rng.integers(0, 40, length)))
+        elif kind == "overlay":
+            piece = _flip(rng, copied, 90)
+            piece[::7] = copied[::7]  # a few frames the plain search seeds on
+            shown = np.full(copied.shape, 0xFF, np.uint8)
+            shown[:, : BITS // 32] = 0  # the top quarter of the grid is hidden
+            masked.codes[at:at + length] = _flip(rng, copied, 12) & shown
+            masked.masks[at:at + length] = shown
+        else:
+            still = view.refs[3].codes[:1]
+            piece = _flip(rng, np.repeat(still, length, axis=0), 44)
+        codes[at:at + length] = piece
+        at += length + int(rng.integers(2, 30))
+    times = np.arange(n) / FPS + rng.uniform(-0.03, 0.03, n)
+    present = rng.random(n) > 0.05
+    return times[present], codes[present], masked.take(present)
+
+
+def _compare_as_it_goes(searcher: Searcher, live: LiveSearch, times, codes, masked, rng, changes=None) -> list:
+    """Feed the stream in batches of 1–4 frames; after each, the live decision must equal a
+    full match of the window. Returns the segments of every decision."""
+    reported = []
+    at = 0
+    while at < len(times):
+        step = int(rng.integers(1, 5))
+        part = slice(at, at + step)
+        live.add(times[part], codes[part], masked.take(part))
+        at += step
+        if changes is not None:
+            changes(at)
+        found = live.segments()
+        window = live.masked if live.masked.masks.any() else None
+        assert found == searcher.match(live.times, live.codes, window), f"frames up to {at}"
+        reported += found
+    return reported
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_live_window_matched_incrementally_gives_what_a_full_match_gives(seed):
+    rng = np.random.default_rng(seed)
+    view = _world(rng)
+    times, codes, masked = _stream(rng, view)
+    searcher = Searcher(view, MatchSettings(), SIGNAL, 1 / FPS)
+    live = searcher.live(12.0)
+    found = _compare_as_it_goes(searcher, live, times, codes, masked, rng)
+    assert {s.modality for s in found} == {"video", "video-mirrored"}
+    # Every frame went to the index once per reading: plain, mirrored, masked where it has one.
+    assert live.queries == 2 * len(times) + int(masked.masks.any(axis=1).sum())
+
+
+def test_references_added_or_removed_mid_stream_are_searched_for_in_the_whole_window():
+    rng = np.random.default_rng(7)
+    view = _world(rng)
+    times, codes, masked = _stream(rng, view)
+    extra = RefFrames("late", 4.0, np.arange(240) / FPS, _random_codes(rng, 240))
+    codes[100:160] = extra.codes[20:80]  # the stream copies a reference registered later
+    searcher = Searcher(view, MatchSettings(), SIGNAL, 1 / FPS)
+    live = searcher.live(20.0)
+
+    def changes(at):
+        if at >= 120 and 4 not in view.refs and 1 in view.refs:
+            view.add(4, extra)
+        if at >= 190 and 1 in view.refs:
+            view.remove(1)
+
+    found = _compare_as_it_goes(searcher, live, times, codes, masked, rng, changes)
+    assert 4 in view.refs and 1 not in view.refs
+    assert any(s.reference_id == 4 for s in found), "the copy already in the window when its reference came"
+    assert live.queries > 2 * len(times), "the window was searched again after each change"
+
+
+def test_a_quiet_window_searches_only_its_new_frames():
+    """Between decisions, only frames that arrived since are sent to the index."""
+    rng = np.random.default_rng(3)
+    view = _world(rng)
+    searcher = Searcher(view, MatchSettings(), SIGNAL, 1 / FPS)
+    live = searcher.live(24.0)
+    for k in range(40):
+        live.add(np.array([k / FPS]), _random_codes(rng, 1))
+        assert live.segments() == []
+    assert live.queries == 2 * 40  # plain and mirrored, once per frame
+    assert len(live) == 40
+
+
+# -- on real media: decode → readings (live session) → incremental search --------------------------
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory):
+    """Two references and a 38 s stream copying them three ways: plainly, under a still panel
+    covering a quarter of the picture, and mirrored (320×180, 12 fps, H.264)."""
+    folder = tmp_path_factory.mktemp("search")
+    references = {seed: encode(folder / f"ref{seed}.mp4", reference_frames(seed, 20)) for seed in (7, 23)}
+
+    def unrelated(seconds, start):
+        return synth.broadcast(999, (320, 180), 12, seconds, start=start, styles=("shapes",))
+
+    parts = [
+        unrelated(4.0, 0.0),
+        synth.broadcast(7, (320, 180), 12, 8.0, start=6.0),  # 4–12 s: plain copy of 7
+        unrelated(2.0, 12.0),
+        (synth.overlay(f, 0.25, "tl", seed=1) for f in synth.broadcast(23, (320, 180), 12, 10.0, start=4.0)),
+        unrelated(2.0, 24.0),  # 14–24 s: copy of 23 under a panel
+        (synth.mirror(f) for f in synth.broadcast(7, (320, 180), 12, 10.0, start=8.0)),  # 26–36 s: mirrored
+        unrelated(2.0, 36.0),
+    ]
+    stream = encode(folder / "stream.ts", synth.splice(parts))
+    return references, stream
+
+
+def test_a_live_stream_copying_three_ways_is_matched_incrementally_as_a_full_match_would(copies, tmp_path):
+    references, stream = copies
+    with Guard(Settings(home=tmp_path / "home")) as guard:
+        ids = {seed: guard.ingest(path, title=f"ref{seed}", min_seconds=2.0).id for seed, path in references.items()}
+        session = guard.fingerprinter.session(overlays="live")
+        live = guard.searcher.live(24.0)
+        found = []
+        for batch in decode.sample_frames(stream):
+            for part in np.array_split(np.arange(len(batch.times)), max(1, len(batch.times) // 2)):
+                readings = session.add(decode.FrameBatch(batch.times[part], batch.grey[part]))
+                live.add(readings.times, readings.codes, readings.masked)
+                segments = live.segments()
+                window = live.masked if live.masked.masks.any() else None
+                assert segments == guard.searcher.match(live.times, live.codes, window)
+                found += segments
+    seen = {(s.reference_id, s.modality) for s in found}
+    assert seen == {(ids[7], "video"), (ids[23], "video"), (ids[7], "video-mirrored")}, seen
+    panel = [s for s in found if s.reference_id == ids[23]]
+    assert min(s.query_start for s in panel) == pytest.approx(14.0, abs=2.5)
+    assert max(s.query_end for s in panel) == pytest.approx(24.0, abs=1.0)
+    assert live.queries < 3.2 * (38 * FPS), "each frame searched once per reading"
