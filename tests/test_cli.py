@@ -41,6 +41,7 @@ def test_ingest_registers_with_policy(cli_store):
     assert shown == listed[0]
 
 
+@pytest.mark.slow
 def test_scan_folder_reports_copies_and_exit_code(cli_store, tmp_path):
     home, ref = cli_store
     folder = tmp_path / "uploads" / "day1"
@@ -172,6 +173,7 @@ def _run_measured(home, *args, timeout: float = 60.0) -> tuple[int, str, int]:
         return proc.returncode, err.read(), usage.ru_maxrss * 1024
 
 
+@pytest.mark.slow
 def test_import_refuses_hostile_files_with_exit_2(tmp_path):
     home = tmp_path / "store"
     valid = _export_text()

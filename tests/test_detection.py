@@ -29,6 +29,7 @@ CASES = {
 SUFFIX = {"mpeg4 in avi": ".avi", "mpeg2 in mpeg-ts": ".ts", "mjpeg in mkv": ".mkv"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_copy_is_found_and_localized(name, guard, loaded_store, tmp_path):
     seed, start, seconds, transform, before, after, fps, options = CASES[name]
@@ -90,6 +91,7 @@ def test_a_mirrored_copy_is_found_and_marked(guard, loaded_store, tmp_path):
     assert segment.reference_start == pytest.approx(6.0, abs=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_a_mirrored_reading_needs_twice_the_reference_min_seconds(guard, loaded_store, tmp_path):
     """Long enough unflipped (min_seconds 5), too short for a flipped reading."""
     path = media.make_copy(tmp_path / "short.mp4", 3, 6.0, 7.0, synth.mirror, before=5.0, after=4.0)
@@ -98,6 +100,7 @@ def test_a_mirrored_reading_needs_twice_the_reference_min_seconds(guard, loaded_
     assert [s.modality for s in guard.scan(path).segments] == ["video"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed,corner", [(1, "tl"), (3, "tr")])
 def test_a_copy_under_a_large_still_panel_is_found_through_its_masked_reading(
         guard, loaded_store, tmp_path, seed, corner):

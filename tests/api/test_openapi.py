@@ -39,6 +39,7 @@ def api_schema(app_and_key):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case, app_and_key):

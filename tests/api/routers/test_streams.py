@@ -26,6 +26,7 @@ def live(settings, media):
         yield client
 
 
+@pytest.mark.slow
 def test_monitor_a_live_stream_and_read_its_incident(live, media, tmp_path):
     client, keys = live, live.keys
     # Live encoders send a keyframe every second; a stream joined mid-way needs them.
