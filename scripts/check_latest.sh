@@ -29,7 +29,7 @@ make_env() { # make_env DIR: a venv with the locked set and guard (no deps)
 
 failing_tests() { # failing_tests VENV OUT: node ids of failing tests into OUT
     "$1/bin/python" -m pytest -W error -q -p no:cacheprovider -rf "${@:3}" >"$2.log" 2>&1 || true
-    grep -E '^(FAILED|ERROR) ' "$2.log" | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | sort -u >"$2"
+    { grep -E '^(FAILED|ERROR) ' "$2.log" || true; } | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | sort -u >"$2"
 }
 
 echo "== newest allowed versions"
