@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -359,6 +360,41 @@ class FolderServer:
         self._thread.join(5)
 
 
+class _PostServer(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def serve_posts(answer, port: int = 0, tls: ssl.SSLContext | None = None):
+    """A threaded HTTP(S) server on 127.0.0.1 answering every POST with the status
+    ``answer(path, headers, body)`` returns (empty body). Returns ``(server, thread)``; stop it
+    with :func:`stop_serving`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(answer(self.path, self.headers, body))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = _PostServer(("127.0.0.1", port), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def stop_serving(server, thread) -> None:
+    """Stop a server from :func:`serve_posts` and close its port."""
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
 class WebhookReceiver:
     """A real HTTP webhook receiver: verifies signatures, deduplicates by event id, counts.
 
@@ -385,32 +421,14 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    def up(self):
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                answer = receiver.accept(self.headers, body)
-                self.send_response(answer)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
+    def up(self, tls: ssl.SSLContext | None = None):
+        self.server, self._thread = serve_posts(lambda path, headers, body: self.accept(headers, body),
+                                                self.port, tls)
         return self
 
     def down(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self._thread.join(5)
+            stop_serving(self.server, self._thread)
             self.server = None
 
     def accept(self, headers, body: bytes) -> int:

@@ -29,7 +29,7 @@ from guard_synth import broadcast as synth
 from guard.actions import verify_signature
 from guard_synth.encode import write_video
 from guard.errors import WebhookError
-from tests.live_helpers import free_port
+from tests.live_helpers import free_port, serve_posts, stop_serving
 
 SIZE = (320, 180)
 FPS = 10
@@ -256,34 +256,19 @@ class CountingReceiver:
             return {key: list(times) for key, times in self.deliveries.items()}
 
     def up(self) -> CountingReceiver:
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                answer = receiver.accept(self.path, self.headers, body)
-                if receiver.delay:
-                    time.sleep(receiver.delay)  # a slow receiver: recorded on arrival, answered later
-                self.send_response(answer)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server, self._thread = serve_posts(self._answer)
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True)
-        self._thread.start()
         return self
+
+    def _answer(self, path: str, headers, body: bytes) -> int:
+        status = self.accept(path, headers, body)
+        if self.delay:
+            time.sleep(self.delay)  # a slow receiver: recorded on arrival, answered later
+        return status
 
     def down(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self._thread.join(5)
+            stop_serving(self.server, self._thread)
             self.server = None
 
     def __enter__(self) -> CountingReceiver:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
 import shutil
 import ssl
 import subprocess
-import threading
 import time
 
 import numpy as np
@@ -352,25 +350,8 @@ class _TLSReceiver(_HostRecorder):
         self.context.sni_callback = lambda sock, name, context: self.server_names.append(name)
         self.server_names: list[str | None] = []
 
-    def up(self):
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(receiver.accept(self.headers, body))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True)
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
-        return self
+    def up(self, tls: ssl.SSLContext | None = None):
+        return super().up(tls or self.context)
 
 
 def test_https_deliveries_send_the_host_as_sni_and_verify_the_certificate_against_it(tmp_path, tls_files,
