@@ -174,12 +174,37 @@ def probe(source: str | os.PathLike[str]) -> MediaInfo:
         )
 
 
+class Stills:
+    """Small RGB pictures of a file taken while it is sampled for fingerprinting (one decode
+    for both): the first sampled frame at or after every ``interval`` seconds, ``width``
+    pixels wide (even height, aspect kept). :attr:`frames` holds ``(time, rgb)`` on the
+    fingerprint's clock once the file is read."""
+
+    def __init__(self, interval: float, width: int):
+        if interval <= 0 or width < 2:
+            raise ValueError("stills need a positive interval and a width of at least 2 pixels")
+        self.interval = interval
+        self.width = width
+        self.frames: list[tuple[float, np.ndarray]] = []
+
+    def _watch(self, samples: Iterable[tuple[float, float | None, VideoFrame]]
+               ) -> Iterator[tuple[float, float | None, VideoFrame]]:
+        due = 0.0
+        for t, wall, frame in samples:
+            if t + 1e-6 >= due:
+                self.frames.append((t, _thumbnail(frame, self.width)))
+                due = (np.floor(t / self.interval + 1e-6) + 1) * self.interval
+            yield t, wall, frame
+
+
 def sample_frames(
     source: str | os.PathLike[str],
     options: DecodeOptions = DecodeOptions(),
     av_options: dict[str, str] | None = None,
+    stills: Stills | None = None,
 ) -> Generator[FrameBatch, None, None]:
-    """Decode ``source`` and yield batches of grey frames sampled at ``options.sample_fps``.
+    """Decode ``source`` and yield batches of grey frames sampled at ``options.sample_fps``;
+    ``stills``, when given, also collects small pictures of it in the same pass.
 
     Raises :class:`InputError` when the source cannot be opened, has no video stream, or
     yields no decodable frame. Damaged packets in the middle of a file are skipped.
@@ -190,7 +215,8 @@ def sample_frames(
         stream = _video_stream(container, name)
         _configure_decoder(stream, options)
         emitted = 0
-        for batch in _batches(_file_samples(container, stream, name, options.sample_fps)):
+        samples = _file_samples(container, stream, name, options.sample_fps)
+        for batch in _batches(samples if stills is None else stills._watch(samples)):
             emitted += len(batch.times)
             yield batch
         if emitted == 0:

@@ -21,8 +21,6 @@ from guard.signals import FrameSignal, get_frame_signal, hamming
 
 #: Overlay analysis looks at frames this many times the signal's input size (16×16 → 64×64).
 DETAIL_FACTOR = 4
-#: Frames before a batch that bar detection sees again (it smooths over neighbouring frames).
-BAR_CONTEXT = preprocess.SMOOTH_FRAMES - 1
 #: Earlier frames whose motion a live overlay analysis keeps (its trailing window, less one).
 MOTION_HISTORY = 2 * preprocess.MOTION_WINDOW
 
@@ -49,8 +47,7 @@ class Readings:
 class QuerySession:
     """One query's frames → readings, batch after batch, the same for files and live streams.
 
-    Keeps the context that crosses batch boundaries: the last :data:`BAR_CONTEXT` grey frames
-    (bars are smoothed over neighbouring frames), the last detail frame (block motion compares
+    Keeps the context that crosses batch boundaries: the last detail frame (block motion compares
     each frame with the one before) and, with ``overlays``, the frames' cell motion: for the
     whole query (``"file"``: masked readings from :meth:`finish`) or for a trailing window
     (``"live"``: masked readings with each batch's readings).
@@ -61,16 +58,17 @@ class QuerySession:
             raise ValueError(f"overlays must be None, 'file' or 'live', not {overlays!r}")
         self.signal = signal
         self.overlays = overlays
-        self._context = np.zeros((0, decode.GREY_SIZE, decode.GREY_SIZE), np.uint8)
         self._previous: np.ndarray | None = None
         self._cells: list[np.ndarray] = []
         self._motion: list[np.ndarray] = []
 
     def add(self, batch: decode.FrameBatch) -> Readings:
         """Readings of a batch's informative frames (the batch follows the previous one)."""
-        grey = np.concatenate([self._context, batch.grey]) if len(self._context) else batch.grey
-        boxes = preprocess.detect_bars(grey)[len(self._context):]
-        self._context = grey[-BAR_CONTEXT:]
+        # Bars are smoothed within the batch only, as the stores of the first release were made
+        # (preprocess version 1). Smoothing across batches (tried: the last frames of the batch
+        # before as context, or the whole file as one batch) changes codes at batch edges, and
+        # on the accuracy corpus turned one look-alike concert stretch into a false incident.
+        boxes = preprocess.detect_bars(batch.grey)
         frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
         keep = preprocess.informative(frames)
         readings = Readings(batch.times[keep], self.signal.hash_batch(frames[keep]))
@@ -148,13 +146,15 @@ class Fingerprinter:
         progress: Callable[[float], None] | None = None,
         av_options: dict[str, str] | None = None,
         overlays: bool = False,
+        stills: decode.Stills | None = None,
     ) -> Fingerprint:
         """Fingerprint a whole file; ``progress`` receives media seconds done after each batch.
 
         With ``overlays``, frames partly hidden by a still overlay also get a masked reading
-        (:attr:`Fingerprint.masked`) — what scans want, references do not.
+        (:attr:`Fingerprint.masked`) — what scans want, references do not. ``stills`` collects
+        pictures of the file in the same decode (a reference's keyframes).
         """
-        batches = decode.sample_frames(path, self.decode_options, av_options)
+        batches = decode.sample_frames(path, self.decode_options, av_options, stills)
         return self.fingerprint_batches(batches, progress, overlays=overlays)
 
     def fingerprint_batches(

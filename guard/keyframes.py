@@ -8,7 +8,6 @@ the picture is taken once, at ingest, and stored with the reference.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 from PIL import Image
@@ -23,11 +22,15 @@ KEYFRAME_WIDTH = 160
 KEYFRAME_JPEG_QUALITY = 75
 
 
-def reference_keyframes(path: str | os.PathLike[str], interval: float = KEYFRAME_INTERVAL,
-                        width: int = KEYFRAME_WIDTH) -> list[Keyframe]:
-    """One keyframe of the video at ``path`` every ``interval`` seconds, on the same media
-    clock as its fingerprint times."""
-    return [keyframe(t, rgb, width) for t, rgb in decode.rgb_frames(path, 1.0 / interval)]
+def stills_for_keyframes(interval: float = KEYFRAME_INTERVAL, width: int = KEYFRAME_WIDTH) -> decode.Stills:
+    """What to hand to the fingerprinting decode of a reference so that it also collects
+    the pictures of its keyframes (see :func:`keyframes_of`)."""
+    return decode.Stills(interval, width)
+
+
+def keyframes_of(stills: decode.Stills) -> list[Keyframe]:
+    """The keyframes of the pictures ``stills`` collected, on the fingerprint's media clock."""
+    return [keyframe(t, rgb, stills.width) for t, rgb in stills.frames]
 
 
 def keyframe(media_time: float, rgb: np.ndarray, width: int = KEYFRAME_WIDTH) -> Keyframe:

@@ -17,7 +17,7 @@ from guard.act import Act
 from guard.config import PROCESS_ROLES, Settings, parse_roles
 from guard.errors import FormatError, InputError
 from guard.fingerprint import Fingerprinter, reference_warnings
-from guard.keyframes import KEYFRAME_INTERVAL, reference_keyframes
+from guard.keyframes import KEYFRAME_INTERVAL, keyframes_of, stills_for_keyframes
 from guard.jobs import JobPorts, JobQueue, scan_file, service_handlers
 from guard.keys import KeyStore
 from guard.models import Fingerprint, Keyframe, MaskedCodes, Reference, ScanResult, Segment
@@ -128,13 +128,9 @@ class Guard:
         """Fingerprint a reference video, keep its keyframes (evidence pictures, see
         :mod:`guard.keyframes`) and register both; ``source`` is what to record as its origin
         (default: the path)."""
-        fp = self.fingerprint(path, progress)
-        keyframes: list[Keyframe] = []
-        if len(fp):
-            try:
-                keyframes = reference_keyframes(path)
-            except InputError as exc:  # the file changed since it was fingerprinted
-                log.warning("%s: no keyframes kept (%s)", path, exc)
+        stills = stills_for_keyframes()
+        fp = self.fingerprinter.fingerprint_file(path, progress, stills=stills)
+        keyframes = keyframes_of(stills) if len(fp) else []
         return self.register(
             fp, title=title or Path(path).stem, owner=owner, policy=policy,
             min_seconds=min_seconds, source=source or os.fspath(path), allowlist=allowlist,

@@ -33,6 +33,24 @@ def test_sampling_rate_and_times(clip, fps, fast):
     assert all(len(b.times) <= decode.BATCH_SIZE for b in batches)
 
 
+def test_stills_are_taken_in_the_fingerprinting_decode_on_its_clock(clip):
+    """One decode gives the grey batches and a small picture every 2 s, at sampled instants."""
+    stills = decode.Stills(2.0, 160)
+    batches = list(decode.sample_frames(clip, decode.DecodeOptions(sample_fps=4.0), stills=stills))
+    times = np.concatenate([b.times for b in batches])
+    taken = np.array([t for t, _ in stills.frames])
+    np.testing.assert_allclose(taken, np.arange(0.0, 10.0, 2.0), atol=2.5 / 30)
+    assert set(taken.tolist()) <= set(times.tolist())
+    assert {rgb.shape for _, rgb in stills.frames} == {(90, 160, 3)}
+    # Each still shows its own instant: it is closer to the grey frame sampled then than to one 2 s on.
+    grey = np.concatenate([b.grey for b in batches]).astype(np.float32)
+    for k, (t, rgb) in enumerate(stills.frames[:-1]):
+        small = np.asarray(rgb, np.float32).mean(axis=2)[::9, ::16][:10, :10]
+        here = grey[np.flatnonzero(times == t)[0]][::13, ::13][:10, :10]
+        later = grey[np.flatnonzero(times == stills.frames[k + 1][0])[0]][::13, ::13][:10, :10]
+        assert np.abs(small - here).mean() < np.abs(small - later).mean()
+
+
 def test_probe(clip):
     info = decode.probe(clip)
     assert (info.width, info.height, info.has_audio) == (320, 180, True)
