@@ -32,6 +32,8 @@ from guard.service import Guard, media_files
 EXIT_FOUND = 1
 EXIT_INTERNAL = 4
 EXIT_CUT = 5
+#: GIL switch interval (s) of a ``guard serve`` process (Python's default is 5 ms; see serve).
+SWITCH_INTERVAL = 0.001
 
 log = logging.getLogger("guard")
 
@@ -352,6 +354,10 @@ def serve(obj: _Context, host: str, port: int, roles: str) -> None:
 
     from guard.api import create_app
 
+    # The event loop shares the GIL with job and monitor threads that hash frames: a thread
+    # waiting for it otherwise waits up to 5 ms per hand-over (scripts/bench_api.py: with an
+    # ingest running, 1 ms takes the ingest from 0.87 s to 0.64 s and read p50s from 4-8 to 2-4 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     uvicorn.run(create_app(settings, roles=chosen), host=host, port=port,
                 log_level="info" if obj.verbose else "warning")
 

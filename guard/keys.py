@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 
 from guard.errors import AuthError, InputError
 from guard.storage.keys import KeyRepository
@@ -24,6 +26,12 @@ ROLES = ("admin", "rights_holder", "platform")
 
 TOKEN_PREFIX = "gk_"
 _PREFIX_CHARS = 8
+#: Seconds an authenticated key is trusted without reading the catalog again. A revocation
+#: made through this process takes effect at once; one made by another process (``guard keys
+#: revoke``, another ``guard serve``) within this time.
+KEY_CACHE_SECONDS = 2.0
+#: Most keys remembered at once (past this the memory starts over; only valid keys are kept).
+KEY_CACHE_SIZE = 10_000
 
 
 def digest(token: str) -> str:
@@ -41,8 +49,11 @@ def _check_owner(owner: str) -> str:
 class KeyStore:
     """Create, authenticate, list and revoke API keys in the catalog."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, cache_seconds: float = KEY_CACHE_SECONDS):
         self.repository = KeyRepository(database)
+        self.cache_seconds = cache_seconds
+        self._recent: dict[str, tuple[float, ApiKey]] = {}  # token digest → (time read, key)
+        self._lock = threading.Lock()
 
     def create(self, role: str, owner: str, label: str = "") -> tuple[ApiKey, str]:
         """Make a key; return it and its token (the only time the token is available)."""
@@ -68,7 +79,22 @@ class KeyStore:
         key = found[0]
         if key.revoked:
             raise AuthError("API key revoked")
+        with self._lock:
+            if len(self._recent) >= KEY_CACHE_SIZE:
+                self._recent.clear()
+            self._recent[wanted] = (time.monotonic(), key)
         return key
+
+    def recently_authenticated(self, token: str) -> ApiKey | None:
+        """The key of ``token`` if :meth:`authenticate` accepted it less than
+        ``cache_seconds`` ago, without reading the catalog (for the API's event loop); None
+        means: call :meth:`authenticate`."""
+        if not token or len(token) > 256:
+            return None
+        seen = self._recent.get(digest(token))
+        if seen is None or time.monotonic() - seen[0] >= self.cache_seconds:
+            return None
+        return seen[1]
 
     def get(self, key_id: int) -> ApiKey:
         """One key by id."""
@@ -83,4 +109,6 @@ class KeyStore:
         key = self.get(key_id)
         if key.revoked is None:
             self.repository.revoke(key.id, when=utc_now())
+        with self._lock:
+            self._recent = {d: seen for d, seen in self._recent.items() if seen[1].id != key.id}
         return self.get(key_id)

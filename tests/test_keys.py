@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -48,6 +49,35 @@ def test_revoked_key_stops_working_at_once(keys):
         keys.authenticate(token)
     assert keys.authenticate(other_token) == other
     assert keys.revoke(key.id).revoked == keys.get(key.id).revoked  # idempotent
+
+
+def test_recently_authenticated_keys_are_answered_from_memory_until_revoked(keys):
+    key, token = keys.create("platform", "yt")
+    assert keys.recently_authenticated(token) is None, "never authenticated: read the catalog"
+    keys.authenticate(token)
+    assert keys.recently_authenticated(token) == key
+    assert keys.recently_authenticated("gk_" + "x" * 43) is None
+    keys.revoke(key.id)
+    assert keys.recently_authenticated(token) is None, "a revocation here takes effect at once"
+
+
+def test_a_revocation_by_another_process_takes_effect_within_the_cache_time(tmp_path):
+    catalog, elsewhere = Catalog(tmp_path / "catalog.sqlite"), Catalog(tmp_path / "catalog.sqlite")
+    try:
+        server, cli = KeyStore(catalog, cache_seconds=0.2), KeyStore(elsewhere)
+        key, token = server.create("platform", "yt")
+        server.authenticate(token)
+        cli.revoke(key.id)
+        assert server.recently_authenticated(token) == key  # within the cache time
+        deadline = time.monotonic() + 5
+        while server.recently_authenticated(token) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.recently_authenticated(token) is None
+        with pytest.raises(AuthError, match="revoked"):
+            server.authenticate(token)
+    finally:
+        catalog.close()
+        elsewhere.close()
 
 
 def test_list_and_errors(keys):

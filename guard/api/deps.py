@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Awaitable, Callable
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from guard.api.schemas import MAX_ID
@@ -30,17 +31,21 @@ async def get_guard(request: Request) -> Guard:
 GuardDep = Annotated[Guard, Depends(get_guard)]
 
 
-def current_key(
+async def current_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
     """The authenticated caller; 401 without a valid ``Authorization: Bearer`` key.
 
-    A plain ``def`` (run in the thread pool): the key lookup reads the catalog, which must
-    never block the event loop."""
+    A key accepted in the last seconds is answered from memory on the event loop; otherwise
+    the catalog is read in the thread pool (it must never block the loop). A hop to the
+    pool per request would cost more than the lookup (see scripts/bench_api.py)."""
     if credentials is None:
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    key = request.app.state.guard.keys.authenticate(credentials.credentials)
+    keys = request.app.state.guard.keys
+    key = keys.recently_authenticated(credentials.credentials)
+    if key is None:
+        key = await run_in_threadpool(keys.authenticate, credentials.credentials)
     request.state.key = key
     return key
 
