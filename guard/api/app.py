@@ -6,7 +6,6 @@ uvicorn. OpenAPI is at ``/openapi.json``, interactive docs at ``/docs``.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -69,9 +68,6 @@ def create_app(settings: Settings | None = None, roles: Iterable[str] = PROCESS_
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # What is built by now lives as long as the process: moved out of the cyclic collector's
-        # reach, full collections no longer walk it (they paused every request 60-85 ms).
-        gc.freeze()
         try:
             yield
         finally:
