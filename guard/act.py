@@ -6,6 +6,11 @@ what follows goes through :class:`Act`:
 - **policy**: an account on the reference's allowlist triggers nothing; otherwise policy
   ``flag`` records an incident and sends ``incident.flagged``, ``cut`` records it and sends
   ``stream.cut`` (the platform's takedown) — a live stream is then no longer monitored;
+- **ownership conflicts**: when references of different owners explain the same copy (the
+  matcher keeps both, see :func:`guard.match.distinct_segments`), one incident names them all
+  (its reference is the closest one, the others are its ``claims``), every owner is told and
+  sees it, and nothing is cut automatically: it is flagged until an owner confirms it, which
+  applies that owner's policy;
 - **incidents**: a live stream's incident grows while the copy goes on (``incident.updated``
   at most every ``update_interval``) and closes when the copy has not been seen for
   ``incident_idle_seconds`` or the stream ends (:class:`LiveCase`); a scan's incidents,
@@ -29,7 +34,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -123,32 +128,33 @@ class Act:
         reference's allowlist exempts licensed accounts. Returns the incidents made.
         """
         made = []
-        for ref_id, found in _by_reference(segments):
-            reference = self.reference(ref_id)
-            if reference is None or allowlisted(reference, account):
-                continue
+        matched = [(reference, found) for ref_id, found in _by_reference(segments)
+                   if (reference := self.reference(ref_id)) is not None and not allowlisted(reference, account)]
+        for reference, found, claims in claim_cases(matched):
             now = time.time()
             first = min(found, key=lambda s: s.query_start)
-            incident = self._record(stream["id"], account, platform, reference, found, first_seen=now, decided=now)
+            incident = self._record(stream["id"], account, platform, reference, found, first_seen=now, decided=now,
+                                    claims=claims)
             self._collect_evidence(incident, reference, first, frame_at)
             incident = self.incidents.close(incident.id, when=now)
-            self._publish(_decision(reference), incident, stream)
+            self._publish(_decision(reference, incident), incident, stream)
             made.append(incident)
         return made
 
     def review(self, incident_id: int, action: str, *, allowlist_account: bool = False,
-               note: str | None = None) -> Incident:
+               note: str | None = None, reviewer: str | None = None) -> Incident:
         """``confirm`` or ``dismiss`` an incident and send ``incident.updated``;
-        ``allowlist_account`` also licenses the incident's account for its reference (no
-        future incident). Confirming an incident of a ``cut`` reference applies the policy."""
+        ``allowlist_account`` also licenses the incident's account for the reviewer's reference
+        (no future incident). Confirming applies the reviewer's reference's policy (a ``cut``
+        takes the stream down). ``reviewer`` is the reviewing owner: of a conflict, each owner
+        decides for its own reference; None (an admin) decides for the incident's reference."""
         incident = self.incidents.review(incident_id, action, note)
-        if allowlist_account:
-            reference = self.references.get(incident.reference_id)
-            if not allowlisted(reference, incident.account):
-                self.references.update(reference.id, allowlist=[*reference.allowlist, incident.account])
+        reference = self.references.get(_reviewed_reference(incident, reviewer))
+        if allowlist_account and not allowlisted(reference, incident.account):
+            self.references.update(reference.id, allowlist=[*reference.allowlist, incident.account])
         self._publish("incident.updated", incident)
         if action == "confirm":
-            self._apply_policy(incident)
+            self._apply_policy(incident, reference)
         return incident
 
     # -- shared steps ---------------------------------------------------------------------------
@@ -161,17 +167,21 @@ class Act:
             return None
 
     def _record(self, stream_id: str, account: str, platform: str, reference: Reference, segments: list[Segment],
-                *, first_seen: float, decided: float) -> Incident:
-        return self.incidents.create(stream_id=stream_id, account=account, platform=platform, reference=reference,
-                                     segments=segments, first_seen=first_seen, decided=decided)
+                *, first_seen: float, decided: float, claims: list[Reference] | None = None) -> Incident:
+        incident = self.incidents.create(stream_id=stream_id, account=account, platform=platform,
+                                         reference=reference, segments=segments, first_seen=first_seen,
+                                         decided=decided)
+        return self.incidents.add_claims(incident.id, claims) if claims else incident
 
     def _publish(self, event_type: str, incident: Incident, stream: dict[str, Any] | None = None) -> Event:
-        return self.outbox.publish(event_type, owner=incident.owner, platform=incident.platform,
-                                   incident=incident.to_dict(), stream=stream)
+        """Hand an event to the outbox for every owner with a claim on the incident; returns the
+        event of the incident's own owner."""
+        events = [self.outbox.publish(event_type, owner=owner, platform=incident.platform,
+                                      incident=incident.to_dict(), stream=stream) for owner in incident.owners]
+        return events[0]
 
-    def _apply_policy(self, incident: Incident) -> None:
+    def _apply_policy(self, incident: Incident, reference: Reference) -> None:
         """A confirmed incident on a ``cut`` reference takes its stream down, once."""
-        reference = self.references.get(incident.reference_id)
         already_cut = any(e.type == "stream.cut" for e in self.outbox.events(incident_id=incident.id))
         if reference.policy != "cut" or already_cut:
             return
@@ -242,6 +252,12 @@ class _OpenIncident:
     last_write: float
     reported_end: float
     dirty: bool = False
+    #: Other owners' references claiming this copy (an ownership conflict).
+    claims: list[Reference] = field(default_factory=list)
+
+    def owners(self) -> set[str]:
+        """The owners with a claim on the copy."""
+        return {self.reference.owner, *(claim.owner for claim in self.claims)}
 
 
 class LiveCase:
@@ -256,6 +272,7 @@ class LiveCase:
         self.stream = stream
         self.cut = False
         self._open: dict[int, _OpenIncident] = {}
+        self._claimed: dict[int, int] = {}  # reference → the open incident's reference it claims
         self._allowlisted: set[int] = set()
         self._refs: dict[int, tuple[float, Reference | None]] = {}
 
@@ -268,6 +285,7 @@ class LiveCase:
         """Open, grow or excuse per matched reference; True when the stream must be cut."""
         if self.cut:
             return True
+        fresh = []
         for ref_id, found in _by_reference(segments):
             reference = self._reference(ref_id)
             if reference is None:
@@ -279,11 +297,16 @@ class LiveCase:
                                        f"reference {ref_id} {reference.title!r}: account is licensed", None, None)
                 continue
             current = self._open.get(ref_id)
-            if current is None:
-                if self._open_incident(reference, found, now):
-                    return True
-            else:
+            if current is not None:
                 self._grow(current, found, now)
+            elif ref_id not in self._claimed:
+                fresh.append((reference, found))
+        for reference, found, claims in claim_cases(fresh):
+            host = self._open_host(reference, found)
+            if host is not None:
+                self._claim(host, [reference, *claims], now)
+            elif self._open_incident(reference, found, now, claims):
+                return True
         return False
 
     def close_idle(self, now: float) -> None:
@@ -291,6 +314,7 @@ class LiveCase:
         for ref_id, current in list(self._open.items()):
             if now - current.last_seen >= self.act.live.incident_idle_seconds:
                 del self._open[ref_id]
+                self._forget_claims(ref_id)
                 self._updated(current, now, "copy no longer seen", closing=True)
 
     def close_all(self, now: float, detail: str) -> None:
@@ -301,6 +325,7 @@ class LiveCase:
             except GuardError:
                 log.exception("stream %s: cannot close incident %d", self.stream.id, current.incident_id)
         self._open.clear()
+        self._claimed.clear()
 
     def _reference(self, ref_id: int) -> Reference | None:
         cached = self._refs.get(ref_id)
@@ -310,13 +335,33 @@ class LiveCase:
         self._refs[ref_id] = (time.monotonic(), reference)
         return reference
 
-    def _open_incident(self, reference: Reference, segments: list[Segment], now: float) -> bool:
+    def _open_host(self, reference: Reference, segments: list[Segment]) -> _OpenIncident | None:
+        """The open incident of another owner whose copy ``segments`` restate, if any."""
+        spans = [_span(s) for s in segments]
+        return next((current for current in self._open.values()
+                     if reference.owner not in current.owners()
+                     and restates(spans, [_span(s) for s in current.segments])), None)
+
+    def _claim(self, host: _OpenIncident, references: list[Reference], now: float) -> None:
+        """Other owners' references join an open incident as claims; every owner hears of it."""
+        host.claims += references
+        for reference in references:
+            self._claimed[reference.id] = host.reference.id
+        self.act.incidents.add_claims(host.incident_id, references)
+        titles = ", ".join(f"{r.id} {r.title!r} ({r.owner})" for r in references)
+        self._updated(host, now, f"ownership conflict: also claimed by reference {titles}")
+
+    def _forget_claims(self, host_ref_id: int) -> None:
+        self._claimed = {ref: host for ref, host in self._claimed.items() if host != host_ref_id}
+
+    def _open_incident(self, reference: Reference, segments: list[Segment], now: float,
+                       claims: list[Reference] | None = None) -> bool:
         stream = self.stream
         first = min(segments, key=lambda s: s.query_start)
         first_seen = stream.arrival_at(first.query_start)
         incident = self.act._record(stream.id, stream.account, stream.platform, reference, segments,
-                                    first_seen=first_seen, decided=now)
-        event_type = _decision(reference)
+                                    first_seen=first_seen, decided=now, claims=claims)
+        event_type = _decision(reference, incident)
         self.cut = event_type == "stream.cut"
         stream.opened(self.cut)
         event = self.act._publish(event_type, incident, stream.describe())
@@ -328,8 +373,10 @@ class LiveCase:
             return True
         self._open[reference.id] = _OpenIncident(
             incident.id, reference, [segment_dict(s) for s in segments], now, now, now,
-            reported_end=incident.query_end,
+            reported_end=incident.query_end, claims=list(claims or []),
         )
+        for claim in claims or []:
+            self._claimed[claim.id] = reference.id
         return False
 
     def _grow(self, current: _OpenIncident, segments: list[Segment], now: float) -> None:
@@ -378,6 +425,52 @@ def _by_reference(segments: list[Segment]) -> list[tuple[int, list[Segment]]]:
     return sorted(groups.items())
 
 
-def _decision(reference: Reference) -> str:
-    """The event a copy of ``reference`` sends under its policy."""
-    return "stream.cut" if reference.policy == "cut" else "incident.flagged"
+def _decision(reference: Reference, incident: Incident) -> str:
+    """The event a copy of ``reference`` sends under its policy (a conflict is only flagged)."""
+    return "stream.cut" if reference.policy == "cut" and not incident.conflict else "incident.flagged"
+
+
+#: A copy restates another when they share more than this share of the shorter one's query span.
+RESTATES = 0.5
+
+
+def claim_cases(matched: list[tuple[Reference, list[Segment]]]) -> list[tuple[Reference, list[Segment], list[Reference]]]:
+    """Matched references and their segments → incidents to make: ``(reference, its segments,
+    claims)``. A reference of another owner whose segments restate the copy of a closer one
+    (by score) joins that one's incident as a claim; references of one owner never claim
+    each other's copies (the matcher already kept only the closer one where they competed)."""
+    cases: list[tuple[Reference, list[Segment], list[Reference]]] = []
+    for reference, found in sorted(matched, key=lambda m: (-max(s.score for s in m[1]), m[0].id)):
+        host = next((case for case in cases if _claimable(case, reference, [_span(s) for s in found])), None)
+        if host is None:
+            cases.append((reference, found, []))
+        else:
+            host[2].append(reference)
+    return cases
+
+
+def _claimable(case: tuple[Reference, list[Segment], list[Reference]], reference: Reference,
+               spans: list[tuple[float, float]]) -> bool:
+    host, found, claims = case
+    owners = {host.owner, *(claim.owner for claim in claims)}
+    return reference.owner not in owners and restates(spans, [_span(s) for s in found])
+
+
+def _span(segment: Segment | dict[str, Any]) -> tuple[float, float]:
+    if isinstance(segment, dict):
+        return float(segment["query_start"]), float(segment["query_end"])
+    return segment.query_start, segment.query_end
+
+
+def restates(spans: list[tuple[float, float]], others: list[tuple[float, float]]) -> bool:
+    """Whether a copy over query ``spans`` shares more than :data:`RESTATES` of the shorter
+    span with one of ``others``."""
+    return any(min(a1, b1) - max(a0, b0) > RESTATES * min(a1 - a0, b1 - b0)
+               for a0, a1 in spans for b0, b1 in others)
+
+
+def _reviewed_reference(incident: Incident, reviewer: str | None) -> int:
+    """The reference a review decides for: the reviewer's claim on a conflict, else the incident's."""
+    if reviewer is None or reviewer == incident.owner:
+        return incident.reference_id
+    return next((c["reference_id"] for c in incident.claims if c["owner"] == reviewer), incident.reference_id)

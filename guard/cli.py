@@ -168,8 +168,13 @@ def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, a
             click.echo(f"registered {ref.id}  {_safe(ref.title)}  ({ref.duration:.1f} s, {ref.frames} frames, policy {ref.policy})")
             for warning in ref.warnings:
                 click.echo(f"  warning: {warning}")
+            for o in ref.overlaps:
+                click.echo(f"  overlap: {o['start']:.1f}–{o['end']:.1f} s is the footage of reference {o['reference_id']} "
+                           f"{_safe(o['reference_title'])} of {_safe(o['owner'])} ({o['reference_start']:.1f}–"
+                           f"{o['reference_end']:.1f} s there): copies of it will be ownership conflicts")
     if as_json:
-        click.echo(json.dumps([{**r.to_dict(), "warnings": r.warnings} for r in refs], indent=2))
+        click.echo(json.dumps([{**r.to_dict(), "warnings": r.warnings, "overlaps": r.overlaps} for r in refs],
+                              indent=2))
 
 
 @cli.command()

@@ -93,7 +93,12 @@ class MatchSettings(_Section):
     bits at the copy's alignment. Where two segments restate one stretch of query, the weaker
     wins only when its mean distance over the shared span is ``rival_margin`` bits lower: a
     better alignment is better by several bits, neighbouring rates over a short copy differ by
-    a fraction of one. With ``mirror``, the horizontally flipped query is searched as well
+    a fraction of one — except a segment of another owner lasting ``conflict_cover`` of the
+    closer one or more: two owners' versions of one footage (a league's feed and a
+    broadcaster's with its own graphics) differ by 15–45 bits over a copy and the weaker lasts
+    0.38–1.0 of the closer, while the one look-alike of another reference on the accuracy corpus
+    lasted 0.16 of it (scripts/measure_conflicts.py): both are kept, an ownership conflict
+    (see :mod:`guard.act`). With ``mirror``, the horizontally flipped query is searched as well
     (for signals that can flip codes; twice the index work); a mirrored copy must last
     ``mirror_min_factor`` times the reference's ``min_seconds``.
     """
@@ -115,6 +120,7 @@ class MatchSettings(_Section):
     min_matched_fraction: float = Field(0.5, ge=0, le=1)
     extend_radius: int = Field(64, ge=0)
     rival_margin: float = Field(2.0, ge=0)
+    conflict_cover: float = Field(0.3, ge=0)
     mirror: bool = True
     mirror_min_factor: float = Field(2.0, ge=0)
     rates: tuple[float, ...] = Field((1.0, 0.95, 1.05, 0.9, 1.1), min_length=1)

@@ -100,6 +100,13 @@ class IncidentStore:
         )
         return self.get(incident_id)
 
+    def add_claims(self, incident_id: int, references: list[Reference]) -> Incident:
+        """Record other owners' ``references`` as claiming an incident's copy (a conflict)."""
+        self.repository.add_claims(incident_id, [
+            {"reference_id": r.id, "reference_title": r.title, "owner": r.owner, "policy": r.policy}
+            for r in references])
+        return self.get(incident_id)
+
     def extend(self, incident_id: int, segments: list[dict], *, when: float | None = None) -> Incident:
         """Replace an open incident's segments with a longer view of the same copy."""
         self.repository.set_segments(incident_id, segments, span=_span(segments),

@@ -305,7 +305,7 @@ def service_handlers(ports: JobPorts) -> dict[str, Handler]:
             allowlist=p.get("allowlist") or [], progress=seconds_to_fraction(p["_path"], progress),
             source=f"upload:{filename}",
         )
-        return {"reference": ref.to_dict(), "warnings": ref.warnings}
+        return {"reference": ref.to_dict(), "warnings": ref.warnings, "overlaps": ref.overlaps}
 
     def _scan(job: Job, progress: Progress) -> dict:
         p = job.params

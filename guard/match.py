@@ -57,6 +57,8 @@ class RefFrames:
     min_seconds: float
     times: np.ndarray
     codes: np.ndarray
+    #: The rights holder: references of different owners may both claim one copy.
+    owner: str = ""
 
 
 @dataclass
@@ -490,10 +492,17 @@ def distinct_segments(
         ]
         return bool(mean[0] < mean[1] - settings.rival_margin)
 
-    return _distinct(segments, query_codes.shape[1] * 8, closer)
+    def claims(kept: Segment, candidate: Segment) -> bool:
+        """Whether ``candidate``, of another owner than ``kept``, restates enough of its copy to
+        claim it too (an ownership conflict, see :mod:`guard.act`)."""
+        return (refs[kept.reference_id].owner != refs[candidate.reference_id].owner
+                and candidate.duration >= settings.conflict_cover * kept.duration)
+
+    return _distinct(segments, query_codes.shape[1] * 8, closer, claims)
 
 
-def _distinct(segments: list[Segment], bits: int, closer: Callable[[Segment, Segment], bool]) -> list[Segment]:
+def _distinct(segments: list[Segment], bits: int, closer: Callable[[Segment, Segment], bool],
+              claims: Callable[[Segment, Segment], bool] | None = None) -> list[Segment]:
     """Drop segments that restate another (mostly the same query span).
 
     Candidates are taken strongest first (summed similarity of their matched frames).
@@ -504,7 +513,10 @@ def _distinct(segments: list[Segment], bits: int, closer: Callable[[Segment, Seg
     candidate is dropped when a kept segment of another reference is closer over their
     shared span: a query frame shows one picture, and another reference that merely
     resembles it (the same photo, shot differently) explains it worse. Equally close
-    references (one containing the other's footage) are both kept.
+    references (one containing the other's footage) are both kept, and so is one of another
+    owner that ``claims(kept, candidate)`` the kept one's copy (two owners' versions of one
+    footage: the league's feed and a broadcaster's, with its own graphics, differ by 15–45
+    bits over a copy, more than a look-alike does; see scripts/measure_conflicts.py).
     """
     ranked = sorted(
         segments,
@@ -515,7 +527,8 @@ def _distinct(segments: list[Segment], bits: int, closer: Callable[[Segment, Seg
     for seg in ranked:
         rivals = [s for s in kept if _overlap(s, seg) > 0.5]
         own = [s for s in rivals if s.reference_id == seg.reference_id]
-        if any(s.reference_id != seg.reference_id and closer(s, seg) for s in rivals):
+        if any(s.reference_id != seg.reference_id and not (claims and claims(s, seg)) and closer(s, seg)
+               for s in rivals):
             continue
         if own:
             if not all(closer(seg, s) for s in own):

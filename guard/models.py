@@ -103,11 +103,15 @@ class Reference:
     has_keyframes: bool = False
     #: What the matcher will not find of it, said once when it is registered (not stored).
     warnings: list[str] = field(default_factory=list, compare=False)
+    #: Other owners' references that hold the same footage, found when it is registered (not
+    #: stored): each ``{"reference_id", "reference_title", "owner", "start", "end",
+    #: "reference_start", "reference_end"}`` (``start``/``end`` in this reference).
+    overlaps: list[dict[str, Any]] = field(default_factory=list, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (without the registration-time ``warnings``)."""
+        """JSON-ready form (without the registration-time ``warnings`` and ``overlaps``)."""
         out = asdict(self)
-        del out["warnings"]
+        del out["warnings"], out["overlaps"]
         return out
 
 

@@ -340,7 +340,7 @@ class ReferenceIndex:
 
 
 def _frames(ref: Reference, track: Fingerprint) -> RefFrames:
-    return RefFrames(ref.title, ref.min_seconds, track.times, track.codes)
+    return RefFrames(ref.title, ref.min_seconds, track.times, track.codes, ref.owner)
 
 
 def _references_named(ids: list[int], most: int = 10) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -164,6 +164,7 @@ class Guard:
         primary = tracks[0]
         if len(primary) == 0:
             raise InputError(f"{source}: no informative frames to fingerprint (blank or flat video)")
+        overlaps = self._overlaps(primary, owner)  # searched before it is indexed: it would match itself
         ref = self.reference_repository.add(
             owner=owner, title=title, policy=policy,
             min_seconds=self.settings.default_min_seconds if min_seconds is None else min_seconds,
@@ -175,7 +176,23 @@ class Guard:
         ref.warnings = reference_warnings(primary, ref.min_seconds, self.settings.match) + left_out
         for warning in ref.warnings:
             log.warning("reference %d %r: %s", ref.id, ref.title, warning)
+        ref.overlaps = overlaps
+        for overlap in overlaps:
+            log.warning("reference %d %r overlaps reference %d %r of %s", ref.id, ref.title, overlap["reference_id"],
+                        overlap["reference_title"], overlap["owner"])
         return ref
+
+    def _overlaps(self, track: Fingerprint, owner: str) -> list[dict[str, Any]]:
+        """Other owners' references whose footage ``track`` holds (an ownership overlap: a copy
+        of it will be a conflict), as :attr:`Reference.overlaps` lists them."""
+        refs = self.index.refs
+        return [
+            {"reference_id": s.reference_id, "reference_title": s.reference_title, "owner": refs[s.reference_id].owner,
+             "start": round(s.query_start, 3), "end": round(s.query_end, 3),
+             "reference_start": round(s.reference_start, 3), "reference_end": round(s.reference_end, 3)}
+            for s in self.match(track.times, track.codes)
+            if s.reference_id in refs and refs[s.reference_id].owner != owner
+        ]
 
     def _usable_tracks(self, fp: Fingerprint | Sequence[Fingerprint], source: str) -> tuple[list[Fingerprint], list[str]]:
         """The tracks to store, the running signal's first, and why any others were left out."""
@@ -301,12 +318,13 @@ class Guard:
         return final
 
     def review_incident(self, incident_id: int, action: str, allowlist_account: bool = False,
-                        note: str | None = None) -> Incident:
+                        note: str | None = None, reviewer: str | None = None) -> Incident:
         """``confirm`` or ``dismiss`` an incident; ``allowlist_account`` also licenses the stream's
         account for the reference (no future incident), and an ``incident.updated`` event goes out.
         Confirming an incident of a ``cut`` reference stops its stream and sends the takedown, once
         (see :meth:`guard.act.Act.review`)."""
-        return self.act.review(incident_id, action, allowlist_account=allowlist_account, note=note)
+        return self.act.review(incident_id, action, allowlist_account=allowlist_account, note=note,
+                               reviewer=reviewer)
 
     def _stop_stream(self, stream_id: str) -> dict:
         """The ``stop_stream`` port of :class:`~guard.act.Act`: stop a monitored stream (in this

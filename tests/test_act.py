@@ -42,13 +42,14 @@ class Parts:
         self.stopped.append(stream_id)
         return {"id": stream_id, "status": "stopped"}
 
-    def reference(self, title: str, *, policy: str = "flag", allowlist=(), keyframes: bool = True) -> Reference:
+    def reference(self, title: str, *, policy: str = "flag", allowlist=(), keyframes: bool = True,
+                  owner: str = "league") -> Reference:
         signal = get_signal("mhash16")
         rng = np.random.default_rng(len(title))
         track = Fingerprint(signal.name, signal.version, signal.bits, 4.0, 30.0, np.arange(120) / 4.0,
                             rng.integers(0, 256, (120, signal.code_bytes), dtype=np.uint8))
         pictures = [keyframe(t, _picture(int(t))) for t in np.arange(0.0, 30.0, 2.0)] if keyframes else []
-        return self.references.add(owner="league", title=title, policy=policy, min_seconds=2.0, source="test",
+        return self.references.add(owner=owner, title=title, policy=policy, min_seconds=2.0, source="test",
                                    tracks=[track], allowlist=list(allowlist), keyframes=pictures)
 
     def decisions(self, incident_id: int) -> list[str]:
@@ -235,3 +236,64 @@ def test_review_confirm_on_cut_takes_down_once_and_dismiss_allowlists(parts):
                                  segments=[_segment(ref, 1.0, 5.0)]) == []
     with pytest.raises(NotFoundError):
         parts.act.review(12345, "confirm")
+
+
+# -- ownership conflicts (issue 15) --------------------------------------------------------------
+
+
+def _owners_of(parts, incident_id: int) -> list[str]:
+    return sorted(e.owner for e in parts.outbox.events(incident_id=incident_id))
+
+
+def test_a_scan_copy_two_owners_claim_is_one_conflict_incident_that_is_never_cut_by_itself(parts):
+    feed = parts.reference("Game 7 feed", policy="cut", owner="league")
+    version = parts.reference("Game 7 on TV", policy="cut", owner="broadcaster")
+    other = parts.reference("Another game", owner="league")
+    segments = [_segment(feed, 2.0, 30.0, score=0.9), _segment(version, 2.5, 29.0, score=0.6),
+                _segment(other, 40.0, 50.0)]
+    made = parts.act.record_scan(stream={"id": "scan:1"}, account="pirate", platform="tube", segments=segments)
+    conflict, alone = sorted(made, key=lambda i: i.reference_id)
+    assert (conflict.reference_id, conflict.conflict, conflict.owners) == (feed.id, True, ["league", "broadcaster"])
+    assert [c["reference_id"] for c in conflict.claims] == [version.id]
+    assert (alone.reference_id, alone.conflict) == (other.id, False)
+    assert parts.decisions(conflict.id) == ["incident.flagged", "incident.flagged"], "flagged, not cut: owners disagree"
+    assert _owners_of(parts, conflict.id) == ["broadcaster", "league"], "every owner is told"
+    assert [i.id for i in parts.incidents.list(owner="broadcaster")] == [conflict.id]
+    assert {i.id for i in parts.incidents.list(owner="league")} == {conflict.id, alone.id}
+    assert [i.id for i in parts.incidents.list(reference_id=version.id)] == [conflict.id]
+    # Each owner decides for its own reference: the broadcaster's confirmation applies its cut policy.
+    parts.act.review(conflict.id, "confirm", reviewer="broadcaster")
+    assert "stream.cut" in parts.decisions(conflict.id)
+    parts.act.review(conflict.id, "dismiss", allowlist_account=True, reviewer="league")
+    assert parts.references.get(feed.id).allowlist == ["pirate"] and parts.references.get(version.id).allowlist == []
+
+
+def test_references_of_one_owner_never_make_a_conflict(parts):
+    first = parts.reference("Feed", owner="league")
+    second = parts.reference("Replay", owner="league")
+    made = parts.act.record_scan(stream={"id": "scan:2"}, account="pirate", platform="tube",
+                                 segments=[_segment(first, 2.0, 30.0), _segment(second, 2.0, 30.0, score=0.5)])
+    assert sorted(i.reference_id for i in made) == [first.id, second.id]
+    assert not any(i.conflict for i in made)
+
+
+def test_a_live_conflict_is_one_incident_claimed_as_the_other_owner_appears(parts):
+    feed = parts.reference("Feed", policy="cut", owner="league")
+    version = parts.reference("Version", owner="broadcaster")
+    stream = Stream("live-9", "pirate")
+    case = parts.act.live_case(stream.lend())
+    assert case.decide([_segment(feed, 3.0, 9.0, score=0.9)], 1_000.0) is True, "no rival yet: the cut policy applies"
+
+    stream = Stream("live-10", "pirate")
+    case = parts.act.live_case(stream.lend())
+    assert case.decide([_segment(version, 3.0, 9.0, score=0.6)], 2_000.0) is False
+    [incident] = parts.incidents.list(stream_id="live-10")
+    assert (incident.reference_id, incident.conflict) == (version.id, False)
+    assert case.decide([_segment(feed, 3.0, 12.0, score=0.9), _segment(version, 3.0, 12.0, score=0.6)],
+                       2_001.0) is False, "the league joins the open incident: a conflict is not cut"
+    [incident] = parts.incidents.list(stream_id="live-10")
+    assert incident.conflict and incident.owners == ["broadcaster", "league"]
+    assert "stream.allowlisted" not in stream.types() and stream.status == "live"
+    assert _owners_of(parts, incident.id).count("league") >= 1, "the new claimant hears of it"
+    case.decide([_segment(feed, 3.0, 14.0, score=0.9)], 2_003.0)
+    assert len(parts.incidents.list(stream_id="live-10")) == 1, "the claimant's segments open nothing more"

@@ -187,6 +187,27 @@ def test_another_reference_that_explains_a_copy_worse_is_dropped():
     assert _distinct([copy, same_photo], 256, closer=lambda a, b: False) == [copy, same_photo]
 
 
+def test_another_owners_version_of_the_copied_footage_is_kept_as_a_claim():
+    """Between owners, a weaker segment that restates enough of the copy stays (an ownership
+    conflict); a short look-alike inside it does not, nor does anything of the same owner."""
+    owners = {1: "league", 2: "broadcaster", 3: "league"}
+    copy = _segment(8.0, 44.0, 1.0, 130, 10.0)
+    version = _segment(9.0, 40.0, 1.0, 110, 40.0, reference_id=2)
+    look_alike = _segment(20.0, 25.5, 1.0, 20, 30.0, reference_id=2)
+    same_owner = _segment(9.0, 40.0, 1.0, 110, 40.0, reference_id=3)
+
+    def claims(kept, candidate):
+        return (owners[kept.reference_id] != owners[candidate.reference_id]
+                and candidate.duration >= SETTINGS.conflict_cover * kept.duration)
+
+    def closer(a, b):
+        return a is copy
+
+    assert _distinct([copy, version], 256, closer, claims) == [copy, version]
+    assert _distinct([copy, look_alike], 256, closer, claims) == [copy]
+    assert _distinct([copy, same_owner], 256, closer, claims) == [copy]
+
+
 def test_masked_readings_count_where_the_plain_codes_are_far(world):
     """Frames whose plain codes are garbled (an overlay moved the whole hash) but whose masked
     reading is close are verified through the masked reading; seeds come from the index."""

@@ -18,7 +18,7 @@ from guard import __version__
 from guard.api import errors
 from guard.api.deps import known_query_only
 from guard.api.metrics import MetricsMiddleware, RequestMetrics, ServiceCollector
-from guard.api.routers import health, incidents, references, scans, streams, webhooks
+from guard.api.routers import health, incidents, references, scans, streams, ui, webhooks
 from guard.api.schemas import ErrorBody
 from guard.config import PROCESS_ROLES, Settings
 from guard.service import Guard
@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, roles: Iterable[str] = PROCESS_
                        dependencies=strict)
     for area in (references, scans, streams, incidents, webhooks):
         app.include_router(area.router, responses=ERROR_RESPONSES, dependencies=strict)
+    app.include_router(ui.api, responses={k: ERROR_RESPONSES[k] for k in (401, 422, 503)}, dependencies=strict)
+    app.include_router(ui.page)
     return app
 
 

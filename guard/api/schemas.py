@@ -217,6 +217,15 @@ class EvidenceOut(BaseModel):
     url: str = Field(description="Where to GET the JPEG.")
 
 
+class Claim(BaseModel):
+    """Another owner's reference that explains an incident's copy (an ownership conflict)."""
+
+    reference_id: int
+    reference_title: str
+    owner: str
+    policy: Policy
+
+
 class IncidentSummary(BaseModel):
     """An incident in a listing (``GET /v1/incidents/{id}`` has its segments and evidence)."""
 
@@ -243,6 +252,9 @@ class IncidentSummary(BaseModel):
     reviewed: str | None
     action_delivered: str | None
     review_note: str | None
+    conflict: bool = Field(False, description="References of several owners explain this copy (each owner sees it).")
+    owners: list[str] = Field(default_factory=list, description="Every owner with a claim, the incident's own first.")
+    claims: list[Claim] = Field(default_factory=list, description="Other owners' references claiming the copy.")
 
 
 class IncidentOut(IncidentSummary):
@@ -320,3 +332,74 @@ class Deliveries(BaseModel):
 
     items: list[dict[str, Any]] = Field(description="Outbox rows: event, status (pending/delivered/failed), attempts.")
     attempts: list[dict[str, Any]] = Field(description="Every HTTP attempt, newest first.")
+
+
+class KeyInfo(BaseModel):
+    """The caller's own API key (never its secret): what the review console shows and allows."""
+
+    id: int
+    prefix: str
+    role: Literal["admin", "rights_holder", "platform"]
+    owner: str
+    label: str
+    created: str
+
+
+class AlignedSegment(BaseModel):
+    """One aligned stretch: query time maps to reference time as ``reference = query * rate + offset``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    query_start: float
+    query_end: float
+    reference_start: float
+    reference_end: float
+    rate: float
+    offset: float
+    score: float
+    matched_fraction: float | None = None
+    matched_frames: int | None = None
+
+
+class EvidencePair(BaseModel):
+    """A moment of the copy: the query frame (if one was kept) beside the reference frame it copies."""
+
+    query_time: float = Field(description="Seconds into the stream or file.")
+    reference_time: float = Field(description="Seconds into the reference.")
+    query_url: str | None = Field(description="Where to GET the copy's JPEG (null: no frame kept for this moment).")
+    reference_url: str | None = Field(description="Where to GET the reference's JPEG (null: hash-only reference).")
+
+
+class IncidentAlignment(BaseModel):
+    """What a reviewer needs to judge a copy: the aligned segments (query time against reference
+    time), evidence pairs along them, the modality and the score."""
+
+    incident_id: int
+    reference_id: int
+    modality: str = Field(description="video, mirrored, audio, region or live reference (video unless the "
+                          "matcher says otherwise).")
+    score: float
+    query_start: float
+    query_end: float
+    reference_start: float
+    reference_end: float
+    segments: list[AlignedSegment]
+    pairs: list[EvidencePair]
+
+
+class IncidentDelivery(BaseModel):
+    """One webhook event of an incident and its delivery to the caller's endpoints."""
+
+    event_id: str
+    type: str
+    created: str | None
+    deliveries: list[dict[str, Any]] = Field(description="Per endpoint: endpoint_id, status "
+                                             "(pending/delivered/failed), attempts.")
+
+
+class IncidentDeliveries(BaseModel):
+    """The webhook events of an incident (newest first) and when its action was first acknowledged."""
+
+    incident_id: int
+    action_delivered: str | None
+    items: list[IncidentDelivery]

@@ -47,6 +47,15 @@ class IncidentRepository:
                  *span, json.dumps(segments), first_seen, decided, decided),
             )
 
+    def add_claims(self, incident_id: int, claims: list[dict[str, Any]]) -> None:
+        """Record other references claiming an incident's copy (see :attr:`Incident.claims`)."""
+        with self.database.transaction() as db:
+            for claim in claims:
+                db.execute("INSERT OR IGNORE INTO incident_claims (incident_id, reference_id, reference_title, owner,"
+                           " policy) VALUES (?, ?, ?, ?, ?)",
+                           (int(incident_id), int(claim["reference_id"]), claim["reference_title"], claim["owner"],
+                            claim["policy"]))
+
     def set_segments(self, incident_id: int, segments: list[dict[str, Any]], *, span: Span, score: float,
                      updated: float) -> None:
         """Replace an incident's segments and span; its score only ever grows."""
@@ -81,7 +90,7 @@ class IncidentRepository:
         rows = self.database.query(f"{_SELECT} WHERE id = ?", (int(incident_id),))
         if not rows:
             raise NotFoundError(f"incident {incident_id} not found")
-        return _incident(rows[0])
+        return self._with_claims([_incident(rows[0])])[0]
 
     def count(self, filters: IncidentFilters = _EVERY) -> int:
         """How many incidents match the filters."""
@@ -121,6 +130,20 @@ class IncidentRepository:
             raise NotFoundError(f"evidence {evidence_id} not found")
         return bytes(rows[0][0])
 
+    def _with_claims(self, incidents: list[Incident]) -> list[Incident]:
+        """``incidents`` with their claims, read in one query."""
+        if not incidents:
+            return incidents
+        by_id = {incident.id: incident for incident in incidents}
+        marks = ", ".join("?" * len(by_id))
+        rows = self.database.query(
+            "SELECT incident_id, reference_id, reference_title, owner, policy FROM incident_claims"
+            f" WHERE incident_id IN ({marks}) ORDER BY incident_id, reference_id", tuple(by_id))
+        for incident_id, reference_id, title, owner, policy in rows:
+            by_id[incident_id].claims.append(
+                {"reference_id": reference_id, "reference_title": title, "owner": owner, "policy": policy})
+        return incidents
+
     # -- listing (last in the class: a method named ``list`` shadows the builtin in the
     # annotations that follow it) ------------------------------------------------------------
 
@@ -130,13 +153,17 @@ class IncidentRepository:
         clause, args = _where(filters)
         rows = self.database.query(f"{_SELECT}{clause} ORDER BY decided DESC, id DESC LIMIT ? OFFSET ?",
                                    (*args, max(0, int(limit)), max(0, int(offset))))
-        return [_incident(row) for row in rows]
+        return self._with_claims([_incident(row) for row in rows])
 
 
 def _where(filters: IncidentFilters) -> tuple[str, tuple[Any, ...]]:
     return where((
-        ("reference_id", filters.reference_id), ("stream_id", filters.stream_id), ("status", filters.status),
-        ("owner", filters.owner), ("platform", filters.platform),
+        ("(reference_id = ? OR id IN (SELECT incident_id FROM incident_claims WHERE reference_id = ?))",
+         None if filters.reference_id is None else (filters.reference_id, filters.reference_id)),
+        ("stream_id", filters.stream_id), ("status", filters.status),
+        ("(owner = ? OR id IN (SELECT incident_id FROM incident_claims WHERE owner = ?))",
+         None if filters.owner is None else (filters.owner, filters.owner)),
+        ("platform", filters.platform),
         ("live", None if filters.live is None else int(bool(filters.live))),
         ("decided >= ?", filters.since), ("decided < ?", filters.until),
     ))

@@ -215,6 +215,18 @@ ALTER TABLE streams ADD COLUMN request TEXT;
 CREATE INDEX streams_request ON streams(request) WHERE request IS NOT NULL;
 """
 
+SCHEMA_4 = """
+CREATE TABLE incident_claims (
+    incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+    reference_id INTEGER NOT NULL,
+    reference_title TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    PRIMARY KEY (incident_id, reference_id)
+);
+CREATE INDEX incident_claims_owner ON incident_claims(owner, incident_id);
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -255,6 +267,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "fingerprint tracks keyed by (reference, signal) with their pipeline; reference keyframes",
               _tracks_and_keyframes),
     Migration(3, "stream requests for monitor processes (roles)", lambda db: _run_script(db, SCHEMA_3)),
+    Migration(4, "ownership conflicts: other owners' references claiming an incident's copy",
+              lambda db: _run_script(db, SCHEMA_4)),
 )
 
 #: The schema version this guard writes and reads.

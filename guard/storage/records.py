@@ -110,6 +110,19 @@ class Incident:
     reviewed: float | None = None
     review_note: str | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    #: Other owners' references that explain the same copy (an ownership conflict): each
+    #: ``{"reference_id", "reference_title", "owner", "policy"}``; empty for most incidents.
+    claims: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def conflict(self) -> bool:
+        """Whether references of several owners explain this copy (each owner sees it)."""
+        return any(claim["owner"] != self.owner for claim in self.claims)
+
+    @property
+    def owners(self) -> list[str]:
+        """Every owner with a claim on the copy, the incident's own first."""
+        return list(dict.fromkeys([self.owner, *(claim["owner"] for claim in self.claims)]))
 
     @property
     def detection_seconds(self) -> float:
@@ -126,6 +139,8 @@ class Incident:
             out[key] = round(out[key], 3)
         out["duration"] = round(self.query_end - self.query_start, 3)
         out["detection_seconds"] = round(self.detection_seconds, 3)
+        out["conflict"] = self.conflict
+        out["owners"] = self.owners
         return out
 
 

@@ -12,14 +12,19 @@ def where(conditions: Iterable[tuple[str, Any]]) -> tuple[str, tuple[Any, ...]]:
     """``" WHERE a = ? AND b = ?"`` and its arguments for the conditions whose value is not None.
 
     A condition is ``(column, value)`` (equality) or ``("column op ?", value)`` when the
-    column part already holds a placeholder, e.g. ``("decided >= ?", since)``.
+    column part already holds a placeholder, e.g. ``("decided >= ?", since)``; a condition
+    with several placeholders takes a tuple of values.
     """
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[Any] = []
     for column, value in conditions:
         if value is None:
             continue
         clauses.append(column if "?" in column else f"{column} = ?")
-        args.append(value)
+        if isinstance(value, tuple):
+            args.extend(value)
+        else:
+            args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 

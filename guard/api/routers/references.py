@@ -136,3 +136,18 @@ def delete_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> Respo
     _get_visible(guard, key, ref_id)
     guard.remove_reference(ref_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{ref_id:int}/export", response_class=Response, summary="Export a reference's hash-only fingerprint",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}},
+                     "description": "The `guard-fingerprint` exchange file (format version 2), as `guard export` "
+                                    "writes it: hashes only, no picture."}},
+)
+def export_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> Response:
+    """The fingerprint tracks of one of the caller's references in the exchange format, to import
+    elsewhere (``POST /v1/references/import``, ``guard import``)."""
+    ref = _get_visible(guard, key, ref_id)
+    body = exchange.dumps(guard.tracks(ref_id), ref.title)
+    return Response(body, media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="reference-{ref_id}.gfp.json"'})

@@ -87,3 +87,45 @@ def test_confirm_applies_a_cut_policy_once(client, tenants, media):
         assert r.status_code == 200
     [takedown] = cuts()
     assert (takedown.owner, takedown.platform) == ("nba", "yt")
+
+
+# -- ownership conflicts (issue 15) --------------------------------------------------------------
+
+
+def test_two_owners_of_the_same_footage_share_one_conflict_incident(client, tenants, media, tmp_path):
+    """The league's feed and a broadcaster's version of it (its logo, its encode):
+    registering the second reports the overlap; a pirate copy makes one incident both owners
+    see, marked as a conflict; a third rights holder sees nothing."""
+    from guard_synth import broadcast as synth
+    from guard_synth.encode import write_video
+
+    from ..helpers import FPS, SIZE
+
+    version = write_video(tmp_path / "version.mp4",
+                          (synth.logo(f, "bl", 0.1, seed=3) for f in synth.broadcast(1, SIZE, FPS, 12)), FPS,
+                          bit_rate=400_000)
+    feed = upload_reference(client, media.reference, tenants.nba, title="Final (league feed)")
+    with open(version, "rb") as fh:
+        r = client.post("/v1/references", headers=tenants.fifa, files={"file": ("version.mp4", fh, "video/mp4")},
+                        data={"title": "Final (broadcaster)"})
+    job = client.app.state.guard.jobs.wait(r.json()["id"], 60)
+    assert job.status == "done", job
+    overlap = job.result["overlaps"]
+    assert [(o["reference_id"], o["owner"]) for o in overlap] == [(feed["id"], "nba")]
+    assert overlap[0]["end"] - overlap[0]["start"] > 8
+
+    scan = _scan(client, media.pirate, tenants.yt, account="pirate-channel")
+    [incident_id] = scan["result"]["incidents"]
+    for owner in (tenants.nba, tenants.fifa):
+        incident = client.get(f"/v1/incidents/{incident_id}", headers=owner).json()
+        assert incident["conflict"] is True and sorted(incident["owners"]) == ["fifa", "nba"]
+        assert client.get("/v1/incidents", headers=owner).json()["items"][0]["conflict"] is True
+    uefa = {"Authorization": f"Bearer {client.app.state.guard.keys.create('rights_holder', 'uefa')[1]}"}
+    assert client.get(f"/v1/incidents/{incident_id}", headers=uefa).status_code == 404
+    assert client.get("/v1/incidents", headers=uefa).json()["total"] == 0
+    # Each owner reviews for its own reference: the broadcaster's dismissal allowlists on its reference only.
+    r = client.post(f"/v1/incidents/{incident_id}/review", headers=tenants.fifa,
+                    json={"action": "dismiss", "allowlist_account": True})
+    assert r.status_code == 200
+    refs = {ref["owner"]: ref for ref in client.get("/v1/references", headers=tenants.admin).json()["items"]}
+    assert refs["fifa"]["allowlist"] == ["pirate-channel"] and refs["nba"]["allowlist"] == []
