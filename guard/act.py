@@ -15,9 +15,11 @@ what follows goes through :class:`Act`:
   at most every ``update_interval``) and closes when the copy has not been seen for
   ``incident_idle_seconds`` or the stream ends (:class:`LiveCase`); a scan's incidents,
   one per matched reference, are closed at once (:meth:`Act.record_scan`);
-- **evidence**: a frame of the copy, lent by the caller (the stream's thumbnail, a frame of
-  the scanned file), beside the reference's stored keyframe (:mod:`guard.keyframes`) nearest
-  the moment it copies — no reference file is decoded at decision time;
+- **evidence**: frames of the copy along it (one every :data:`EVIDENCE_STEP` seconds, at most
+  :data:`EVIDENCE_PAIRS`; a live incident gains them as it grows), lent by the caller (the
+  stream's thumbnails, frames of the scanned file), each beside the reference's stored keyframe
+  (:mod:`guard.keyframes`) nearest the moment it copies — no reference file is decoded at
+  decision time;
 - **reviews**: ``confirm`` or ``dismiss``, optionally allowlisting the account; a confirmed
   incident on a ``cut`` reference stops its stream (the ``stop_stream`` port) and sends the
   takedown, once (:meth:`Act.review`);
@@ -55,6 +57,9 @@ SAME_OFFSET = 1.5
 REFERENCE_TTL = 2.0
 #: Least time between two writes of a growing incident's segments (s).
 WRITE_INTERVAL = 2.0
+#: Seconds of copy between two evidence pairs, and the most pairs an incident keeps.
+EVIDENCE_STEP = 4.0
+EVIDENCE_PAIRS = 8
 #: Events that carry a decision (their first acknowledged delivery is the incident's ``action_delivered``).
 DECISIONS = ("incident.flagged", "stream.cut")
 
@@ -132,10 +137,9 @@ class Act:
                    if (reference := self.reference(ref_id)) is not None and not allowlisted(reference, account)]
         for reference, found, claims in claim_cases(matched):
             now = time.time()
-            first = min(found, key=lambda s: s.query_start)
             incident = self._record(stream["id"], account, platform, reference, found, first_seen=now, decided=now,
                                     claims=claims)
-            self._collect_evidence(incident, reference, first, frame_at)
+            self._collect_evidence(incident, reference, found, frame_at)
             incident = self.incidents.close(incident.id, when=now)
             self._publish(_decision(reference, incident), incident, stream)
             made.append(incident)
@@ -193,21 +197,37 @@ class Act:
                 pass
         self._publish("stream.cut", incident, stream)
 
-    def _collect_evidence(self, incident: Incident, reference: Reference, segment: Segment,
-                          frame_at: FrameAt | None) -> None:
-        """The copy's frame nearest the segment's start (from the caller) and the reference's
-        stored keyframe nearest the moment that frame copies."""
+    def _collect_evidence(self, incident: Incident, reference: Reference, segments: list[Segment],
+                          frame_at: FrameAt | None, after: float | None = None, kept: int = 0) -> tuple[float, int]:
+        """Evidence pairs along ``segments`` (query times after ``after``, at most
+        :data:`EVIDENCE_PAIRS` with the ``kept`` ones): a frame of the copy from the caller and
+        the reference's stored keyframe nearest the moment it copies. Returns the query time
+        the pairs reach and how many the incident now has."""
+        reached = after
+        for segment in sorted(segments, key=lambda s: s.query_start):
+            start = segment.query_start if after is None else max(segment.query_start, after + EVIDENCE_STEP)
+            for at in np.arange(start, segment.query_end, EVIDENCE_STEP):
+                if kept >= EVIDENCE_PAIRS:
+                    return reached if reached is not None else float(at), kept
+                if reached is not None and at < reached + EVIDENCE_STEP - 1e-6:
+                    continue
+                self._evidence_pair(incident, reference, segment, float(at), frame_at)
+                reached, kept = float(at), kept + 1
+        return (reached if reached is not None else -np.inf), kept
+
+    def _evidence_pair(self, incident: Incident, reference: Reference, segment: Segment, at: float,
+                       frame_at: FrameAt | None) -> None:
         try:
-            shot = frame_at(segment.query_start) if frame_at is not None else None
+            shot = frame_at(at) if frame_at is not None else None
             if shot is not None:
                 self.incidents.add_evidence(incident.id, "query", shot[0], shot[1])
-            ref_time = segment.reference_start + (shot[0] - segment.query_start if shot else 0.0) * segment.rate
+            ref_time = segment.reference_start + ((shot[0] if shot else at) - segment.query_start) * segment.rate
             keyframe = self.reference_frame(reference.id, ref_time)
             if keyframe is not None:
                 self.incidents.add_evidence_jpeg(incident.id, "reference", keyframe.media_time, keyframe.width,
                                                  keyframe.height, keyframe.jpeg)
         except GuardError as exc:
-            log.warning("incident %d: no evidence (%s)", incident.id, exc)
+            log.warning("incident %d: no evidence at %.1f s (%s)", incident.id, at, exc)
 
     def reference_frame(self, ref_id: int, media_time: float) -> Keyframe | None:
         """The reference side of an incident's evidence: its stored keyframe nearest
@@ -252,6 +272,9 @@ class _OpenIncident:
     last_write: float
     reported_end: float
     dirty: bool = False
+    #: Query time the evidence pairs reach, and how many there are.
+    evidence_until: float = -np.inf
+    evidence_pairs: int = 0
     #: Other owners' references claiming this copy (an ownership conflict).
     claims: list[Reference] = field(default_factory=list)
 
@@ -368,12 +391,12 @@ class LiveCase:
         log.info("stream %s: %s reference %d %r (incident %d, %.1f s after first copied frame)",
                  stream.id, event_type, reference.id, reference.title, incident.id, now - first_seen)
         stream.notify(event_type, f"reference {reference.id} {reference.title!r}", incident, event.id)
-        self.act._collect_evidence(incident, reference, first, stream.frame_at)
+        until, pairs = self.act._collect_evidence(incident, reference, segments, stream.frame_at)
         if self.cut:
             return True
         self._open[reference.id] = _OpenIncident(
             incident.id, reference, [segment_dict(s) for s in segments], now, now, now,
-            reported_end=incident.query_end, claims=list(claims or []),
+            reported_end=incident.query_end, claims=list(claims or []), evidence_until=until, evidence_pairs=pairs,
         )
         for claim in claims or []:
             self._claimed[claim.id] = reference.id
@@ -381,6 +404,12 @@ class LiveCase:
 
     def _grow(self, current: _OpenIncident, segments: list[Segment], now: float) -> None:
         current.last_seen = now
+        if current.evidence_pairs < EVIDENCE_PAIRS and max(s.query_end for s in segments) > (
+                current.evidence_until + EVIDENCE_STEP):
+            incident = self.act.incidents.get(current.incident_id)
+            current.evidence_until, current.evidence_pairs = self.act._collect_evidence(
+                incident, current.reference, segments, self.stream.frame_at, current.evidence_until,
+                current.evidence_pairs)
         for segment in segments:
             part = segment_dict(segment)
             same = next((s for s in current.segments if abs(s["offset"] - part["offset"]) <= SAME_OFFSET), None)

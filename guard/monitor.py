@@ -268,6 +268,13 @@ class StreamMonitor:
         """A copy of the stream's current state."""
         return StreamInfo(**asdict(self.info))
 
+    def recent_frame(self) -> tuple[float, np.ndarray] | None:
+        """The stream's latest thumbnail ``(stream time, RGB)``, None before its first frame."""
+        try:
+            return self._window.thumbs[-1]
+        except IndexError:
+            return None
+
     def run(self) -> StreamInfo:
         """Monitor until the end (blocking). Never raises: failures end in status ``failed``."""
         self._persist(force=True, insert=True)
@@ -602,6 +609,13 @@ class MonitorManager:
             return self.get(stream_id) if self.runs_streams else self._await_final(stream_id, timeout)
         monitor.wait(timeout)
         return monitor.snapshot()
+
+    def recent_frame(self, stream_id: str) -> tuple[float, np.ndarray] | None:
+        """The latest thumbnail of a stream monitored by this process (None for a stream that
+        has ended, has no frame yet, or runs in another process)."""
+        with self._lock:
+            monitor = self._monitors.get(stream_id)
+        return None if monitor is None or monitor.finished else monitor.recent_frame()
 
     def get(self, stream_id: str) -> StreamInfo:
         """A stream's current or last known state; :class:`NotFoundError` if never seen."""

@@ -133,6 +133,8 @@ def test_a_live_case_opens_grows_updates_and_closes_an_incident(parts):
         assert parts.decisions(incident.id) == ["incident.flagged"], "no update before update_interval"
         case.decide([_segment(ref, 3.0, 14.0, score=0.9)], t0 + 6)
         assert parts.decisions(incident.id) == ["incident.flagged", "incident.updated"]
+        queried = [e["media_time"] for e in parts.incidents.get(incident.id).evidence if e["kind"] == "query"]
+        assert queried == [3.0, 7.0, 11.0, 20.0], "evidence pairs added as the copy grows, one every 4 s"
 
         case.close_idle(t0 + 15)
         assert parts.incidents.get(incident.id).live, "idle for 9 s only"
@@ -202,9 +204,10 @@ def test_scan_results_make_one_closed_incident_per_reference(parts):
     assert [i.reference_id for i in made] == [final.id, movie.id]
     assert all(i.stream_id == "scan:7" and not i.live and i.ended for i in made)
     assert [len(i.segments) for i in made] == [2, 1] and made[0].query_start == 4.0
-    assert asked == [4.0, 2.0], "the evidence frame is the copy's first"
-    assert [(e["kind"], e["media_time"]) for e in made[0].evidence] == [("query", 4.5), ("reference", 14.0)]
-    assert [e["kind"] for e in made[1].evidence] == ["query"], "no keyframes: no reference picture"
+    assert asked == [4.0, 8.0, 20.0, 24.0, 2.0, 6.0], "evidence along each copied stretch, every 4 s"
+    assert [(e["kind"], e["media_time"]) for e in made[0].evidence][:4] == [
+        ("query", 4.5), ("reference", 14.0), ("query", 8.5), ("reference", 18.0)]
+    assert [e["kind"] for e in made[1].evidence] == ["query", "query"], "no keyframes: no reference picture"
     assert [parts.decisions(i.id) for i in made] == [["incident.flagged"], ["stream.cut"]]
     [cut] = parts.outbox.events(incident_id=made[1].id)
     assert json.loads(cut.body)["stream"] == stream and parts.stopped == []

@@ -206,6 +206,8 @@ def test_platform_sees_its_streams_and_stops_one(console, ui_media, page):
         page.click("a[data-section=streams]")
         row = page.wait_for_selector(f"#streams tr[data-id='{stream_id}']")
         assert "good-channel" in row.inner_text()
+        page.wait_for_function("id => { const img = document.querySelector(`img[data-stream='${id}']`);"
+                               " return img && !img.hidden && img.naturalWidth > 0; }", arg=stream_id, timeout=20_000)
         page.click(f"button[data-stop='{stream_id}']")
         page.click("#ask-ok")
         page.wait_for_selector(f"#streams tr[data-id='{stream_id}'] >> text=stopped")

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from guard.api.deps import GuardDep, Limit, PlatformKey, owner_scope, visible
 from guard.api.schemas import Name, StreamOut, StreamPage, StreamStart
+from guard.errors import NotFoundError
+from guard.incidents import encode_jpeg
 from guard.keys import ApiKey
 from guard.monitor import StreamInfo
 from guard.service import Guard
@@ -73,6 +75,21 @@ def list_streams(
 def get_stream(stream_id: StreamPathId, guard: GuardDep, key: PlatformKey) -> dict:
     """Live state, lag behind real time, frames seen, incidents."""
     return stream_out(visible_stream(guard, key, stream_id))
+
+
+@router.get(
+    "/{stream_id}/frame", response_class=Response, summary="Get a stream's latest frame",
+    responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                     "description": "A JPEG thumbnail of the latest frame read."}},
+)
+def get_stream_frame(stream_id: StreamPathId, guard: GuardDep, key: PlatformKey) -> Response:
+    """The latest frame read from a stream being monitored (404 once it has ended, or when it is
+    monitored by another process)."""
+    visible_stream(guard, key, stream_id)
+    frame = guard.streams.recent_frame(stream_id)
+    if frame is None:
+        raise NotFoundError(f"stream {stream_id} has no recent frame here (not being monitored by this process)")
+    return Response(encode_jpeg(frame[1]), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{stream_id}/stop", response_model=StreamOut, summary="Stop monitoring a stream")

@@ -324,11 +324,12 @@ function pairFigure(p, index) {
 
 function conflictNote(i) {
   if (!i.conflict) return "";
-  const refs = (i.references || []).map((r) => (typeof r === "object" ? `${esc(r.title || "")} #${esc(r.id ?? r.reference_id ?? "")} (${esc(r.owner || "")})` : `#${esc(r)}`));
-  const owners = (i.owners || []).map(esc);
+  const claims = [{reference_title: i.reference_title, reference_id: i.reference_id, owner: i.owner, policy: i.policy},
+                  ...(i.claims || [])];
+  const refs = claims.map((c) => `<li>${esc(c.reference_title)} #${esc(c.reference_id)} — ${esc(c.owner)} (policy ${esc(c.policy)})</li>`);
   return `<section class="card conflict-note" aria-label="Ownership conflict"><h2>Ownership conflict</h2>
-<p>References of different owners explain this copy.</p>
-${refs.length ? `<p>References: ${refs.join(", ")}</p>` : ""}${owners.length ? `<p>Owners: ${owners.join(", ")}</p>` : ""}</section>`;
+<p>References of different owners explain this copy. Nothing was cut automatically: each owner confirms or dismisses for its own reference.</p>
+<ul>${refs.join("")}</ul></section>`;
 }
 
 function deliveriesHtml(d) {
@@ -410,7 +411,7 @@ function streamRow(s) {
 <td data-label="Lag" class="num">${num(s.lag, 1)} s</td>
 <td data-label="Frames/s" class="num">${num(framesPerSecond(s), 1)}</td>
 <td data-label="Incidents" class="num">${s.incidents ? `<a href="#/incidents?stream_id=${encodeURIComponent(s.id)}">${s.incidents}</a>` : 0}</td>
-<td data-label="Recent frame"><img class="thumb" data-stream="${esc(s.id)}" alt="Latest copied frame of ${esc(s.stream_id)}" hidden></td>
+<td data-label="Recent frame"><img class="thumb" data-stream="${esc(s.id)}" alt="Latest frame of ${esc(s.stream_id)}" hidden></td>
 <td data-label="Actions">${stop}</td></tr>`;
 }
 
@@ -434,7 +435,7 @@ async function streamsView() {
       $("#streams tbody", view).innerHTML = html || `<tr><td class="empty" colspan="8">No streams.</td></tr>`;
     }
     say(`Streams updated ${new Date().toLocaleTimeString()} (every ${STREAM_POLL_MS / 1000} s)`);
-    for (const s of items.filter((x) => x.incidents > 0)) showStreamFrame(s, frames).catch(() => {});
+    for (const s of items.filter((x) => x.active || x.incidents > 0)) showStreamFrame(s, frames).catch(() => {});
   };
   $("#f-active").addEventListener("change", refresh);
   view.addEventListener("click", async (event) => {
@@ -450,13 +451,24 @@ async function streamsView() {
   poll(() => refresh().catch((err) => say(`Refresh failed: ${err.message}`)), STREAM_POLL_MS);
 }
 
-/** The most recent frame guard kept of a stream: the copy frame of its latest incident. */
+/** The most recent frame of a stream: the latest frame read while it is monitored here, else
+ *  the copy frame of its latest incident. */
 async function showStreamFrame(s, frames) {
+  const img = document.querySelector(`img[data-stream="${CSS.escape(s.id)}"]`);
+  if (s.active && img) {
+    try {
+      const blob = await (await api(`/v1/streams/${encodeURIComponent(s.id)}/frame`, { raw: true })).blob();
+      if (img.dataset.live) URL.revokeObjectURL(img.dataset.live);  // one live frame per stream at a time
+      img.src = img.dataset.live = URL.createObjectURL(blob);
+      img.hidden = false;
+      frames.set(s.id, "live");
+      return;
+    } catch (_) { /* monitored elsewhere or no frame yet: fall back to the evidence */ }
+  }
   const { items } = await api(`/v1/incidents?${new URLSearchParams({ stream_id: s.id, limit: "1" })}`);
   if (!items.length) return;
   const incident = await api(`/v1/incidents/${items[0].id}`);
   const frame = incident.evidence.filter((e) => e.kind === "query").pop();
-  const img = document.querySelector(`img[data-stream="${CSS.escape(s.id)}"]`);
   if (!frame || !img || frames.get(s.id) === frame.url) return;
   frames.set(s.id, frame.url);
   img.hidden = false;
@@ -559,8 +571,11 @@ async function uploadReference(form) {
     if (current.status === "failed") throw new Error(current.error || "ingest failed");
     bar.value = 1;
     const ref = current.result.reference;
-    label.textContent = `Registered "${ref.title}" (#${ref.id})`;
-    say(`Reference ${ref.id} registered.`);
+    const notes = [...(current.result.warnings || []).map((w) => `Warning: ${w}`),
+                   ...(current.result.overlaps || []).map((o) => `Overlap: ${num(o.start)}–${num(o.end)} s is the footage of `
+                     + `reference #${o.reference_id} "${o.reference_title}" of ${o.owner}; copies of it will be ownership conflicts.`)];
+    label.textContent = [`Registered "${ref.title}" (#${ref.id})`, ...notes].join(" ");
+    say(`Reference ${ref.id} registered.${notes.length ? " " + notes.join(" ") : ""}`);
     form.reset();
   } catch (err) {
     label.textContent = `Upload failed: ${err.message}`;

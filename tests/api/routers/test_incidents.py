@@ -28,7 +28,8 @@ def test_a_scan_match_becomes_an_incident_with_evidence(client, tenants, media):
     assert incident["status"] == "open" and incident["live"] is False
     assert incident["segments"] and abs(incident["reference_start"] - 2.0) < 0.6
     # the scanned file's frame, and the uploaded reference's keyframe kept at ingest
-    assert sorted(e["kind"] for e in incident["evidence"]) == ["query", "reference"]
+    kinds = [e["kind"] for e in incident["evidence"]]
+    assert kinds.count("query") >= 2 and kinds.count("reference") == kinds.count("query"), "pairs along the copy"
     for evidence in incident["evidence"]:
         r = client.get(evidence["url"], headers=tenants.yt)
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 from fastapi.testclient import TestClient
 
 from guard.api import create_app
@@ -42,6 +45,10 @@ def test_monitor_a_live_stream_and_read_its_incident(live, media, tmp_path):
     path = f"/v1/streams/{stream['id']}"
     with PacedPublisher(pirate, f"udp://127.0.0.1:{port}", "mpegts"):
         assert wait_until(lambda: client.get(path, headers=keys["yt"]).json()["incidents"] >= 1, 30)
+        frame = client.get(f"{path}/frame", headers=keys["yt"])
+        assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(frame.content)).size[0] > 0, "the latest frame read"
+        assert client.get(f"{path}/frame", headers=keys["twitch"]).status_code == 404
     got = client.get(path, headers=keys["yt"]).json()
     assert got["status"] in ("live", "reconnecting") and got["active"] and got["frames"] > 10
     assert client.post("/v1/streams", headers=keys["yt"],
@@ -54,6 +61,7 @@ def test_monitor_a_live_stream_and_read_its_incident(live, media, tmp_path):
     stopped = client.post(f"{path}/stop", headers=keys["yt"]).json()
     assert stopped["status"] == "stopped" and stopped["active"] is False
     assert client.post(f"{path}/stop", headers=keys["yt"]).json()["status"] == "stopped"
+    assert client.get(f"{path}/frame", headers=keys["yt"]).status_code == 404, "no longer monitored"
 
 
 def test_streams_are_per_platform(live):
