@@ -25,6 +25,8 @@ import av
 import av.error
 import numpy as np
 from av.container import InputContainer
+from av.audio.frame import AudioFrame
+from av.audio.stream import AudioStream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
@@ -374,6 +376,121 @@ def rgb_frames(source: str | os.PathLike[str], sample_fps: float) -> Iterator[tu
             yield t, frame.to_ndarray(format="rgb24")
     finally:
         container.close()
+
+
+#: Mono rate audio is resampled to for fingerprinting: 8 kHz keeps everything up to 4 kHz,
+#: which holds the spectral peaks the landmarks use (150 Hz to 3.9 kHz) and what a phone
+#: microphone passes; measured against 11.025 kHz in docs/audio.md.
+AUDIO_RATE = 8000
+#: Seconds of audio per block handed on (a live source would hand on the same blocks).
+AUDIO_BLOCK_SECONDS = 1.0
+#: A resampled frame more than this far (s) from where the previous one ended starts a new
+#: block at its own time (a gap, a splice or a timestamp reset in the file).
+AUDIO_MAX_JUMP = 0.1
+
+
+@dataclass
+class AudioBlock:
+    """Consecutive mono samples: the time of the first on the file's media clock (s, the
+    audio stream's own timestamps), the samples (float32 in [-1, 1]) and their rate (Hz)."""
+
+    start: float
+    samples: np.ndarray  # (n,) float32
+    rate: int
+
+    @property
+    def duration(self) -> float:
+        """Seconds the block lasts."""
+        return len(self.samples) / self.rate
+
+
+def sample_audio(
+    source: str | os.PathLike[str],
+    rate: int = AUDIO_RATE,
+    block_seconds: float = AUDIO_BLOCK_SECONDS,
+    options: DecodeOptions = DecodeOptions(),
+    av_options: dict[str, str] | None = None,
+) -> Generator[AudioBlock, None, None]:
+    """Decode the first audio stream of ``source`` into mono blocks of ``block_seconds`` at
+    ``rate`` Hz (FFmpeg's resampler mixes the channels down and resamples).
+
+    Blocks follow each other without gaps unless the stream's timestamps jump (then the next
+    block starts at its own time). Raises :class:`InputError` when the source cannot be
+    opened, has no audio stream, or yields no decodable audio; damaged packets are skipped.
+    """
+    name = os.fspath(source)
+    if rate <= 0 or block_seconds <= 0:
+        raise ValueError("rate and block_seconds must be positive")
+    container = _open(name, options, av_options)
+    try:
+        stream = _audio_stream(container, name)
+        emitted = 0
+        for block in _audio_blocks(_resampled(_decoded_audio(container, stream, name), rate), rate, block_seconds):
+            emitted += len(block.samples)
+            yield block
+        if emitted == 0:
+            raise InputError(f"{name}: no decodable audio")
+    finally:
+        container.close()
+
+
+def _audio_stream(container: InputContainer, name: str) -> AudioStream:
+    if not container.streams.audio:
+        kinds: list[str] = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise InputError(f"{name}: no audio stream (holds {', '.join(kinds)})")
+    return container.streams.audio[0]
+
+
+def _decoded_audio(container: InputContainer, stream: AudioStream, name: str) -> Iterator[AudioFrame]:
+    """Audio frames packet by packet, so that a damaged packet costs its own samples only."""
+    errors = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.error.InvalidDataError:
+                errors += 1
+                if errors > 1000:
+                    raise InputError(f"{name}: too many damaged audio packets") from None
+    except av.error.FFmpegError as exc:
+        log.warning("%s: stopped reading audio after an error (%s)", name, _reason(exc))
+    if errors:
+        log.warning("%s: skipped %d damaged audio packets", name, errors)
+
+
+def _resampled(frames: Iterable[AudioFrame], rate: int) -> Iterator[tuple[float | None, np.ndarray]]:
+    """``(time or None, mono float32 samples)`` of each resampled frame, the resampler's tail last."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    for frame in frames:
+        for out in resampler.resample(frame):
+            yield out.time, out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+    for out in resampler.resample(None):
+        yield out.time, out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+
+
+def _audio_blocks(pieces: Iterable[tuple[float | None, np.ndarray]], rate: int,
+                  block_seconds: float) -> Iterator[AudioBlock]:
+    """Resampled pieces → :class:`AudioBlock` of ``block_seconds`` (the last one shorter)."""
+    size = max(1, int(round(block_seconds * rate)))
+    start: float | None = None  # time of the first held sample
+    held: list[np.ndarray] = []
+    count = 0
+    for time_, samples in pieces:
+        if start is not None and time_ is not None and abs(time_ - (start + count / rate)) > AUDIO_MAX_JUMP:
+            if count:
+                yield AudioBlock(start, np.concatenate(held), rate)
+            start, held, count = None, [], 0
+        if start is None:
+            start = time_ if time_ is not None else 0.0
+        held.append(samples)
+        count += len(samples)
+        while count >= size:
+            pcm = np.concatenate(held)
+            yield AudioBlock(start, pcm[:size], rate)
+            start += size / rate
+            held, count = [pcm[size:]], count - size
+    if count and start is not None:
+        yield AudioBlock(start, np.concatenate(held), rate)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,3 +149,48 @@ def test_a_file_pulled_as_a_live_source_samples_the_frames_a_scan_samples(clip):
     assert np.all(np.diff(arrivals) >= 0)
     assert {(b.width, b.height) for b in pulled} == {(320, 180)}
     assert {t.shape for b in pulled for t in b.thumbs} == {(54, 96, 3)}
+
+
+# -- audio (issue 12) ------------------------------------------------------------------------------
+
+
+def test_audio_comes_in_contiguous_mono_blocks_at_the_chosen_rate(clip):
+    blocks = list(decode.sample_audio(clip))
+    assert {b.rate for b in blocks} == {decode.AUDIO_RATE}
+    assert all(b.samples.dtype == np.float32 and b.samples.ndim == 1 for b in blocks)
+    assert all(len(b.samples) == decode.AUDIO_RATE for b in blocks[:-1])
+    starts = np.array([b.start for b in blocks])
+    np.testing.assert_allclose(np.diff(starts), 1.0)
+    assert abs(starts[0]) < 0.1 and sum(b.duration for b in blocks) == pytest.approx(10.0, abs=0.2)
+    pcm = np.concatenate([b.samples for b in blocks])
+    original = synth.audio_track(3, 10.0)
+    assert np.sqrt(np.mean(pcm ** 2)) == pytest.approx(np.sqrt(np.mean(original ** 2)), rel=0.2)
+    half = list(decode.sample_audio(clip, rate=11025, block_seconds=0.5))
+    assert len(half[0].samples) == 5512 and half[1].start - half[0].start == pytest.approx(5512 / 11025)
+
+
+def test_audio_blocks_keep_the_media_clock(tmp_path):
+    from guard_synth import music
+
+    path = music.write_aac(tmp_path / "late.ts", synth.audio_track(4, 4.0), 16000, 64000,
+                           {"output_ts_offset": "600"})
+    blocks = list(decode.sample_audio(path))
+    assert blocks[0].start == pytest.approx(600.0, abs=0.1)
+    assert sum(b.duration for b in blocks) == pytest.approx(4.0, abs=0.2)
+
+
+def test_files_without_or_with_broken_audio_are_input_errors(tmp_path):
+    silent = synth.make_video(tmp_path / "silent.mp4", synth.shapes(3, (160, 90), 10, 2.0), 10)
+    with pytest.raises(InputError, match=r"no audio stream \(holds video\)"):
+        list(decode.sample_audio(silent))
+    from guard_synth import music
+
+    good = music.write_aac(tmp_path / "song.ts", synth.audio_track(5, 6.0), 16000, 64000).read_bytes()
+    rng = np.random.default_rng(0)
+    garbled = tmp_path / "garbled.ts"
+    garbled.write_bytes(good[:376] + rng.integers(0, 256, len(good) - 376, dtype=np.uint8).tobytes())
+    with pytest.raises(InputError, match="cannot be opened|no decodable audio|no audio stream"):
+        list(decode.sample_audio(garbled))
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(good[: len(good) // 2])  # a truncated file keeps what decoded
+    assert 1.0 < sum(b.duration for b in decode.sample_audio(cut)) < 5.0

@@ -37,6 +37,7 @@ BUILTIN_SIGNALS = {
     "ahash8": "guard.signals.ahash:ahash8",
     "ahash16": "guard.signals.ahash:ahash16",
     "mhash16": "guard.signals.ahash:mhash16",
+    "audio_landmarks": "guard.signals.audio:audio_landmarks",
 }
 
 SignalFactory = Callable[[], Signal]

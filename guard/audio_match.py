@@ -1,0 +1,210 @@
+"""Temporal alignment of audio landmark hits: (reference, offset, speed) votes → segments.
+
+Each hit of a query landmark heard at an assumed speed ``v`` votes for the offset
+``t_ref − v·t_query`` of its reference (dejavu's offset histogram, one histogram per assumed
+speed). A bin backed by enough *distinct* query landmarks is a hypothesis; its supporting
+hits (within ``tolerance`` of the refined offset) are split at gaps into runs, and a run long
+enough and backed by enough landmarks becomes a :class:`guard.models.Segment` (modality
+``audio``).
+
+Uniqueness: segments are resolved greedily, best first (most matched landmarks, then speed
+closest to 1, reference id, earliest reference time): a segment that restates a stretch of
+query already claimed by a kept one (``max_overlap`` of its own length) is dropped. A query
+matching a chorus that recurs in one reference therefore reports one alignment (the earlier
+occurrence on a tie), the same copy seen at neighbouring assumed speeds counts once, and a
+query stretch is attributed to one reference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from guard.index.landmarks import LandmarkHits
+from guard.models import Segment
+from guard.signals.audio import Landmarks, LandmarkParams
+
+
+@dataclass(frozen=True)
+class AudioMatchSettings:
+    """How hits become segments.
+
+    ``offset_bin`` (s): histogram bin width; ``tolerance`` (s): how far a hit's offset may be
+    from its hypothesis'; ``vote_slot`` (s): a hypothesis gets one vote per slot of query time
+    with a matching landmark; ``min_votes``: votes a hypothesis and a segment need;
+    ``empty_slot_cost``: what a slot without a match costs a segment's span (a span keeps
+    only stretches where more than 1 slot in ``1 + 1 / empty_slot_cost`` matches);
+    ``end_margin`` (s): how far a copy runs on past its last matching anchor; ``min_seconds``: shortest segment (per-reference values override it);
+    ``max_gap`` (s): a longer stretch without a matching landmark ends a segment;
+    ``max_hypotheses``: how many histogram peaks are verified; ``max_repeats``: a query
+    landmark found more often than this in one reference (a chord that recurs every few bars)
+    says nothing about where in it the query is, and does not count there (a chorus sung
+    twice still does).
+    """
+
+    offset_bin: float = 0.064
+    vote_slot: float = 0.25
+    tolerance: float = 0.1
+    min_votes: int = 14
+    empty_slot_cost: float = 0.3
+    end_margin: float = 0.4
+    min_seconds: float = 3.0
+    max_gap: float = 3.0
+    max_hypotheses: int = 40
+    max_overlap: float = 0.5
+    max_repeats: int = 2
+
+
+@dataclass(frozen=True)
+class AudioHypothesis:
+    """A reference and an alignment ``t_ref = speed·t_query + offset`` backed by ``votes`` landmarks."""
+
+    ref_id: int
+    speed_index: int
+    offset: float
+    votes: int
+
+
+def vote(query: Landmarks, hits: LandmarkHits, speeds: Sequence[float],
+         settings: AudioMatchSettings = AudioMatchSettings()) -> list[AudioHypothesis]:
+    """The strongest (reference, assumed speed, offset) bins, best first."""
+    hits = distinctive(hits, settings.max_repeats)
+    if len(hits) == 0:
+        return []
+    speed_index = query.speeds[hits.query_index].astype(np.int64)
+    offsets = hits.ref_times - np.asarray(speeds, np.float64)[speed_index] * query.times[hits.query_index]
+    bins = np.floor(offsets / settings.offset_bin).astype(np.int64)
+    slots = np.floor(query.times[hits.query_index] / settings.vote_slot).astype(np.int64)
+    # One vote per query time slot and bin: a sustained chord, whose many peak pairs all agree
+    # on one offset, must not outvote a melody that agrees all along. A bin also counts its
+    # right neighbour's votes, so an offset on a bin edge is not split in two.
+    keys = np.unique(np.stack([hits.ref_ids, speed_index, bins, slots], axis=1), axis=0)
+    spread = np.concatenate([keys, keys - np.array([0, 0, 1, 0])])
+    spread = np.unique(spread, axis=0)
+    cells, votes = np.unique(spread[:, :3], axis=0, return_counts=True)
+    strong = np.flatnonzero(votes >= settings.min_votes)
+    order = strong[np.lexsort((cells[strong, 2], cells[strong, 1], cells[strong, 0], -votes[strong]))]
+    hypotheses = [AudioHypothesis(int(cells[k, 0]), int(cells[k, 1]), float((cells[k, 2] + 1) * settings.offset_bin),
+                                  int(votes[k])) for k in order[: settings.max_hypotheses]]
+    return hypotheses
+
+
+def distinctive(hits: LandmarkHits, max_repeats: int) -> LandmarkHits:
+    """The hits of query landmarks found at most ``max_repeats`` times in their reference."""
+    if len(hits) == 0:
+        return hits
+    pairs = np.stack([hits.query_index, hits.ref_ids], axis=1)
+    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    keep = counts[inverse.reshape(-1)] <= max_repeats
+    return LandmarkHits(hits.query_index[keep], hits.ref_ids[keep], hits.ref_times[keep])
+
+
+def find_segments(query: Landmarks, hits: LandmarkHits, params: LandmarkParams,
+                  titles: Mapping[int, str] | None = None, min_seconds: Mapping[int, float] | None = None,
+                  settings: AudioMatchSettings = AudioMatchSettings()) -> list[Segment]:
+    """Copied stretches of the query, at most one per stretch of query, sorted by query start.
+
+    ``query``: the query's landmarks under every assumed speed of ``params.query_speeds``;
+    ``hits``: the index's answer to ``query.hashes``; ``titles`` and ``min_seconds`` by reference id (the latter
+    overrides ``settings.min_seconds``).
+    """
+    titles = titles or {}
+    min_seconds = min_seconds or {}
+    hits = distinctive(hits, settings.max_repeats)
+    candidates: list[tuple[int, Segment]] = []
+    for hypothesis in vote(query, hits, params.query_speeds, settings):
+        shortest = min_seconds.get(hypothesis.ref_id, settings.min_seconds)
+        candidates += _segments_of(hypothesis, query, hits, params, titles.get(hypothesis.ref_id, ""),
+                                   shortest, settings)
+    return _resolve(candidates, settings.max_overlap)
+
+
+def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, hits: LandmarkHits,
+                 params: LandmarkParams, title: str, min_seconds: float,
+                 settings: AudioMatchSettings) -> list[tuple[int, Segment]]:
+    """The runs of the hypothesis' supporting landmarks long and strong enough, with their votes."""
+    speed = float(params.query_speeds[hypothesis.speed_index])
+    mine = (hits.ref_ids == hypothesis.ref_id) & (query.speeds[hits.query_index] == hypothesis.speed_index)
+    q_index, ref_times = hits.query_index[mine], hits.ref_times[mine]
+    offsets = ref_times - speed * query.times[q_index]
+    near = np.abs(offsets - hypothesis.offset) <= settings.tolerance + settings.offset_bin
+    if not near.any():
+        return []
+    # Refine the alignment: the median offset, then a line through the hits near it (the
+    # copy's speed is rarely one of the assumed ones), then the hits near that line.
+    offset, rate = float(np.median(offsets[near])), speed
+    for _ in range(2):
+        close = np.abs(ref_times - (rate * query.times[q_index] + offset)) <= settings.tolerance
+        fitted = query.times[q_index[close]]
+        if len(fitted) < 2 or np.ptp(fitted) < 1.0:
+            break
+        rate, offset = (float(v) for v in np.polyfit(query.times[q_index[close]], ref_times[close], 1))
+    if abs(rate - speed) > 0.02:  # a line that strays from its assumed speed fits noise
+        return []
+    support = np.unique(q_index[np.abs(ref_times - (rate * query.times[q_index] + offset)) <= settings.tolerance])
+    times = query.times[support]
+    order = np.argsort(times, kind="stable")
+    support, times = support[order], times[order]
+    breaks = np.flatnonzero(np.diff(times) > settings.max_gap) + 1
+    at_speed = query.times[query.speeds == hypothesis.speed_index]
+    segments = []
+    for run in np.split(np.arange(len(times)), breaks):
+        if len(run) == 0:
+            continue
+        slots = np.floor(times[run] / settings.vote_slot).astype(np.int64)
+        first, last = _densest_span(slots, settings.empty_slot_cost)
+        inside = (slots >= first) & (slots <= last)
+        run, votes = run[inside], len(np.unique(slots[inside]))
+        start = float(times[run[0]])
+        # The last matching anchor is followed by its targets: the copy runs on a little.
+        end = float(times[run[-1]]) + settings.end_margin
+        matched = len(run)
+        if votes < settings.min_votes or end - start < min_seconds:
+            continue
+        heard = int(np.count_nonzero((at_speed >= start) & (at_speed <= end)))
+        fraction = matched / max(heard, 1)
+        segments.append((votes, Segment(
+            reference_id=hypothesis.ref_id, reference_title=title, query_start=start, query_end=end,
+            reference_start=rate * start + offset, reference_end=rate * end + offset,
+            offset=rate * start + offset - start, rate=rate, matched_fraction=fraction,
+            score=fraction * (1 - math.exp(-matched / 20)), matched_frames=matched, mean_distance=0.0,
+            modality="audio")))
+    return segments
+
+
+def _densest_span(slots: npt.NDArray[np.int64], empty_cost: float) -> tuple[int, int]:
+    """First and last slot of the span that maximizes (slots with a match) − ``empty_cost`` ×
+    (slots without): a stray match a few seconds beyond the copy does not stretch it, a
+    sparse but steady stretch (a copy under loud noise) stays in."""
+    distinct = np.unique(slots)
+    score = np.full(int(distinct[-1] - distinct[0]) + 1, -empty_cost)
+    score[distinct - distinct[0]] = 1.0
+    best, best_span, running, run_start = -np.inf, (0, 0), 0.0, 0
+    for i, value in enumerate(score.tolist()):  # Kadane's maximum-sum subarray
+        if running <= 0:
+            running, run_start = 0.0, i
+        running += value
+        if running > best:
+            best, best_span = running, (run_start, i)
+    return int(distinct[0]) + best_span[0], int(distinct[0]) + best_span[1]
+
+
+def _resolve(candidates: list[tuple[int, Segment]], max_overlap: float) -> list[Segment]:
+    """Best first (votes, matched landmarks), drop each segment that restates a stretch of
+    query a kept one claims."""
+    ranked = sorted(candidates, key=lambda c: (-c[0], -c[1].matched_frames, abs(c[1].rate - 1.0),
+                                               c[1].reference_id, c[1].reference_start))
+    kept: list[Segment] = []
+    for _, segment in ranked:
+        length = max(segment.duration, 1e-9)
+        if all(_overlap(segment, other) / length <= max_overlap for other in kept):
+            kept.append(segment)
+    return sorted(kept, key=lambda s: (s.query_start, s.reference_id))
+
+
+def _overlap(a: Segment, b: Segment) -> float:
+    return max(0.0, min(a.query_end, b.query_end) - max(a.query_start, b.query_start))

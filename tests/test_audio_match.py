@@ -1,0 +1,166 @@
+"""Audio copies found, localized and attributed: landmarks → table → votes → segments.
+
+Three synthetic songs are references; each query is speech, then 12 s of one reference
+(from its second 8) put through a pirate's distortion, then crowd noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guard import decode
+from guard.audio_match import AudioMatchSettings, find_segments, vote
+from guard.index.landmarks import LandmarkIndex
+from guard.models import Segment
+from guard.signals.audio import AudioLandmarks
+from guard_synth import music
+from guard_synth.broadcast import audio_track, make_video, shapes
+
+RATE = 8000
+REFERENCES = {1: 301, 2: 302, 3: 303}  # reference id → song seed
+COPY_START, COPY_SECONDS, LEAD_IN = 8.0, 12.0, 3.0
+
+DISTORTIONS = {
+    "volume -20 dB": lambda pcm, seed: music.volume(pcm, -20),
+    "volume +6 dB": lambda pcm, seed: music.volume(pcm, 6),
+    "phone band": lambda pcm, seed: music.phone_band(pcm, RATE),
+    "room echo": lambda pcm, seed: music.room_echo(pcm, RATE, seed),
+    "crowd 5 dB": lambda pcm, seed: music.add_noise(pcm, music.crowd(len(pcm), seed + 50, RATE), 5),
+    "pink 5 dB": lambda pcm, seed: music.add_noise(pcm, music.pink_noise(len(pcm), seed), 5),
+    "speed +5 %": lambda pcm, seed: music.change_speed(pcm, 1.05),
+    "speed -5 %": lambda pcm, seed: music.change_speed(pcm, 0.95),
+    "speed +2.5 %": lambda pcm, seed: music.change_speed(pcm, 1.025),
+}
+SPEEDS = {"speed +5 %": 1.05, "speed -5 %": 0.95, "speed +2.5 %": 1.025}
+
+
+@pytest.fixture(scope="module")
+def signal() -> AudioLandmarks:
+    return AudioLandmarks()
+
+
+@pytest.fixture(scope="module")
+def songs() -> dict[int, np.ndarray]:
+    return {ref: audio_track(seed, 30.0, RATE) for ref, seed in REFERENCES.items()}
+
+
+@pytest.fixture(scope="module")
+def table(signal, songs) -> LandmarkIndex:
+    index = LandmarkIndex()
+    for ref, pcm in songs.items():
+        landmarks = signal.landmarks(pcm)
+        index.add(ref, landmarks.times, landmarks.hashes)
+    return index
+
+
+def search(signal: AudioLandmarks, table: LandmarkIndex, pcm: np.ndarray, start: float = 0.0) -> list[Segment]:
+    query = signal.landmarks(pcm, start=start, query=True)
+    return find_segments(query, table.search(query.hashes), signal.params,
+                         titles={ref: f"song {ref}" for ref in REFERENCES})
+
+
+def pirate_copy(songs: dict[int, np.ndarray], ref: int, distortion: str, seed: int) -> np.ndarray:
+    clip = songs[ref][int(COPY_START * RATE): int((COPY_START + COPY_SECONDS) * RATE)]
+    return np.concatenate([audio_track(700 + seed, LEAD_IN, RATE, "speech"), DISTORTIONS[distortion](clip, seed),
+                           audio_track(800 + seed, 3.0, RATE, "crowd")])
+
+
+def assert_found(segments: list[Segment], ref: int, speed: float = 1.0, lead_in: float = LEAD_IN) -> Segment:
+    assert len(segments) == 1, [s.to_dict() for s in segments]
+    found = segments[0]
+    assert found.reference_id == ref and found.reference_title == f"song {ref}" and found.modality == "audio"
+    assert found.query_start == pytest.approx(lead_in, abs=1.0)
+    assert found.query_end == pytest.approx(lead_in + COPY_SECONDS / speed, abs=1.0)
+    assert found.reference_start == pytest.approx(COPY_START, abs=1.0)
+    assert found.rate == pytest.approx(speed, abs=0.015)
+    assert 0 < found.score <= 1 and 0 < found.matched_fraction <= 1
+    return found
+
+
+@pytest.mark.parametrize("distortion", list(DISTORTIONS))
+def test_each_distortion_is_found_localized_and_attributed(signal, songs, table, distortion):
+    for seed, ref in enumerate(REFERENCES):
+        segments = search(signal, table, pirate_copy(songs, ref, distortion, seed))
+        assert_found(segments, ref, SPEEDS.get(distortion, 1.0))
+
+
+@pytest.mark.parametrize("style", ["music", "speech", "crowd"])
+def test_unrelated_music_speech_and_crowds_match_nothing(signal, table, style):
+    for seed in range(400, 406):
+        assert search(signal, table, audio_track(seed, 25.0, RATE, style)) == []
+
+
+def test_a_recurring_chorus_counts_once(signal):
+    """verse 1 · chorus · verse 2 · chorus: a copy of the chorus is one alignment (either
+    time it is sung), and a copy of verse 2 running into the chorus is one segment, not two."""
+    song, sections = music.song_with_chorus(31, 8.0, 8.0, RATE)
+    starts = dict(sections[:3])
+    index = LandmarkIndex()
+    reference = signal.landmarks(song)
+    index.add(7, reference.times, reference.hashes)
+    titles = {7: "song with chorus"}
+
+    chorus = song[int(24 * RATE): int(32 * RATE)]
+    query = signal.landmarks(music.add_noise(chorus, music.pink_noise(len(chorus), 3), 10), query=True)
+    hypotheses = vote(query, index.search(query.hashes), signal.params.query_speeds)
+    assert {round(h.offset) for h in hypotheses if h.votes >= 14} >= {8, 24}  # both times it is sung vote
+    segments = find_segments(query, index.search(query.hashes), signal.params, titles)
+    assert len(segments) == 1, [s.to_dict() for s in segments]
+    assert min(abs(segments[0].reference_start - 8.0), abs(segments[0].reference_start - 24.0)) < 1.0
+
+    verse_and_chorus = song[int(16 * RATE):]
+    query = signal.landmarks(verse_and_chorus, query=True)
+    segments = find_segments(query, index.search(query.hashes), signal.params, titles)
+    assert len(segments) == 1, [s.to_dict() for s in segments]
+    assert segments[0].reference_start == pytest.approx(starts["verse2"], abs=1.0)
+    assert segments[0].query_end == pytest.approx(16.0, abs=1.0)
+
+
+def test_two_copies_in_one_query_are_two_segments(signal, songs, table):
+    first = songs[1][int(2 * RATE): int(10 * RATE)]
+    second = music.phone_band(songs[3][int(15 * RATE): int(25 * RATE)], RATE)
+    segments = search(signal, table, np.concatenate([first, audio_track(9, 4.0, RATE, "speech"), second]))
+    assert [s.reference_id for s in segments] == [1, 3]
+    assert [s.reference_start for s in segments] == [pytest.approx(2.0, abs=1.0), pytest.approx(15.0, abs=1.0)]
+
+
+def test_shorter_than_the_minimum_is_not_a_segment(signal, songs, table):
+    clip = songs[2][int(8 * RATE): int(20 * RATE)]
+    query = signal.landmarks(clip, query=True)
+    hits = table.search(query.hashes)
+    assert len(find_segments(query, hits, signal.params)) == 1
+    assert find_segments(query, hits, signal.params, min_seconds={2: 15.0}) == []
+    assert find_segments(query, hits, signal.params, settings=AudioMatchSettings(min_votes=1000)) == []
+
+
+def test_a_64_kbps_aac_copy_under_another_picture_is_found_through_pyav(tmp_path, signal):
+    """Files on both sides: a 16 kHz AAC reference, and a video whose picture is unrelated and
+    whose 64 kb/s AAC soundtrack is the reference heard through a phone in a crowd, 2 % fast."""
+    song = audio_track(305, 30.0, 16000)
+    reference_file = music.write_aac(tmp_path / "reference.m4a", song, 16000, 128000)
+    copied = song[8 * 16000: 22 * 16000]
+    heard = music.change_speed(music.add_noise(music.phone_band(copied, 16000), music.crowd(len(copied), 5, 16000), 10),
+                               1.02)
+    soundtrack = np.concatenate([audio_track(705, 4.0, 16000, "speech"), heard])
+    duration = len(soundtrack) / 16000
+    query_file = tmp_path / "fan.mp4"
+    make_video(query_file, shapes(9, (160, 90), 10, duration), 10, audio=soundtrack)
+    music.write_aac(tmp_path / "check.m4a", soundtrack, 16000, 64000)
+
+    def landmarks(path, query):
+        extractor = signal.extractor(query)
+        parts = [extractor.feed(block.samples, block.start) for block in decode.sample_audio(path)]
+        return parts[0].concat(parts + [extractor.flush()])
+
+    index = LandmarkIndex()
+    reference = landmarks(reference_file, query=False)
+    index.add(1, reference.times, reference.hashes)
+    for path in (query_file, tmp_path / "check.m4a"):
+        query = landmarks(path, query=True)
+        segments = find_segments(query, index.search(query.hashes), signal.params, {1: "song"})
+        assert len(segments) == 1, path
+        found = segments[0]
+        assert found.reference_id == 1 and found.rate == pytest.approx(1.02, abs=0.015)
+        assert found.query_start == pytest.approx(4.0, abs=1.0)
+        assert found.reference_start == pytest.approx(8.0, abs=1.0)
