@@ -46,7 +46,7 @@ from guard.config import LiveSettings
 from guard.errors import GuardError, NotFoundError
 from guard.incidents import Incident, IncidentStore, segment_dict
 from guard.keyframes import KEYFRAME_INTERVAL
-from guard.models import Keyframe, Reference, Segment
+from guard.models import Keyframe, Reference, Segment, spread_matches
 from guard.storage.records import Event
 
 log = logging.getLogger(__name__)
@@ -421,7 +421,9 @@ class LiveCase:
                 current.dirty = True
             earliest = min(same["query_start"], part["query_start"])
             ref_earliest = min(same["reference_start"], part["reference_start"])
+            matches = spread_matches(same.get("matches", []) + part.get("matches", []))
             same.update({k: v for k, v in part.items() if k not in ("query_start", "reference_start")})
+            same["matches"] = matches
             same["query_start"], same["reference_start"] = earliest, ref_earliest
             same["query_end"] = max(same["query_end"], part["query_end"])
         if current.dirty and now - current.last_write >= WRITE_INTERVAL:

@@ -58,7 +58,7 @@ def to_timestamp(value: float | int | str | datetime | None) -> float | None:
 def segment_dict(segment: Segment) -> dict:
     """The parts of a matcher segment an incident keeps."""
     keys = ("query_start", "query_end", "reference_start", "reference_end", "offset", "rate",
-            "matched_fraction", "score", "matched_frames", "mean_distance")
+            "matched_fraction", "score", "matched_frames", "mean_distance", "modality", "matches")
     out = segment.to_dict()
     return {k: out[k] for k in keys}
 

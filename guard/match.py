@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from guard.config import MatchSettings
 from guard.index.base import Hits
-from guard.models import MaskedCodes, Segment
+from guard.models import MaskedCodes, Segment, spread_matches
 from guard.signals.base import hamming, masked_hamming
 
 #: Vector ids pack the reference id above the frame number: ``ref_id << ID_SHIFT | frame``.
@@ -432,6 +432,7 @@ def _segment(
         score=score,
         matched_frames=len(frames),
         mean_distance=mean_distance,
+        matches=spread_matches(np.stack([query_times[frames], ref_time[frames]], axis=1).tolist()),
     )
 
 

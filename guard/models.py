@@ -115,6 +115,18 @@ class Reference:
         return out
 
 
+#: Most matched frames a segment keeps for the reviewer's plot.
+MAX_SEGMENT_MATCHES = 64
+
+
+def spread_matches(points: list[list[float]], most: int = MAX_SEGMENT_MATCHES) -> list[list[float]]:
+    """``points`` sorted by query time and thinned to at most ``most``, evenly spread."""
+    ordered = sorted({round(q, 3): [round(q, 3), round(r, 3)] for q, r in points}.values())
+    if len(ordered) <= most:
+        return ordered
+    return [ordered[int(i)] for i in np.linspace(0, len(ordered) - 1, most).round()]
+
+
 @dataclass
 class Segment:
     """A copied stretch: where in the query, where in the reference, and how sure.
@@ -138,6 +150,9 @@ class Segment:
     matched_frames: int
     mean_distance: float
     modality: str = "video"
+    #: Some of the matched frames as ``[query time, reference time]`` pairs (evenly spread, at
+    #: most :data:`MAX_SEGMENT_MATCHES`): the aligned matches a reviewer's plot shows.
+    matches: list[list[float]] = field(default_factory=list, compare=False)
 
     @property
     def duration(self) -> float:

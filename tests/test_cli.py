@@ -280,3 +280,19 @@ def test_ingest_prints_what_will_not_be_matchable(tmp_path):
     assert "registered" in human and "warning: its picture barely changes" in human
     (ref,) = json.loads(run(tmp_path / "store", "ingest", still, "--json", check_code=0).stdout)
     assert len(ref["warnings"]) == 1 and "barely changes" in ref["warnings"][0]
+
+
+@pytest.mark.slow
+def test_ingest_reports_footage_another_owner_registered(tmp_path, reference_files):
+    """A broadcaster's version of the league's footage: the ingest says whose reference it overlaps."""
+    from guard_synth import broadcast as synth
+
+    home = tmp_path / "store"
+    run(home, "ingest", reference_files[1], "--title", "League feed", "--owner", "league", check_code=0)
+    version = media.make_copy(tmp_path / "tv.mp4", 1, 0.0, 20.0, lambda f: synth.logo(f, "bl", 0.1, seed=3),
+                              bit_rate=400_000)
+    out = run(home, "ingest", version, "--title", "TV version", "--owner", "broadcaster", check_code=0).stdout
+    assert "overlap:" in out and "League feed" in out and "league" in out
+    listed = json.loads(run(home, "ingest", version, "--title", "again", "--owner", "league", "--json",
+                            check_code=0).stdout)
+    assert [o["owner"] for o in listed[0]["overlaps"]] == ["broadcaster"], "the owner's own references are no overlap"

@@ -346,7 +346,8 @@ class KeyInfo(BaseModel):
 
 
 class AlignedSegment(BaseModel):
-    """One aligned stretch: query time maps to reference time as ``reference = query * rate + offset``."""
+    """One aligned stretch: query time ``q`` maps to reference time
+    ``reference_start + (q - query_start) * rate`` (``offset``: reference minus query time at its start)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -359,6 +360,9 @@ class AlignedSegment(BaseModel):
     score: float
     matched_fraction: float | None = None
     matched_frames: int | None = None
+    modality: str | None = None
+    matches: list[list[float]] = Field(default_factory=list, description=(
+        "Some matched frames as [query time, reference time] pairs (evenly spread, at most 64), for a plot."))
 
 
 class EvidencePair(BaseModel):

@@ -29,6 +29,7 @@ bench_ui = load_script("bench_ui")
 
 SECRET = "ui-test-webhook-secret-0123456789"
 REF_SEED = 7
+CUP_SEED = 8
 #: Short timeouts, so that a broken page fails in seconds, not minutes (milliseconds).
 STEP_MS = 20_000
 LIVE_MS = 60_000
@@ -44,6 +45,13 @@ def ui_media(tmp_path_factory) -> dict[str, Path]:
         "upload": encode(folder / "upload.mp4", stream_frames(copy_seed=REF_SEED, copy_from=2.0, lead=2.0,
                                                               copy=8.0, tail=1.0, other_seed=555)),
         "idle": encode(folder / "idle.ts", stream_frames(copy_seed=None, lead=4.0, copy=0, tail=0, other_seed=77)),
+        # another game, registered by the league and, with its own logo, by a broadcaster
+        "cup": encode(folder / "cup.mp4", reference_frames(CUP_SEED, 16)),
+        "cup-tv": encode(folder / "cup-tv.mp4", (synth.logo(f, "bl", 0.1, seed=3)
+                                                 for f in reference_frames(CUP_SEED, 16))),
+        "cup-copy": encode(folder / "cup-copy.mp4", stream_frames(copy_seed=CUP_SEED, copy_from=2.0, lead=2.0,
+                                                                   copy=10.0, tail=1.0, other_seed=556,
+                                                                   transform=synth.logo)),
     }
 
 
@@ -218,3 +226,32 @@ def test_platform_sees_its_streams_and_stops_one(console, ui_media, page):
     # a platform may look at the page's references section only to be told it may not
     page.goto(f"{console.base}/ui/#/references")
     page.wait_for_selector("#view h1 >> text=Not available")
+
+
+def test_two_owners_of_one_footage_both_see_one_conflict_incident(console, ui_media, page):
+    """The league and a broadcaster register the same game; the broadcaster's page says the
+    upload overlaps the league's reference; a copy makes one incident, a conflict, that each of
+    them sees in the list and opens with every claimant named."""
+    status, job = console.api("nba").upload("/v1/references", ui_media["cup"], {"title": "Cup final"})
+    assert status == 202, job
+    console.wait_job("nba", f"/v1/jobs/{job['id']}")
+
+    bench_ui.sign_in(page, console.base, console.keys["fifa"])
+    page.click("a[data-section=references]")
+    page.set_input_files("#upload input[type=file]", str(ui_media["cup-tv"]))
+    page.fill("#upload input[name=title]", "Cup final (TV)")
+    page.click("#upload button[type=submit]")
+    page.wait_for_selector("#u-progress-label >> text=Overlap", timeout=LIVE_MS)
+    assert "Cup final" in page.locator("#u-progress-label").inner_text()
+
+    [incident_id] = _scan(console, ui_media["cup-copy"], "cup-pirate")["result"]["incidents"]
+    for tenant in ("fifa", "nba"):
+        if tenant == "nba":
+            page.click("#sign-out")
+            bench_ui.sign_in(page, console.base, console.keys["nba"])
+        page.click("a[href='#/incidents']")
+        row = page.wait_for_selector(f"#incidents tr[data-id='{incident_id}']", timeout=LIVE_MS)
+        assert "conflict" in row.inner_text()
+        page.click(f"#incidents tr[data-id='{incident_id}'] a")
+        note = page.wait_for_selector("section.conflict-note")
+        assert "Cup final (TV)" in note.inner_text() and "nba" in note.inner_text() and "fifa" in note.inner_text()

@@ -132,7 +132,7 @@ def review_incident(incident_id: Id, review: Review, guard: GuardDep, key: Right
 #: Most evidence pairs an alignment lists (one per keyframe interval along the copy).
 MAX_PAIRS = 24
 SEGMENT_FIELDS = ("query_start", "query_end", "reference_start", "reference_end", "rate", "offset", "score",
-                  "matched_fraction", "matched_frames", "modality")
+                  "matched_fraction", "matched_frames", "modality", "matches")
 
 
 def _reference_time(segments: list[dict], query_time: float) -> float:

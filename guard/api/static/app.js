@@ -306,6 +306,9 @@ function plotSvg(a) {
   for (const s of a.segments) {
     svg += `<line class="segment" x1="${x(s.query_start)}" y1="${y(s.reference_start)}" x2="${x(s.query_end)}" y2="${y(s.reference_end)}" stroke="#1d4ed8" stroke-width="3" stroke-linecap="round"/>`;
   }
+  for (const s of a.segments) {
+    for (const [q, r] of s.matches || []) svg += `<circle class="frame-match" cx="${x(q)}" cy="${y(r)}" r="2" fill="#1d4ed8" opacity="0.6"/>`;
+  }
   for (const p of a.pairs) {
     svg += `<circle class="match" cx="${x(p.query_time)}" cy="${y(p.reference_time)}" r="4" fill="${p.query_url ? "#b91c1c" : "#fff"}" stroke="#b91c1c"><title>copy ${num(p.query_time)} s ↔ reference ${num(p.reference_time)} s</title></circle>`;
   }

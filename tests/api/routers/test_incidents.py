@@ -130,3 +130,25 @@ def test_two_owners_of_the_same_footage_share_one_conflict_incident(client, tena
     assert r.status_code == 200
     refs = {ref["owner"]: ref for ref in client.get("/v1/references", headers=tenants.admin).json()["items"]}
     assert refs["fifa"]["allowlist"] == ["pirate-channel"] and refs["nba"]["allowlist"] == []
+
+
+def test_an_incidents_alignment_has_its_matched_frames_and_evidence_pairs(client, tenants, media):
+    upload_reference(client, media.reference, tenants.nba, title="Final")
+    [incident_id] = _scan(client, media.pirate, tenants.yt)["result"]["incidents"]
+    alignment = client.get(f"/v1/incidents/{incident_id}/alignment", headers=tenants.nba).json()
+    assert alignment["modality"] == "video" and alignment["segments"]
+    for segment in alignment["segments"]:
+        assert len(segment["matches"]) >= 8, "the matched frames the plot draws"
+        for query_time, reference_time in segment["matches"]:
+            assert segment["query_start"] - 1e-3 <= query_time <= segment["query_end"] + 1e-3
+            expected = segment["reference_start"] + (query_time - segment["query_start"]) * segment["rate"]
+            assert abs(reference_time - expected) < 0.6, "on the alignment line"
+    shown = [p for p in alignment["pairs"] if p["query_url"]]
+    assert len(shown) >= 2 and all(p["reference_url"] for p in shown)
+    for url in (shown[0]["query_url"], shown[0]["reference_url"]):
+        r = client.get(url, headers=tenants.nba)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    far = alignment["reference_end"] + 60
+    assert client.get(f"/v1/incidents/{incident_id}/reference-frame", params={"at": far},
+                      headers=tenants.nba).status_code == 404, "only pictures of the copied span"
+    assert client.get(f"/v1/incidents/{incident_id}/alignment", headers=tenants.fifa).status_code == 404
