@@ -27,7 +27,7 @@ from guard import __version__
 from guard.config import PROCESS_ROLES, Settings, parse_roles
 from guard.errors import GuardError
 from guard.keys import ROLES
-from guard.models import POLICIES, ScanResult, check_name
+from guard.models import MATCH_POLICIES, POLICIES, ScanResult, check_name
 from guard.service import Guard, media_files
 
 EXIT_FOUND = 1
@@ -146,9 +146,11 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
 @click.option("--min-seconds", type=click.FloatRange(min=0.5), default=None,
               help="Shortest copy that counts, in seconds (default from settings: 5).")
 @click.option("--allow", "allowlist", multiple=True, help="Licensed account that may carry it (repeatable).")
+@click.option("--match", "match", type=click.Choice(MATCH_POLICIES), default="any", show_default=True,
+              help="What may raise an incident: copies of its picture (video), of its sound (audio), or either.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, as_json) -> None:
+def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, match, as_json) -> None:
     """Register reference videos.
 
     \b
@@ -162,7 +164,7 @@ def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, a
         bar, advance = _media_progress(path, f"ingest {path.name}")
         with bar:
             ref = obj.guard.ingest(path, title=title, owner=owner, policy=policy,
-                                   min_seconds=min_seconds, allowlist=list(allowlist), progress=advance)
+                                   min_seconds=min_seconds, allowlist=list(allowlist), progress=advance, match=match)
         refs.append(ref)
         if not as_json:
             click.echo(f"registered {ref.id}  {_safe(ref.title)}  ({ref.duration:.1f} s, {ref.frames} frames, policy {ref.policy})")
@@ -302,14 +304,17 @@ def export_cmd(obj: _Context, ref_id: int, output: Path) -> None:
 @click.option("--title", callback=_name_option, help="Override the title stored in the file.")
 @click.option("--policy", type=click.Choice(POLICIES), default="flag", show_default=True)
 @click.option("--min-seconds", type=click.FloatRange(min=0.5), default=None)
+@click.option("--match", "match", type=click.Choice(MATCH_POLICIES), default=None,
+              help="Match policy: video, audio or any (default: the file's, else any).")
 @click.pass_obj
-def import_cmd(obj: _Context, path: Path, owner, title, policy, min_seconds) -> None:
+def import_cmd(obj: _Context, path: Path, owner, title, policy, min_seconds, match) -> None:
     """Register a hash-only reference from a file made by ``guard export``.
 
     Only a regular file is read, up to 256 MiB (decompressed too); anything else is refused
     with exit code 2.
     """
-    ref = obj.guard.import_fingerprint(path, owner=owner, policy=policy, min_seconds=min_seconds, title=title)
+    ref = obj.guard.import_fingerprint(path, owner=owner, policy=policy, min_seconds=min_seconds, title=title,
+                                       match=match)
     click.echo(f"registered {ref.id}  {_safe(ref.title)}  ({ref.frames} frames, policy {ref.policy})")
 
 

@@ -176,6 +176,13 @@ def probe(source: str | os.PathLike[str]) -> MediaInfo:
         )
 
 
+def stream_kinds(source: str | os.PathLike[str]) -> tuple[bool, bool]:
+    """Whether ``source`` holds a video stream, and an audio stream (container headers only)."""
+    name = os.fspath(source)
+    with _open(name, DecodeOptions()) as container:
+        return bool(container.streams.video), bool(container.streams.audio)
+
+
 class Stills:
     """Small RGB pictures of a file taken while it is sampled for fingerprinting (one decode
     for both): the first sampled frame at or after every ``interval`` seconds, ``width``
@@ -228,21 +235,32 @@ def sample_frames(
 
 
 def _decoded_frames(container: InputContainer, stream: VideoStream, name: str) -> Iterator[VideoFrame]:
-    """Decode packet by packet so that one damaged packet costs one frame, not the file."""
+    """Video frames packet by packet (see :func:`_decoded`)."""
+    return cast(Iterator[VideoFrame], _decoded(container, stream, name, "packets"))
+
+
+def _decoded_audio(container: InputContainer, stream: AudioStream, name: str) -> Iterator[AudioFrame]:
+    """Audio frames packet by packet (see :func:`_decoded`)."""
+    return cast(Iterator[AudioFrame], _decoded(container, stream, name, "audio packets"))
+
+
+def _decoded(container: InputContainer, stream: VideoStream | AudioStream, name: str,
+             what: str) -> Iterator[VideoFrame | AudioFrame]:
+    """Decode packet by packet so that one damaged packet costs its own frame or samples, not
+    the file; a truncated or corrupt container ends the demux early, keeping what was decoded."""
     errors = 0
     try:
         for packet in container.demux(stream):
             try:
-                yield from packet.decode()
+                yield from cast("list[VideoFrame | AudioFrame]", packet.decode())
             except av.error.InvalidDataError:
                 errors += 1
                 if errors > 1000:
-                    raise InputError(f"{name}: too many damaged packets") from None
+                    raise InputError(f"{name}: too many damaged {what}") from None
     except av.error.FFmpegError as exc:
-        # Truncated or corrupt containers end the demux early; keep what was decoded.
-        log.warning("%s: stopped reading after an error (%s)", name, _reason(exc))
+        log.warning("%s: stopped reading %s after an error (%s)", name, what, _reason(exc))
     if errors:
-        log.warning("%s: skipped %d damaged packets", name, errors)
+        log.warning("%s: skipped %d damaged %s", name, errors, what)
 
 
 def _file_samples(container: InputContainer, stream: VideoStream, name: str,
@@ -439,23 +457,6 @@ def _audio_stream(container: InputContainer, name: str) -> AudioStream:
         kinds: list[str] = sorted({s.type for s in container.streams}) or ["nothing"]
         raise InputError(f"{name}: no audio stream (holds {', '.join(kinds)})")
     return container.streams.audio[0]
-
-
-def _decoded_audio(container: InputContainer, stream: AudioStream, name: str) -> Iterator[AudioFrame]:
-    """Audio frames packet by packet, so that a damaged packet costs its own samples only."""
-    errors = 0
-    try:
-        for packet in container.demux(stream):
-            try:
-                yield from packet.decode()
-            except av.error.InvalidDataError:
-                errors += 1
-                if errors > 1000:
-                    raise InputError(f"{name}: too many damaged audio packets") from None
-    except av.error.FFmpegError as exc:
-        log.warning("%s: stopped reading audio after an error (%s)", name, _reason(exc))
-    if errors:
-        log.warning("%s: skipped %d damaged audio packets", name, errors)
 
 
 def _resampled(frames: Iterable[AudioFrame], rate: int) -> Iterator[tuple[float | None, np.ndarray]]:

@@ -8,6 +8,7 @@ signal, each with the pipeline that made it (see :mod:`guard.pipeline`)::
       "format_version": 2,
       "title": "Finals, game 7",
       "duration": 95.25,
+      "match": "any",
       "tracks": [
         {
           "signal": {"name": "mhash16", "version": 1, "bits": 256, "modality": "video", ...},
@@ -20,6 +21,13 @@ signal, each with the pipeline that made it (see :mod:`guard.pipeline`)::
         }
       ]
     }
+
+An audio track (signal ``audio_landmarks``, modality ``audio``) has the same fields: one row
+per landmark, its time and its 32-bit hash as 4 big-endian bytes (see
+:mod:`guard.audio_fingerprint`); ``sample_fps`` is its spectrogram's frames per second and
+its times only need to be non-decreasing (landmarks share anchors). ``match`` is the
+reference's match policy (``video``, ``audio`` or ``any``); a file without it (every
+format 1 file, and format 2 files written before it) means ``any``.
 
 Format 1 held a single track's fields at the top level, its signal as name, version and
 bits only; such files were all written by the first release, whose pipeline they are read
@@ -45,15 +53,16 @@ import math
 import os
 import stat
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Sequence, TypeGuard
 
 import numpy as np
 
 from guard.errors import FormatError, TooLargeError
-from guard.models import Fingerprint, check_name
-from guard.pipeline import first_release_pipeline, track_pipeline
-from guard.signals import get_frame_signal
+from guard.models import MATCH_POLICIES, Fingerprint, check_name
+from guard.pipeline import AUDIO_CODE_BITS, first_release_pipeline, track_pipeline
+from guard.signals import FrameSignal, get_signal
 
 FORMAT_NAME = "guard-fingerprint"
 FORMAT_VERSION = 2
@@ -75,13 +84,24 @@ MAX_SIGNAL_VERSION = 10_000
 MAX_TRACKS = 8
 #: Longest a track's signal description or pipeline may be, as JSON.
 MAX_DESCRIPTION_CHARS = 4096
+#: Most landmarks an audio track may hold per second of duration (references have about 70).
+MAX_LANDMARKS_PER_SECOND = 400
+
+
+@dataclass
+class ExchangeDocument:
+    """What an exchange file holds: its tracks, title and match policy."""
+
+    tracks: list[Fingerprint]
+    title: str
+    match: str = "any"
 
 _CHUNK = 1024**2
 
 
-def dumps(tracks: Fingerprint | Sequence[Fingerprint], title: str) -> bytes:
-    """A reference's tracks (or its one track) and its title as exchange-format JSON bytes
-    (not compressed)."""
+def dumps(tracks: Fingerprint | Sequence[Fingerprint], title: str, match: str = "any") -> bytes:
+    """A reference's tracks (or its one track), its title and match policy as
+    exchange-format JSON bytes (not compressed)."""
     tracks = [tracks] if isinstance(tracks, Fingerprint) else list(tracks)
     if not tracks:
         raise FormatError(f"cannot export {title!r}: it has no fingerprint track")
@@ -90,6 +110,7 @@ def dumps(tracks: Fingerprint | Sequence[Fingerprint], title: str) -> bytes:
         "format_version": FORMAT_VERSION,
         "title": title,
         "duration": max(t.duration for t in tracks),
+        "match": match,
         "tracks": [_track_document(t) for t in tracks],
     }
     try:
@@ -115,9 +136,9 @@ def _track_document(fp: Fingerprint) -> dict[str, Any]:
     }
 
 
-def dump(tracks: Fingerprint | Sequence[Fingerprint], title: str, path: Path) -> Path:
+def dump(tracks: Fingerprint | Sequence[Fingerprint], title: str, path: Path, match: str = "any") -> Path:
     """Write a reference's tracks (or its one track) to ``path`` in the exchange format."""
-    data = dumps(tracks, title)
+    data = dumps(tracks, title, match)
     path = Path(path)
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
     return path
@@ -128,9 +149,15 @@ def load(path: Path, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -
 
     ``name`` is what error messages call the file (default: its path).
     """
+    document = load_document(path, name, max_bytes)
+    return document.tracks, document.title
+
+
+def load_document(path: Path, name: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> ExchangeDocument:
+    """:func:`load` with the file's match policy."""
     path = Path(path)
     name = str(path) if name is None else name
-    return parse(read_bounded(path, name, max_bytes), name, max_bytes)
+    return parse_document(read_bounded(path, name, max_bytes), name, max_bytes)
 
 
 def read_bounded(path: Path, name: str, max_bytes: int = MAX_FILE_BYTES) -> bytearray:
@@ -213,6 +240,12 @@ def parse(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) ->
     Raises :class:`FormatError` for anything but a valid file, :class:`TooLargeError` for one
     whose content passes ``max_bytes``.
     """
+    document = parse_document(raw, name, max_bytes)
+    return document.tracks, document.title
+
+
+def parse_document(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) -> ExchangeDocument:
+    """:func:`parse` with the file's match policy."""
     if len(raw) > max_bytes:
         raise TooLargeError(f"{name}: larger than the limit of {max_bytes} bytes")
     if raw[:2] == b"\x1f\x8b":
@@ -232,7 +265,7 @@ def parse(raw: bytes | bytearray, name: str, max_bytes: int = MAX_FILE_BYTES) ->
         raise FormatError(f"{name}: malformed fingerprint file (missing field {exc})") from exc
 
 
-def _document(doc: dict[str, Any], version: int, name: str) -> tuple[list[Fingerprint], str]:
+def _document(doc: dict[str, Any], version: int, name: str) -> ExchangeDocument:
     duration = _number(doc["duration"], "duration", 0.0, MAX_DURATION, name)
     if version == 1:
         tracks = [_track(doc, duration, name, version)]
@@ -256,7 +289,10 @@ def _document(doc: dict[str, Any], version: int, name: str) -> tuple[list[Finger
         title = check_name(doc["title"])
     except ValueError as exc:
         raise FormatError(f"{name}: invalid title ({exc})") from None
-    return tracks, title
+    match = doc.get("match", "any") if version >= 2 else "any"
+    if match not in MATCH_POLICIES:
+        raise FormatError(f"{name}: match policy must be one of {', '.join(MATCH_POLICIES)}, not {_show(match)}")
+    return ExchangeDocument(tracks, title, match)
 
 
 def _track(doc: dict[str, Any], duration: float, name: str, version: int) -> Fingerprint:
@@ -268,20 +304,29 @@ def _track(doc: dict[str, Any], duration: float, name: str, version: int) -> Fin
     if len(signal_name) > 64:
         raise FormatError(f"{name}: unknown signal {_show(signal_name)}")
     try:
-        known = get_frame_signal(signal_name)
+        known = get_signal(signal_name)
     except FormatError as exc:
         raise FormatError(f"{name}: {exc}") from None
+    audio = known.modality == "audio"
+    if isinstance(known, FrameSignal):
+        known_bits = known.bits
+    elif audio:
+        known_bits = AUDIO_CODE_BITS
+    else:
+        raise FormatError(f"{name}: signal {signal_name!r} makes no tracks")
     signal_version = _integer(signal["version"], "signal.version", 1, MAX_SIGNAL_VERSION, name)
     bits = _integer(signal["bits"], "signal.bits", 1, 4096, name)
-    if bits != known.bits:
-        raise FormatError(f"{name}: signal {known.name} has {known.bits} bits, the file says {bits}")
+    if bits != known_bits:
+        raise FormatError(f"{name}: signal {known.name} has {known_bits} bits, the file says {bits}")
     sample_fps = _number(doc["sample_fps"], "sample_fps", MIN_SAMPLE_FPS, MAX_SAMPLE_FPS, name)
     if version == 1:
         pipeline = first_release_pipeline(signal_name, signal_version, bits, sample_fps)
     else:
         pipeline = _pipeline(signal, doc["pipeline"], sample_fps, name)
     frames = _integer(doc["frames"], "frames", 0, MAX_FRAMES, name)
-    if frames > 2 * sample_fps * (duration + TIME_SLACK) + 16:
+    if audio and frames > MAX_LANDMARKS_PER_SECOND * (duration + TIME_SLACK) + 16:
+        raise FormatError(f"{name}: {frames} landmarks cannot come from {duration:g} s of audio")
+    if not audio and frames > 2 * sample_fps * (duration + TIME_SLACK) + 16:
         raise FormatError(f"{name}: {frames} frames cannot come from {duration:g} s sampled at {sample_fps:g} fps")
     times_raw = _base64(doc["times"], "times", name)
     codes_raw = _base64(doc["codes"], "codes", name)
@@ -293,8 +338,10 @@ def _track(doc: dict[str, Any], duration: float, name: str, version: int) -> Fin
         raise FormatError(f"{name}: header says {frames} frames, data holds {len(times_raw) / 8:g} times "
                           f"and {len(codes_raw) / code_bytes:g} codes")
     times = np.frombuffer(times_raw, dtype="<f8").astype(np.float64)
-    if frames and (not np.isfinite(times).all() or np.any(np.diff(times) <= 0) or times[0] < 0):
-        raise FormatError(f"{name}: frame times must be finite, non-negative and increasing")
+    steps = np.diff(times)
+    if frames and (not np.isfinite(times).all() or np.any(steps < 0 if audio else steps <= 0) or times[0] < 0):
+        raise FormatError(f"{name}: frame times must be finite, non-negative and "
+                          f"{'non-decreasing' if audio else 'increasing'}")
     if frames and times[-1] > duration + TIME_SLACK:
         raise FormatError(f"{name}: frame time {times[-1]:g} s is past the duration of {duration:g} s")
     return Fingerprint(

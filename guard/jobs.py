@@ -23,10 +23,12 @@ import numpy as np
 
 from guard import decode, urlpolicy
 from guard.act import Act, FrameAt
+from guard.audio_fingerprint import AudioFingerprinter, fingerprint_media
 from guard.config import Settings
 from guard.errors import GuardError, InputError
 from guard.fingerprint import Fingerprinter
-from guard.models import MaskedCodes, Reference, ScanResult, Segment
+from guard.models import Fingerprint, MaskedCodes, Reference, ScanResult, Segment
+from guard.signals.audio import Landmarks
 from guard.storage.jobs import FINAL, JobRepository
 from guard.storage.protocols import Database
 from guard.storage.records import Job
@@ -277,13 +279,18 @@ class JobPorts:
     ingest: Callable[..., Reference]
     #: Incidents, evidence, policy and events for what a scan found.
     act: Act
+    #: A file's audio → landmarks (None: files are matched by their picture only).
+    audio: AudioFingerprinter | None = None
+    #: A file's picture track and audio landmarks → copied segments, fused and filtered by each
+    #: reference's match policy (:meth:`guard.search.Searcher.match_file`); None: ``match``.
+    match_file: Callable[[Fingerprint, Landmarks | None], list[Segment]] | None = None
 
 
 def service_handlers(ports: JobPorts) -> dict[str, Handler]:
     """The ``ingest`` and ``scan`` job kinds.
 
     ``ingest`` params: ``_path``, ``title``, ``owner``, ``policy``, ``min_seconds``,
-    ``allowlist``. ``scan`` params: ``_path`` (an upload) or ``_url`` (shown redacted as
+    ``allowlist``, ``match`` (the match policy, default ``any``). ``scan`` params: ``_path`` (an upload) or ``_url`` (shown redacted as
     ``url``), plus a display ``filename`` and the uploader's ``account``. A scan's result is
     the :class:`guard.models.ScanResult` with its matches and the ids of the incidents made.
     """
@@ -303,7 +310,7 @@ def service_handlers(ports: JobPorts) -> dict[str, Handler]:
             Path(p["_path"]), title=p.get("title") or Path(filename).stem, owner=p["owner"],
             policy=p.get("policy", "flag"), min_seconds=p.get("min_seconds"),
             allowlist=p.get("allowlist") or [], progress=seconds_to_fraction(p["_path"], progress),
-            source=f"upload:{filename}",
+            source=f"upload:{filename}", match=p.get("match") or "any",
         )
         return {"reference": ref.to_dict(), "warnings": ref.warnings, "overlaps": ref.overlaps}
 
@@ -334,10 +341,16 @@ def _upload_named(job: Job) -> Iterator[None]:
 
 
 def scan_file(ports: JobPorts, path: str | os.PathLike, progress: Progress | None = None) -> ScanResult:
-    """Fingerprint a file (with its overlay readings) and report every copied segment in it."""
-    fp = ports.fingerprinter.fingerprint_file(path, progress, overlays=True)
-    segments = ports.match(fp.times, fp.codes, fp.masked) if len(fp) else []
-    return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
+    """Fingerprint a file (its picture with its overlay readings, and its audio when
+    ``ports.audio``) and report every copied segment in it (see :attr:`JobPorts.match_file`)."""
+    if ports.match_file is None:
+        fp = ports.fingerprinter.fingerprint_file(path, progress, overlays=True)
+        segments = ports.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+        return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
+    fp, landmarks, audio_end = fingerprint_media(ports.fingerprinter, ports.audio, path, progress, query=True)
+    segments = ports.match_file(fp, landmarks)
+    return ScanResult(path=os.fspath(path), duration=max(fp.duration, round(audio_end, 3)), frames=len(fp),
+                      segments=segments)
 
 
 def scan_url(ports: JobPorts, url: str, progress: Progress | None = None) -> tuple[ScanResult, bool]:

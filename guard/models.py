@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 POLICIES = ("flag", "cut")
+#: What modalities of a copy may raise an incident for a reference (its match policy).
+MATCH_POLICIES = ("video", "audio", "any")
 
 #: Longest title, owner or account name guard accepts (API fields and imported files alike).
 NAME_MAX_LENGTH = 200
@@ -101,6 +103,8 @@ class Reference:
     allowlist: list[str] = field(default_factory=list)
     #: Whether pictures of it are stored (false for hash-only imports): evidence shows them.
     has_keyframes: bool = False
+    #: Which copies may raise an incident: ``video``, ``audio`` or ``any`` (see MATCH_POLICIES).
+    match: str = "any"
     #: What the matcher will not find of it, said once when it is registered (not stored).
     warnings: list[str] = field(default_factory=list, compare=False)
     #: Other owners' references that hold the same footage, found when it is registered (not

@@ -52,6 +52,25 @@ def pipeline_description(signal: dict[str, Any], *, sample_fps: float, fast: boo
     })
 
 
+#: Bits of an audio track's codes: one uint32 landmark hash per row, stored big-endian.
+AUDIO_CODE_BITS = 32
+
+
+def audio_pipeline_description(signal: dict[str, Any], *, sample_rate: int, block_seconds: float,
+                               frames_per_second: float) -> dict[str, Any]:
+    """The pipeline an audio track records: the signal's description (with the bits its codes
+    take), and how the audio was decoded (first audio stream, mixed down to mono and
+    resampled by FFmpeg to ``sample_rate``, in blocks of ``block_seconds``). The sample rate
+    is compared like a signal parameter (landmarks of other rates differ); ``sample_fps``
+    (spectrogram frames per second) is recorded only."""
+    return _json_normalised({
+        "signal": {**signal, "bits": AUDIO_CODE_BITS},
+        "decoder": {"sample_fps": float(frames_per_second), "audio_stream": "first", "channels": "mono",
+                    "sample_rate": int(sample_rate), "block_seconds": float(block_seconds),
+                    "resampler": "ffmpeg"},
+    })
+
+
 def first_release_pipeline(name: str, version: int, bits: int, sample_fps: float) -> dict[str, Any]:
     """The pipeline of a track made by the first release, which recorded only these four."""
     return {

@@ -8,6 +8,11 @@ unreadable index is rebuilt from the tracks stored in SQLite.
 Opening also checks that every stored track was made by the pipeline this guard runs (see
 :mod:`guard.pipeline`): tracks of another signal version, decoder or preprocessing cannot
 be compared with fresh codes, and matching against them would only find less, silently.
+
+An audio signal's index (:class:`AudioIndex`, a :class:`guard.index.landmarks.LandmarkIndex`
+of every reference's landmarks) lives beside the picture signals' FAISS indexes, in
+``index-<signal>.npz`` with the same JSON record of the generation it reflects: it is
+loaded, saved, rebuilt and kept in step with additions and removals exactly like them.
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from guard.audio_fingerprint import AudioFingerprinter, hashes_of
 from guard.errors import FormatError, NotFoundError, StoreError
 from guard.index import FaissBinaryIndex, Hits
 from guard.index.brute import masked_search
+from guard.index.landmarks import LandmarkHits, LandmarkIndex
 from guard.match import RefFrames, vector_ids
 from guard.models import Fingerprint, Reference
 from guard.pipeline import REFINGERPRINT_ADVICE, pipeline_differences
-from guard.signals import FrameSignal, get_frame_signal
+from guard.signals import FrameSignal, Signal, get_signal
+from guard.signals.audio import AudioLandmarks
 from guard.storage.references import ReferenceRepository
 
 log = logging.getLogger(__name__)
@@ -120,16 +128,7 @@ class SignalIndex:
         layout = self.index.describe() if hasattr(self.index, "describe") else {}
         meta = {**layout, "format": INDEX_FORMAT, "generation": generation, "signal": self.description,
                 "vectors": len(self.index)}
-        # a name of its own: writers in other processes or threads never share the file
-        fd, tmp = tempfile.mkstemp(dir=self.meta_path.parent, prefix=f".{self.meta_path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "w") as out:
-                out.write(json.dumps(meta))
-            os.replace(tmp, self.meta_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _replace_file(self.meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
 
     # -- changes and queries ------------------------------------------------------------------
 
@@ -165,6 +164,97 @@ class SignalIndex:
         return len(self.index)
 
 
+class AudioIndex:
+    """An audio signal's landmark table over every reference's track of it, and those tracks.
+
+    Saved as ``index_path`` (a versioned ``.npz``, written aside then renamed) with the same
+    JSON record as :class:`SignalIndex`; not thread-safe on its own either.
+    """
+
+    def __init__(self, signal: AudioLandmarks, index_path: Path, meta_path: Path):
+        self.signal = signal
+        self.index_path = index_path
+        self.meta_path = meta_path
+        self.index = LandmarkIndex()
+        self.refs: dict[int, RefFrames] = {}
+
+    @property
+    def description(self) -> dict:
+        """The signal's description as the index files record it."""
+        return json.loads(json.dumps(self.signal.describe(), sort_keys=True))
+
+    def vectors(self) -> int:
+        """How many landmarks the tracks hold (what the table must hold)."""
+        return sum(len(r.times) for r in self.refs.values())
+
+    def load_or_rebuild(self, generation: int, refs: dict[int, RefFrames]) -> None:
+        """Take ``refs`` (the catalog's tracks at ``generation``) and the saved table if it
+        reflects them, else rebuild the table and save it."""
+        self.refs = refs
+        if not self._load(generation):
+            self._rebuild(generation)
+
+    def _load(self, generation: int) -> bool:
+        try:
+            meta = json.loads(self.meta_path.read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT or meta.get("generation") != generation \
+                or meta.get("signal") != self.description:
+            log.info("%s index is stale or of another format: rebuilding", self.signal.name)
+            return False
+        try:
+            index = LandmarkIndex.load(self.index_path)
+        except FormatError as exc:
+            log.warning("%s: rebuilding", exc)
+            return False
+        if len(index) != self.vectors():
+            log.warning("%s index size disagrees with the catalog: rebuilding", self.signal.name)
+            return False
+        self.index = index
+        return True
+
+    def _rebuild(self, generation: int) -> None:
+        index = LandmarkIndex()
+        for ref_id, ref in self.refs.items():
+            index.add(ref_id, ref.times, hashes_of(ref.codes))
+        self.index = index
+        self.save(generation)
+
+    def save(self, generation: int) -> None:
+        """Write the table (aside, then renamed over the old one), then its JSON record."""
+        _replace_file(self.index_path, self.index.save)
+        self.save_meta(generation)
+
+    def save_meta(self, generation: int) -> None:
+        """Record that the table (unchanged since it was saved) reflects ``generation``."""
+        meta = {"kind": "landmarks", "format": INDEX_FORMAT, "generation": generation, "signal": self.description,
+                "vectors": len(self.index)}
+        _replace_file(self.meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
+
+    def add(self, ref_id: int, frames: RefFrames) -> None:
+        """Index one reference's landmarks."""
+        self.index.add(ref_id, frames.times, hashes_of(frames.codes))
+        self.refs[ref_id] = frames
+
+    def remove(self, ref_id: int) -> bool:
+        """Take a reference's landmarks out; whether it had any."""
+        if self.refs.pop(ref_id, None) is None:
+            return False
+        self.index.remove(ref_id)
+        return True
+
+    def search(self, hashes: np.ndarray) -> LandmarkHits:
+        """Every stored landmark with one of these hashes (see :meth:`LandmarkIndex.search`)."""
+        return self.index.search(hashes)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+AnyIndex = SignalIndex | AudioIndex
+
+
 class ReferenceIndex:
     """Every reference's tracks, searchable: one :class:`SignalIndex` per signal present.
 
@@ -183,8 +273,9 @@ class ReferenceIndex:
         self._lock = threading.RLock()
         self._generation = -1
         self._revision = -1
-        self._signals: dict[str, FrameSignal] = {signal.name: signal}
-        self._indexes: dict[str, SignalIndex] = {signal.name: self._new_index(signal.name)}
+        self._signals: dict[str, Signal] = {signal.name: signal}
+        self._indexes: dict[str, AnyIndex] = {signal.name: self._new_index(signal.name)}
+        self._match: dict[int, str] = {}  # each reference's match policy
         self.sync()
 
     # -- the running signal's index (what the matcher uses) -----------------------------------
@@ -192,14 +283,52 @@ class ReferenceIndex:
     @property
     def index(self):
         """The running signal's index."""
-        return self._indexes[self.signal.name].index
+        return self._video().index
 
     @property
     def refs(self) -> dict[int, RefFrames]:
         """Each reference's frames of the running signal, by id."""
-        return self._indexes[self.signal.name].refs
+        return self._video().refs
 
-    def index_for(self, signal_name: str) -> SignalIndex:
+    def _video(self) -> SignalIndex:
+        index = self._indexes[self.signal.name]
+        assert isinstance(index, SignalIndex)  # the running signal is a frame signal
+        return index
+
+    def _audio(self) -> AudioIndex | None:
+        return next((i for i in self._indexes.values() if isinstance(i, AudioIndex)), None)
+
+    def audio_refs(self) -> dict[int, RefFrames]:
+        """Each reference's landmarks (times and codes, see :mod:`guard.audio_fingerprint`), by id."""
+        with self._lock:
+            audio = self._audio()
+            return {} if audio is None else dict(audio.refs)
+
+    def search_landmarks(self, hashes: np.ndarray) -> LandmarkHits:
+        """Every stored landmark with one of these hashes, of every reference with audio."""
+        with self._lock:
+            audio = self._audio()
+            if audio is None:
+                empty = np.zeros(0, np.int64)
+                return LandmarkHits(empty, empty.copy(), np.zeros(0, np.float64))
+            return audio.search(hashes)
+
+    def match_policies(self) -> dict[int, str]:
+        """Each reference's match policy (``video``, ``audio`` or ``any``), by id."""
+        with self._lock:
+            return dict(self._match)
+
+    def running_pipeline(self, signal_name: str) -> dict[str, Any]:
+        """The pipeline this guard makes ``signal_name``'s tracks with; :class:`FormatError`
+        for a signal it does not know or cannot make tracks of."""
+        signal = self._signal(signal_name)
+        if isinstance(signal, AudioLandmarks):
+            return AudioFingerprinter(signal).pipeline()
+        if isinstance(signal, FrameSignal):
+            return self.pipeline_for(signal)
+        raise FormatError(f"signal {signal_name!r} makes no tracks this guard can store")
+
+    def index_for(self, signal_name: str) -> AnyIndex:
         """The index of one signal; :class:`NotFoundError` when no reference has a track of it
         (the running signal's always exists, empty or not)."""
         with self._lock:
@@ -229,6 +358,7 @@ class ReferenceIndex:
 
     def _load(self, generation: int) -> None:
         refs = {r.id: r for r in self.references.all()}
+        self._match = {r.id: r.match for r in refs.values()}
         frames: dict[str, dict[int, RefFrames]] = {self.signal.name: {}}
         for ref_id, track in self.references.tracks():
             ref = refs.get(ref_id)
@@ -243,6 +373,7 @@ class ReferenceIndex:
 
     def _refresh_policies(self) -> None:
         for ref in self.references.all():
+            self._match[ref.id] = ref.match
             for index in self._indexes.values():
                 if ref.id in index.refs:
                     index.refs[ref.id].title = ref.title
@@ -255,12 +386,12 @@ class ReferenceIndex:
         for use in self.references.pipelines():
             who = _references_named(use.reference_ids)
             try:
-                signal = self._signal(use.signal)
+                running = self.running_pipeline(use.signal)
             except FormatError:
                 problems.append(f"{who}: {use.signal} tracks, a signal this guard does not know "
                                 f"(is its plugin installed?)")
                 continue
-            differences = pipeline_differences(use.pipeline, self.pipeline_for(signal))
+            differences = pipeline_differences(use.pipeline, running)
             if differences:
                 problems.append(f"{who}: {use.signal} tracks differ ({'; '.join(differences)})")
         missing = self.references.without_track(self.signal.name)
@@ -272,17 +403,22 @@ class ReferenceIndex:
                 f"{getattr(self.references.database, 'path', 'catalog')}: fingerprints made by another pipeline than this guard runs, "
                 f"whose codes cannot be compared with fresh ones — {'; '.join(problems)}. {REFINGERPRINT_ADVICE}")
 
-    def _signal(self, name: str) -> FrameSignal:
+    def _signal(self, name: str) -> Signal:
         if name not in self._signals:
-            self._signals[name] = get_frame_signal(name)
+            self._signals[name] = get_signal(name)
         return self._signals[name]
 
-    def _new_index(self, name: str) -> SignalIndex:
+    def _new_index(self, name: str) -> AnyIndex:
         if name == self.signal.name:  # the first release's file names
             stem = "index"
         else:
             stem = "index-" + (name if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) else name.encode().hex()[:64])
-        return SignalIndex(self._signal(name), self.home / f"{stem}.faiss", self.home / f"{stem}.json")
+        signal = self._signal(name)
+        if isinstance(signal, AudioLandmarks):
+            return AudioIndex(signal, self.home / f"{stem}.npz", self.home / f"{stem}.json")
+        if not isinstance(signal, FrameSignal):
+            raise FormatError(f"signal {name!r} has no index this guard can keep")
+        return SignalIndex(signal, self.home / f"{stem}.faiss", self.home / f"{stem}.json")
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -294,6 +430,7 @@ class ReferenceIndex:
                 self.sync()  # someone else changed the catalog too: take everything
                 return
             changed = set()
+            self._match[ref.id] = ref.match
             for track in tracks:
                 if track.signal not in self._indexes:
                     self._indexes[track.signal] = self._new_index(track.signal)
@@ -309,6 +446,7 @@ class ReferenceIndex:
                 self.sync()
                 return
             changed = {name for name, index in self._indexes.items() if index.remove(ref_id)}
+            self._match.pop(ref_id, None)
             self._generation += 1
             self._save(changed)
 
@@ -324,19 +462,35 @@ class ReferenceIndex:
     def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
         """Hits for query codes in the running signal's index."""
         with self._lock:
-            return self._indexes[self.signal.name].search(codes, radius, max_hits)
+            return self._video().search(codes, radius, max_hits)
 
     def search_masked(self, codes: np.ndarray, masks: np.ndarray, radius: int, max_hits: int) -> Hits:
         """Hits for partly hidden query frames over the bits their masks show (brute force),
         in the running signal's tracks."""
         with self._lock:
-            ids, stored = self._indexes[self.signal.name].flat()
+            ids, stored = self._video().flat()
         return masked_search(codes, masks, ids, stored, radius, max_hits)
 
     def __len__(self) -> int:
         """Codes indexed over every signal."""
         with self._lock:
             return sum(len(index) for index in self._indexes.values())
+
+
+def _replace_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Have ``write(temporary path)`` write the file under a name of its own, then rename it
+    over ``path``: readers see the old file or the new one, never half of one, and writers in
+    other processes or threads never share the file."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _frames(ref: Reference, track: Fingerprint) -> RefFrames:

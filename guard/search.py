@@ -22,18 +22,25 @@ give for the window, at a fraction of the cost:
 Voting over the kept hits and resolving rival segments run in full at every decision: both
 are cheap next to the index and the alignment checks, and what they decide depends on the
 whole window.
+
+Files are also matched by their audio (:meth:`Searcher.match_file`): the query's landmarks
+go to the landmark index and :func:`guard.audio_match.find_segments`; audio and video
+segments that agree are fused (:func:`fuse`), and each reference's match policy then says
+which may raise an incident (:func:`allowed_by_policy`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, cast
 
 import numpy as np
 
+from guard import audio_match
 from guard.config import MatchSettings
 from guard.index.base import Hits, merge_hits
+from guard.index.landmarks import LandmarkHits
 from guard.match import (
     Alignment,
     Hypothesis,
@@ -46,11 +53,18 @@ from guard.match import (
     vote,
     with_mirrored,
 )
-from guard.models import MaskedCodes, Segment
+from guard.models import Fingerprint, MaskedCodes, Segment
 from guard.signals import FrameSignal
+from guard.signals.audio import AudioLandmarks, Landmarks
 
 #: The readings a live window searches: plain codes (with the masked ones merged) and mirrored codes.
 PLAIN, MIRRORED = "plain", "mirrored"
+
+#: Audio and video segments of one reference fuse when their query spans overlap and they
+#: agree on the alignment: offsets (reference minus query time, compared in the middle of the
+#: overlap) within ``FUSE_MAX_OFFSET`` s, rates within ``FUSE_MAX_RATE`` (relative).
+FUSE_MAX_OFFSET = 1.0
+FUSE_MAX_RATE = 0.02
 
 
 class IndexView(Protocol):
@@ -70,14 +84,60 @@ class IndexView(Protocol):
         """Index hits of masked codes over the bits their masks show."""
 
 
+class AudioIndexView(Protocol):
+    """What the audio path needs of the reference index (:class:`guard.refindex.ReferenceIndex`)."""
+
+    def sync(self) -> None:
+        """Bring the view up to date with the catalog."""
+
+    def audio_refs(self) -> Mapping[int, RefFrames]:
+        """Each reference's landmarks, by id."""
+
+    def search_landmarks(self, hashes: np.ndarray) -> LandmarkHits:
+        """Every stored landmark with one of these hashes."""
+
+    def match_policies(self) -> Mapping[int, str]:
+        """Each reference's match policy, by id."""
+
+
 class Searcher:
     """Finds copied segments in query readings: index search, voting, verification."""
 
-    def __init__(self, index: IndexView, settings: MatchSettings, signal: FrameSignal, frame_period: float):
+    def __init__(self, index: IndexView, settings: MatchSettings, signal: FrameSignal, frame_period: float,
+                 audio_signal: AudioLandmarks | None = None):
         self.index = index
         self.settings = settings
         self.signal = signal
         self.frame_period = frame_period
+        self.audio_signal = audio_signal or AudioLandmarks()
+
+    def match_file(self, fp: Fingerprint, landmarks: Landmarks | None = None) -> list[Segment]:
+        """Copied segments of a scanned file: its picture's (:meth:`match`) and its sound's
+        (:meth:`match_audio`), fused where they agree (:func:`fuse`), then only those each
+        reference's match policy lets raise an incident (:func:`allowed_by_policy`)."""
+        video = self.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+        audio = self.match_audio(landmarks) if landmarks is not None and len(landmarks) else []
+        if not audio:  # the video-only path stays exactly as it was
+            segments = video
+        else:
+            segments = fuse(video, audio)
+        view = cast(AudioIndexView, self.index)
+        return allowed_by_policy(segments, view.match_policies()) if hasattr(view, "match_policies") else segments
+
+    def match_audio(self, landmarks: Landmarks) -> list[Segment]:
+        """Copied segments in a query's landmarks (made under every assumed speed, see
+        :meth:`guard.signals.audio.AudioLandmarks.extractor`), modality ``audio``."""
+        view = cast(AudioIndexView, self.index)
+        if not hasattr(view, "search_landmarks"):
+            return []
+        view.sync()
+        refs = dict(view.audio_refs())
+        if not refs:
+            return []
+        hits = view.search_landmarks(landmarks.hashes)
+        return audio_match.find_segments(landmarks, hits, self.audio_signal.params,
+                                         {i: r.title for i, r in refs.items()},
+                                         {i: r.min_seconds for i, r in refs.items()})
 
     def match(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None) -> list[Segment]:
         """Copied segments in a sequence of query frames: times (s), plain codes and the masked
@@ -133,6 +193,79 @@ class Searcher:
         if not self.settings.mirror or not len(codes):
             return None
         return self.signal.mirror(codes)
+
+
+def _offset_at(segment: Segment, query_time: float) -> float:
+    """Reference minus query time of ``segment``'s alignment at ``query_time``."""
+    return segment.reference_start + segment.rate * (query_time - segment.query_start) - query_time
+
+
+def agree(video: Segment, audio: Segment) -> bool:
+    """Whether a video and an audio segment restate one copy: the same reference, query
+    spans that overlap, and alignments that agree (:data:`FUSE_MAX_OFFSET`, :data:`FUSE_MAX_RATE`)."""
+    if video.reference_id != audio.reference_id:
+        return False
+    start, end = max(video.query_start, audio.query_start), min(video.query_end, audio.query_end)
+    if end <= start:
+        return False
+    middle = (start + end) / 2
+    return (abs(_offset_at(video, middle) - _offset_at(audio, middle)) <= FUSE_MAX_OFFSET
+            and abs(video.rate - audio.rate) <= FUSE_MAX_RATE * max(video.rate, audio.rate))
+
+
+def fused_score(a: float, b: float) -> float:
+    """The score of a copy both modalities found: ``1 − (1 − a)(1 − b)`` (as if each were an
+    independent chance of being a copy), higher than either when both are above 0 and below
+    1. A placeholder until the calibrated probability of issue 12 replaces it."""
+    return 1.0 - (1.0 - a) * (1.0 - b)
+
+
+def fuse(video: list[Segment], audio: list[Segment]) -> list[Segment]:
+    """Video and audio segments, where a video segment and an audio one agree (:func:`agree`)
+    one ``audio+video`` segment instead of the two, sorted by query start then reference.
+
+    The fused segment spans both query spans; its alignment (offset, rate, reference span) is
+    the video segment's, which samples the picture every frame (the audio one's anchors are
+    sparser under noise); its matched fraction the larger, its matched frames the sum, its score
+    :func:`fused_score`. Segments of different references stay apart."""
+    used: set[int] = set()
+    out: list[Segment] = []
+    for v in video:
+        partners = [k for k, a in enumerate(audio) if k not in used and agree(v, a)]
+        if not partners:
+            out.append(v)
+            continue
+        used.update(partners)
+        start = min(v.query_start, *(audio[k].query_start for k in partners))
+        end = max(v.query_end, *(audio[k].query_end for k in partners))
+        score, fraction, matched = v.score, v.matched_fraction, v.matched_frames
+        for k in partners:
+            score = fused_score(score, audio[k].score)
+            fraction = max(fraction, audio[k].matched_fraction)
+            matched += audio[k].matched_frames
+        reference_start = v.reference_start + v.rate * (start - v.query_start)
+        out.append(replace(v, query_start=start, query_end=end, reference_start=reference_start,
+                           reference_end=v.reference_start + v.rate * (end - v.query_start),
+                           offset=reference_start - start, matched_fraction=fraction, score=score,
+                           matched_frames=matched, modality="audio+video"))
+    out += [a for k, a in enumerate(audio) if k not in used]
+    return sorted(out, key=lambda s: (s.query_start, s.reference_id))
+
+
+def allowed_by_policy(segments: list[Segment], policies: Mapping[int, str]) -> list[Segment]:
+    """The segments whose modality their reference's match policy lets raise an incident:
+    ``video`` takes picture matches (``video``, ``video-mirrored``, ``video-region``…) and
+    ``audio+video``; ``audio`` takes ``audio`` and ``audio+video``; ``any`` (the default,
+    also for a reference the policies do not know) takes every segment."""
+    return [s for s in segments if _allowed(s.modality, policies.get(s.reference_id, "any"))]
+
+
+def _allowed(modality: str, policy: str) -> bool:
+    if policy == "video":
+        return modality == "audio+video" or modality.startswith("video")
+    if policy == "audio":
+        return modality in ("audio", "audio+video")
+    return True
 
 
 def _split_at(hits: Hits, n: int) -> tuple[Hits, Hits]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from guard import exchange
 from guard.act import Act
+from guard.audio_fingerprint import AudioFingerprinter, fingerprint_media
 from guard.config import PROCESS_ROLES, Settings, parse_roles
 from guard.errors import FormatError, InputError
 from guard.fingerprint import Fingerprinter, reference_warnings
@@ -24,7 +25,6 @@ from guard.models import Fingerprint, Keyframe, MaskedCodes, Reference, ScanResu
 from guard.pipeline import REFINGERPRINT_ADVICE, pipeline_differences, track_pipeline
 from guard.refindex import ReferenceIndex
 from guard.search import Searcher
-from guard.signals import get_frame_signal
 from guard.storage import ReferenceRepository
 from guard.store import Catalog
 from guard.actions import ActionCenter
@@ -57,6 +57,7 @@ class Guard:
         self.fingerprinter = Fingerprinter(
             self.settings.signal, self.settings.sample_fps, self.settings.fast_decode
         )
+        self.audio = AudioFingerprinter()
         self.reference_repository = ReferenceRepository(self.catalog)
         try:
             self.index = ReferenceIndex(self.reference_repository, self.home, self.fingerprinter.signal,
@@ -65,7 +66,7 @@ class Guard:
             self.catalog.close()
             raise
         self.searcher = Searcher(self.index, self.settings.match, self.fingerprinter.signal,
-                                 1.0 / self.settings.sample_fps)
+                                 1.0 / self.settings.sample_fps, self.audio.signal)
         self.keys = KeyStore(self.catalog)
         # Acting on copies: incidents, the webhook outbox (its dispatcher starts with the first
         # event, monitor or an explicit ``actions.start()``) and the one place that decides over
@@ -80,7 +81,8 @@ class Guard:
         self.streams = MonitorManager(
             LivePorts(self.settings, self.catalog, self.fingerprinter, self.searcher, self.act),
             run="monitor" in self.roles)
-        self._job_ports = JobPorts(self.settings, self.fingerprinter, self.searcher.match, self.ingest, self.act)
+        self._job_ports = JobPorts(self.settings, self.fingerprinter, self.searcher.match, self.ingest, self.act,
+                                   audio=self.audio, match_file=self.searcher.match_file)
         self.jobs = JobQueue(self.catalog, service_handlers(self._job_ports), self.settings.job_workers,
                              self.settings.job_nice, run="jobs" in self.roles)
 
@@ -124,17 +126,20 @@ class Guard:
         allowlist: list[str] | None = None,
         progress: Progress | None = None,
         source: str | None = None,
+        match: str = "any",
     ) -> Reference:
         """Fingerprint a reference video, keep its keyframes (evidence pictures, see
         :mod:`guard.keyframes`) and register both; ``source`` is what to record as its origin
-        (default: the path)."""
+        (default: the path). A file with sound also gets an audio track (an audio-only file
+        only that one); ``match`` is its match policy (``video``, ``audio`` or ``any``)."""
         stills = stills_for_keyframes()
-        fp = self.fingerprinter.fingerprint_file(path, progress, stills=stills)
+        fp, landmarks, audio_end = fingerprint_media(self.fingerprinter, self.audio, path, progress, stills=stills)
         keyframes = keyframes_of(stills) if len(fp) else []
+        tracks = [fp] if landmarks is None else [fp, self.audio.track(landmarks, audio_end)]
         return self.register(
-            fp, title=title or Path(path).stem, owner=owner, policy=policy,
+            tracks, title=title or Path(path).stem, owner=owner, policy=policy,
             min_seconds=min_seconds, source=source or os.fspath(path), allowlist=allowlist,
-            keyframes=keyframes,
+            keyframes=keyframes, match=match,
         )
 
     def register(
@@ -148,6 +153,7 @@ class Guard:
         source: str,
         allowlist: list[str] | None = None,
         keyframes: Sequence[Keyframe] = (),
+        match: str = "any",
     ) -> Reference:
         """Store computed fingerprint tracks as a reference and index them.
 
@@ -162,18 +168,23 @@ class Guard:
         """
         tracks, left_out = self._usable_tracks(fp, source)
         primary = tracks[0]
-        if len(primary) == 0:
-            raise InputError(f"{source}: no informative frames to fingerprint (blank or flat video)")
-        overlaps = self._overlaps(primary, owner)  # searched before it is indexed: it would match itself
+        heard = any(len(t) for t in tracks if t.signal == self.audio.signal.name)
+        if len(primary) == 0 and not heard:  # an audio track alone is matched by its sound
+            raise InputError(f"{source}: nothing to fingerprint: no informative frames (blank, flat or no video) "
+                             "and no usable sound")
+        overlaps = self._overlaps(primary, owner) if len(primary) else []  # before indexing: it would match itself
         ref = self.reference_repository.add(
             owner=owner, title=title, policy=policy,
             min_seconds=self.settings.default_min_seconds if min_seconds is None else min_seconds,
-            source=source, tracks=tracks, allowlist=allowlist, keyframes=keyframes,
+            source=source, tracks=tracks, allowlist=allowlist, keyframes=keyframes, match=match,
         )
         self.index.added(ref, tracks)
         log.info("registered reference %d %r (%d frames, %d keyframes)", ref.id, ref.title, len(primary),
                  len(keyframes))
-        ref.warnings = reference_warnings(primary, ref.min_seconds, self.settings.match) + left_out
+        if len(primary):
+            ref.warnings = reference_warnings(primary, ref.min_seconds, self.settings.match) + left_out
+        else:
+            ref.warnings = ["no informative picture: it is matched by its audio only", *left_out]
         for warning in ref.warnings:
             log.warning("reference %d %r: %s", ref.id, ref.title, warning)
         ref.overlaps = overlaps
@@ -212,7 +223,7 @@ class Guard:
             if track is primary:
                 continue
             try:
-                running = self.fingerprinter.pipeline(get_frame_signal(track.signal))
+                running = self.index.running_pipeline(track.signal)
                 problems = pipeline_differences(track_pipeline(track), running)
             except FormatError as exc:  # a signal this guard does not know
                 problems = [str(exc)]
@@ -230,18 +241,20 @@ class Guard:
         policy: str = "flag",
         min_seconds: float | None = None,
         title: str | None = None,
+        match: str | None = None,
     ) -> Reference:
-        """Register a hash-only reference from an exchange file (see :mod:`guard.exchange`)."""
-        tracks, file_title = exchange.load(Path(path))
+        """Register a hash-only reference from an exchange file (see :mod:`guard.exchange`);
+        its match policy is ``match``, else the file's (``any`` for files without one)."""
+        document = exchange.load_document(Path(path))
         return self.register(
-            tracks, title=title or file_title, owner=owner, policy=policy,
-            min_seconds=min_seconds, source=f"import:{Path(path).name}",
+            document.tracks, title=title or document.title, owner=owner, policy=policy,
+            min_seconds=min_seconds, source=f"import:{Path(path).name}", match=match or document.match,
         )
 
     def export(self, ref_id: int, path: str | os.PathLike) -> Path:
         """Write a reference's fingerprint tracks in the exchange format (hashes only)."""
         ref = self.reference_repository.get(ref_id)
-        return exchange.dump(self.reference_repository.tracks_of(ref_id), ref.title, Path(path))
+        return exchange.dump(self.reference_repository.tracks_of(ref_id), ref.title, Path(path), match=ref.match)
 
     def references(self, owner: str | None = None) -> list[Reference]:
         """All references, or one owner's."""
@@ -265,7 +278,7 @@ class Guard:
         return self.reference_repository.keyframe_near(ref_id, media_time, within=KEYFRAME_INTERVAL)
 
     def update_reference(self, ref_id: int, **changes) -> Reference:
-        """Change policy, min_seconds, title or allowlist of a reference."""
+        """Change policy, min_seconds, title, allowlist or match (policy) of a reference."""
         return self.reference_repository.update(ref_id, **changes)
 
     def remove_reference(self, ref_id: int) -> Reference:

@@ -14,6 +14,10 @@ Then the query session's own cost per sampled frame (decoding excluded): file ba
 and live batches of one frame, plain readings only and with the still-overlay analysis (whole
 query for files, trailing window live).
 
+Then the cost of matching files by their sound too (issue 12): a whole scan (``Guard.scan``:
+fingerprint, search, match) of a 480p30 file with a music soundtrack, with audio and
+without (the same file, its picture only); the goal is at most 15 % more.
+
 Then it checks that the fast options leave detection unchanged: the same pirated copy is
 scanned with and without them and the localized segments are compared.
 
@@ -35,6 +39,7 @@ from guard import decode
 from guard_synth import broadcast as synth
 from guard.config import Settings
 from guard.fingerprint import Fingerprinter, QuerySession
+from guard.jobs import scan_file
 from guard.service import Guard
 
 FILES = {"720p30 H.264": ((1280, 720), 30), "480p30 H.264": ((854, 480), 30)}
@@ -101,6 +106,29 @@ def _session_table(work: Path, repeat: int) -> list[str]:
     return rows
 
 
+def _audio_table(work: Path, seconds: float, repeat: int) -> list[str]:
+    """Whole-scan time of one file with its soundtrack matched too, and without."""
+    size, fps = (854, 480), 30
+    path = synth.make_video(work / "audio-480p.mp4", synth.broadcast(6, size, fps, seconds), fps,
+                            audio=synth.audio_track(6, seconds, 16000, "music"), sample_rate=16000)
+    rows = ["| scan of a 480p30 file with music | seconds per scan | × real time | cost |", "|---|---:|---:|---:|"]
+    with Guard(Settings(home=work / "store-audio")) as guard:
+        guard.ingest(path, title="reference")
+        without = guard._job_ports.__class__(**{**guard._job_ports.__dict__, "audio": None})
+        timings = {}
+        for name, ports in (("picture only", without), ("picture + audio", guard._job_ports)):
+            best = float("inf")
+            for _ in range(repeat):
+                started = time.perf_counter()
+                scan_file(ports, path)
+                best = min(best, time.perf_counter() - started)
+            timings[name] = best
+        for name, best in timings.items():
+            rows.append(f"| {name} | {best:.2f} | {seconds / best:.0f}× | "
+                        f"{best / timings['picture only'] - 1:+.0%} |")
+    return rows
+
+
 def _accuracy_table(work: Path) -> list[str]:
     """Scan the same copies with and without the fast decoder options."""
     size, fps = (1280, 720), 30
@@ -138,6 +166,8 @@ def main() -> None:
     print("\n".join(_speed_table(work, args.seconds, args.repeat)))
     print()
     print("\n".join(_session_table(work, args.repeat)))
+    print()
+    print("\n".join(_audio_table(work, args.seconds, args.repeat)))
     print()
     print("\n".join(_accuracy_table(work)))
 

@@ -240,7 +240,7 @@ def _true_alignment(guard: Guard, fp, query: dict, ref_db_id: int) -> dict:
     inside = (fp.times >= truth["query_start"]) & (fp.times < truth["query_end"])
     if not inside.any():
         return {"frames": 0}
-    ref_fp = guard.catalog.fingerprint(ref_db_id)
+    ref_fp = guard.catalog.fingerprint(ref_db_id, guard.settings.signal)
     ref = RefFrames(query["reference"], 0.0, ref_fp.times, ref_fp.codes)
     offset = truth["ref_start"] - truth["rate"] * truth["query_start"]
     m = guard.settings.match

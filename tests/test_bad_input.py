@@ -38,7 +38,6 @@ BAD_FILES = {
     "truncated header": (lambda tmp, refs: _write(tmp / "cut.mp4", refs[2].read_bytes()[:2000]), "cannot be opened|no decodable"),
     "corrupt": (_corrupt, "cannot be opened|no decodable"),
     "missing": (lambda tmp, refs: tmp / "nowhere.mp4", "no such file"),
-    "audio only": (lambda tmp, refs: encode.write_audio_only(tmp / "song.m4a", synth.audio_track(1, 3.0)), "no video stream"),
 }
 
 
@@ -70,8 +69,17 @@ def test_truncated_tail_keeps_what_decoded(stored, tmp_path, reference_files):
     assert len(result.segments) == 1
 
 
-def test_blank_video_cannot_become_a_reference(empty_guard, tmp_path):
+def test_blank_video_or_silence_cannot_become_a_reference(empty_guard, tmp_path):
     black = synth.make_video(tmp_path / "black.mp4", (np.zeros((90, 160, 3), np.uint8) for _ in range(60)), 10)
-    with pytest.raises(InputError, match="no informative frames"):
-        empty_guard.ingest(black)
+    silence = encode.write_audio_only(tmp_path / "silence.m4a", np.zeros(16000 * 3, np.float32))
+    for path in (black, silence):
+        with pytest.raises(InputError, match="nothing to fingerprint: no informative frames .* and no usable sound"):
+            empty_guard.ingest(path)
     assert empty_guard.references() == []
+
+
+def test_an_audio_only_file_is_a_reference_matched_by_its_sound(empty_guard, tmp_path):
+    song = encode.write_audio_only(tmp_path / "song.m4a", synth.audio_track(1, 8.0))
+    ref = empty_guard.ingest(song)
+    assert [t.signal for t in empty_guard.tracks(ref.id)] == ["audio_landmarks", "mhash16"]
+    assert any("audio only" in w for w in ref.warnings)

@@ -41,6 +41,20 @@ def test_ingest_registers_with_policy(cli_store):
     assert shown == listed[0]
 
 
+@pytest.mark.slow  # five guard processes: about 9 s
+def test_ingest_and_import_take_a_match_policy(tmp_path, reference_files):
+    home = tmp_path / "home"
+    out = run(home, "ingest", reference_files[2], "--match", "video", "--json", check_code=0)
+    ref = json.loads(out.stdout)[0]
+    assert ref["match"] == "video"
+    run(home, "export", ref["id"], "-o", tmp_path / "ref.json", check_code=0)
+    assert json.loads((tmp_path / "ref.json").read_text())["match"] == "video"
+    run(home, "import", tmp_path / "ref.json", "--match", "audio", check_code=0)
+    listed = json.loads(run(home, "refs", "list", "--json", check_code=0).stdout)
+    assert [r["match"] for r in listed] == ["video", "audio"]
+    assert run(home, "ingest", reference_files[2], "--match", "smell").returncode == 2
+
+
 @pytest.mark.slow
 def test_scan_folder_reports_copies_and_exit_code(cli_store, tmp_path):
     home, ref = cli_store

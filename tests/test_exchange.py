@@ -120,7 +120,7 @@ def test_broken_export_files_are_refused_and_nothing_changes(kind, version, guar
 @pytest.mark.parametrize("version", [1, 2])
 def test_other_signal_is_refused_on_import(guard, loaded_store, tmp_path, version):
     _, ids = loaded_store
-    fp = guard.catalog.fingerprint(ids[1])
+    fp = guard.catalog.fingerprint(ids[1], guard.settings.signal)
     fp.signal = "phash16"
     path = tmp_path / "other.json"
     path.write_bytes(exchange.dumps(fp, "other") if version == 2 else dumps_v1(fp, "other"))
@@ -513,3 +513,61 @@ def test_dump_then_parse_gives_back_the_same_fingerprint(case, compressed, versi
     assert np.array_equal(back.times, fp.times) and np.array_equal(back.codes, fp.codes)
     assert np.array_equal(np.unpackbits(back.codes, axis=1), np.unpackbits(fp.codes, axis=1))
     _assert_valid(back, back_title)
+
+
+# -- audio tracks and the match policy (issue 12) ----------------------------------------------
+
+
+def _song_tracks(guard, seed: int = 5, seconds: float = 10.0) -> list[Fingerprint]:
+    """A picture track (random codes, this guard's pipeline) and a real audio track of a song."""
+    from guard_synth.broadcast import audio_track
+
+    codes = np.random.default_rng(seed).integers(0, 256, (40, guard.fingerprinter.signal.code_bytes), dtype=np.uint8)
+    video = Fingerprint("mhash16", guard.fingerprinter.signal.version, guard.fingerprinter.signal.bits, 4.0, seconds,
+                        np.arange(40) / 4.0, codes, pipeline=guard.fingerprinter.pipeline())
+    landmarks = guard.audio.signal.landmarks(audio_track(seed, seconds, 8000, "music"))
+    return [video, guard.audio.track(landmarks, seconds)]
+
+
+def test_a_v2_export_carries_the_audio_track_and_the_match_policy(tmp_path):
+    with Guard(Settings(home=tmp_path / "a")) as source:
+        ref = source.register(_song_tracks(source), title="song", owner="o", source="t", match="audio")
+        path = source.export(ref.id, tmp_path / "song.gfp.json.gz")
+        stored = {t.signal: t for t in source.tracks(ref.id)}
+    document = exchange.load_document(path)
+    assert document.match == "audio" and document.title == "song"
+    loaded = {t.signal: t for t in document.tracks}
+    assert set(loaded) == {"mhash16", "audio_landmarks"}
+    for name, track in stored.items():
+        assert np.array_equal(loaded[name].times, track.times) and np.array_equal(loaded[name].codes, track.codes)
+    assert loaded["audio_landmarks"].pipeline == track_pipeline(stored["audio_landmarks"])
+    with Guard(Settings(home=tmp_path / "b")) as target:
+        imported = target.import_fingerprint(path, owner="o")
+        assert imported.match == "audio" and imported.warnings == []
+        assert set(target.index.audio_refs()) == {imported.id}
+        assert len(target.index.index_for("audio_landmarks")) == len(stored["audio_landmarks"])
+        assert target.import_fingerprint(path, owner="o", match="any").match == "any"
+
+
+def test_a_v1_file_still_imports_with_the_default_match_policy(tmp_path):
+    with Guard(Settings(home=tmp_path / "a")) as guard:
+        video = _song_tracks(guard)[0]
+        path = tmp_path / "old.json"
+        path.write_bytes(dumps_v1(video, "old"))
+        ref = guard.import_fingerprint(path, owner="o")
+        assert ref.match == "any" and ref.frames == 40
+
+
+def test_an_audio_track_or_match_policy_that_breaks_the_rules_is_refused(tmp_path):
+    with Guard(Settings(home=tmp_path / "a")) as guard:
+        tracks = _song_tracks(guard)
+    doc = json.loads(exchange.dumps(tracks, "song", "video"))
+    with pytest.raises(FormatError, match="match policy"):
+        exchange.parse(json.dumps({**doc, "match": "smell"}).encode(), "f")
+    audio = tracks[1]
+    backwards = audio.times[::-1].copy()
+    raw_times, raw_codes = np.asarray(backwards, "<f8").tobytes(), audio.codes.tobytes()
+    doc["tracks"][1].update(times=base64.b64encode(raw_times).decode(),
+                            sha256=hashlib.sha256(raw_times + raw_codes).hexdigest())
+    with pytest.raises(FormatError, match="non-decreasing"):
+        exchange.parse(json.dumps(doc).encode(), "f")

@@ -187,3 +187,43 @@ def test_a_multihash_index_records_its_bit_permutation_and_is_rebuilt_when_it_di
         assert [s.reference_title for s in guard.match(fp.times, fp.codes)] == ["r2"]
     assert "stored under bit permutation 'sha256:0000'" in caplog.text and "rebuilding" in caplog.text
     assert json.loads((tmp_path / "index.json").read_text())["permutation"] == faiss_binary.permutation_id(BITS)
+
+
+# -- the audio landmark index (issue 12) -------------------------------------------------------
+
+
+def _audio_track(seed: int, seconds: float = 12.0):
+    from guard.audio_fingerprint import AudioFingerprinter
+    from guard_synth.broadcast import audio_track
+
+    fingerprinter = AudioFingerprinter()
+    landmarks = fingerprinter.signal.landmarks(audio_track(seed, seconds, 8000, "music"))
+    return fingerprinter.track(landmarks, seconds)
+
+
+def test_the_audio_index_is_saved_reloaded_rebuilt_when_stale_and_forgets_deleted_references(tmp_path):
+    home = tmp_path / "home"
+    with Guard(Settings(home=home)) as guard:
+        first = guard.register([_track(guard, 1), _audio_track(1)], title="one", owner="o", source="t")
+        second = guard.register([_track(guard, 2), _audio_track(2)], title="two", owner="o", source="t")
+        audio = guard.index.index_for("audio_landmarks")
+        both = len(audio)
+        assert set(audio.refs) == {first.id, second.id} and both > 500
+        meta = json.loads((home / "index-audio_landmarks.json").read_text())
+        assert meta["generation"] == guard.reference_repository.generation() and meta["vectors"] == both
+    with Guard(Settings(home=home)) as guard:  # loaded from its file
+        assert len(guard.index.index_for("audio_landmarks")) == both
+        guard.remove_reference(first.id)
+        left = len(guard.index.index_for("audio_landmarks"))
+        from guard.audio_fingerprint import hashes_of
+
+        gone = hashes_of(_audio_track(1).codes)
+        assert 0 < left < both and first.id not in set(guard.index.search_landmarks(gone).ref_ids.tolist())
+    # A crash between the catalog's commit and the index's save leaves a stale record: rebuilt.
+    meta = json.loads((home / "index-audio_landmarks.json").read_text())
+    (home / "index-audio_landmarks.json").write_text(json.dumps({**meta, "generation": meta["generation"] - 1}))
+    (home / "index-audio_landmarks.npz").write_bytes(b"damaged")
+    with Guard(Settings(home=home)) as guard:
+        assert len(guard.index.index_for("audio_landmarks")) == left
+        assert set(guard.index.index_for("audio_landmarks").refs) == {second.id}
+    assert json.loads((home / "index-audio_landmarks.json").read_text())["generation"] == meta["generation"]

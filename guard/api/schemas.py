@@ -21,6 +21,8 @@ Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterVali
 ACCOUNT_PATTERN = r'^[^,{}\[\]"\\]+$'
 Account = Annotated[str, Field(min_length=1, max_length=200, pattern=ACCOUNT_PATTERN), AfterValidator(_printable)]
 Policy = Literal["flag", "cut"]
+#: What may raise an incident for a reference: copies of its picture, of its sound, or either.
+MatchPolicy = Literal["video", "audio", "any"]
 MinSeconds = Annotated[float, Field(ge=0.5, le=86400)]
 Allowlist = Annotated[list[Account], Field(max_length=1000)]
 
@@ -62,6 +64,8 @@ class ReferenceOut(BaseModel):
     allowlist: list[str]
     has_keyframes: bool = Field(description="Whether pictures of the reference are stored (false for "
                                 "hash-only imports): incident evidence shows them beside the copy.")
+    match: MatchPolicy = Field("any", description="Which copies may raise an incident: video (its picture), "
+                               "audio (its sound) or any.")
 
 
 class ReferencePage(BaseModel):
@@ -82,6 +86,7 @@ class ReferenceUpdate(BaseModel):
     policy: Policy | None = None
     min_seconds: MinSeconds | None = None
     allowlist: Allowlist | None = None
+    match: MatchPolicy | None = None
 
 
 class IngestForm(BaseModel):
@@ -94,6 +99,8 @@ class IngestForm(BaseModel):
     policy: Policy = "flag"
     min_seconds: MinSeconds | None = None
     allowlist: Allowlist = Field(default_factory=list)
+    match: MatchPolicy | None = Field(None, description="Match policy: video, audio or any (default any; "
+                                      "an import's file may say)")
 
 
 class JobOut(BaseModel):

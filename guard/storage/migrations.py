@@ -262,6 +262,13 @@ def _tracks_and_keyframes(db: sqlite3.Connection) -> None:
     _run_script(db, SCHEMA_2)
 
 
+#: Migration 5: what modalities of a copy may raise an incident for a reference (issue 12);
+#: every reference stored before it keeps matching as it did, by any modality.
+SCHEMA_5 = """
+ALTER TABLE refs ADD COLUMN match_policy TEXT NOT NULL DEFAULT 'any'
+    CHECK (match_policy IN ('video', 'audio', 'any'));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the first release's schema", _first_release),
     Migration(2, "fingerprint tracks keyed by (reference, signal) with their pipeline; reference keyframes",
@@ -269,6 +276,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "stream requests for monitor processes (roles)", lambda db: _run_script(db, SCHEMA_3)),
     Migration(4, "ownership conflicts: other owners' references claiming an incident's copy",
               lambda db: _run_script(db, SCHEMA_4)),
+    Migration(5, "per-reference match policy (video, audio or any)", lambda db: _run_script(db, SCHEMA_5)),
 )
 
 #: The schema version this guard writes and reads.

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from guard.errors import FormatError, NotFoundError
-from guard.models import POLICIES, Fingerprint, Keyframe, Reference
+from guard.models import MATCH_POLICIES, POLICIES, Fingerprint, Keyframe, Reference
 from guard.pipeline import track_pipeline
 from guard.storage.database import utc_now
 from guard.storage.protocols import Connection, Database, Row
@@ -23,7 +23,7 @@ from guard.storage.sql import insert_returning_id
 
 _REFERENCE_COLUMNS = (
     "r.id, r.owner, r.title, r.duration, r.policy, r.min_seconds, r.created, r.source, r.frames, r.allowlist,"
-    " EXISTS (SELECT 1 FROM keyframes k WHERE k.ref_id = r.id)"
+    " EXISTS (SELECT 1 FROM keyframes k WHERE k.ref_id = r.id), r.match_policy"
 )
 _TRACK_COLUMNS = ("t.ref_id, t.signal, t.signal_version, t.bits, t.sample_fps, t.pipeline, t.times, t.codes,"
                   " r.duration")
@@ -74,13 +74,16 @@ class ReferenceRepository:
         tracks: Sequence[Fingerprint],
         allowlist: list[str] | None = None,
         keyframes: Sequence[Keyframe] = (),
+        match: str = "any",
     ) -> Reference:
         """Store a reference, its tracks and keyframes in one transaction; return it with its id.
 
-        The first track is the reference's primary one: its duration and frame count are the
-        reference's. Two tracks of one signal are refused.
+        The first track is the reference's primary one: its frame count is the reference's;
+        its duration is the longest track's (an audio-only reference has an empty picture
+        track). Two tracks of one signal are refused. ``match`` is its match policy.
         """
         check_policy(policy)
+        check_match_policy(match)
         if not tracks:
             raise FormatError(f"{source}: a reference needs at least one fingerprint track")
         signals = [t.signal for t in tracks]
@@ -90,10 +93,10 @@ class ReferenceRepository:
         with self.database.transaction() as db:
             ref_id = insert_returning_id(
                 db,
-                "INSERT INTO refs (owner, title, duration, policy, min_seconds, created, source, frames, allowlist)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (owner, title, primary.duration, policy, min_seconds, utc_now(), source, len(primary),
-                 json.dumps(allowlist or [])),
+                "INSERT INTO refs (owner, title, duration, policy, min_seconds, created, source, frames, allowlist,"
+                " match_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (owner, title, max(t.duration for t in tracks), policy, min_seconds, utc_now(), source, len(primary),
+                 json.dumps(allowlist or []), match),
             )
             for track in tracks:
                 db.execute(
@@ -134,9 +137,13 @@ class ReferenceRepository:
         min_seconds: float | None = None,
         title: str | None = None,
         allowlist: list[str] | None = None,
+        match: str | None = None,
     ) -> Reference:
-        """Change a reference's policy, minimum match length, title or allowlist."""
+        """Change a reference's policy, minimum match length, title, allowlist or match policy."""
         changes: dict[str, object] = {}
+        if match is not None:
+            check_match_policy(match)
+            changes["match_policy"] = match
         if policy is not None:
             check_policy(policy)
             changes["policy"] = policy
@@ -240,8 +247,14 @@ def check_policy(policy: str) -> None:
         raise FormatError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
 
 
+def check_match_policy(match: str) -> None:
+    """:class:`FormatError` unless ``match`` is one of :data:`guard.models.MATCH_POLICIES`."""
+    if match not in MATCH_POLICIES:
+        raise FormatError(f"match policy must be one of {', '.join(MATCH_POLICIES)}, not {match!r}")
+
+
 def _reference(row: Row) -> Reference:
-    ref_id, owner, title, duration, policy, min_seconds, created, source, frames, allowlist, keyframes = row
+    ref_id, owner, title, duration, policy, min_seconds, created, source, frames, allowlist, keyframes, match = row
     return Reference(
         id=ref_id,
         owner=owner,
@@ -254,6 +267,7 @@ def _reference(row: Row) -> Reference:
         frames=frames,
         allowlist=json.loads(allowlist),
         has_keyframes=bool(keyframes),
+        match=match,
     )
 
 

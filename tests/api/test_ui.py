@@ -167,6 +167,7 @@ def test_rights_holder_reviews_live_and_scanned_copies_and_others_see_neither(co
         page.wait_for_selector("#alignment-plot")
         assert page.locator("#alignment-plot line.segment").count() >= 1
         assert page.locator("#alignment-plot circle.match").count() >= 1
+        assert page.locator("#alignment-plot circle.frame-match").count() >= 5, "the matched frames"
         assert page.locator("#alignment-plot rect.bounds").count() == 1
         assert page.locator("#modality").inner_text() == "video"
         page.wait_for_function("() => [...document.querySelectorAll('#pairs img')].some(i => i.naturalWidth > 0)")

@@ -120,3 +120,22 @@ def test_a_new_store_has_every_table(tmp_path):
     assert {"refs", "tracks", "keyframes", "jobs", "incidents", "streams", "api_keys", "outbox"} <= tables
     assert "fingerprints" not in tables
     assert _schema_version(tmp_path / "catalog.sqlite") == SCHEMA_VERSION
+
+
+def test_migration_5_gives_every_stored_reference_the_match_policy_any(tmp_path):
+    fp = Fingerprint("mhash16", 1, 256, 4.0, 10.0, np.arange(40) / 4.0,
+                     np.random.default_rng(0).integers(0, 256, (40, 32), dtype=np.uint8))
+    home = tmp_path / "store"
+    _first_release_store(home, {"old": ("old.mp4", fp)})
+    Database(home / "catalog.sqlite").close()  # opening migrates: 2, 3, 4 and 5
+    db = sqlite3.connect(home / "catalog.sqlite")
+    try:
+        assert db.execute("SELECT match_policy FROM refs").fetchall() == [("any",)]
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("UPDATE refs SET match_policy = 'smell'")
+    finally:
+        db.close()
+    assert _schema_version(home / "catalog.sqlite") == 5
+    with Guard(Settings(home=home)) as guard:
+        [ref] = guard.references()
+        assert ref.match == "any" and guard.update_reference(ref.id, match="video").match == "video"

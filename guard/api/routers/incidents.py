@@ -11,6 +11,7 @@ from guard.api.deps import AnyKey, GuardDep, Id, Limit, Offset, RightsHolderKey
 from guard.api.schemas import (
     MAX_ID, IncidentAlignment, IncidentDeliveries, IncidentOut, IncidentPage, Review,
 )
+from guard.act import EVIDENCE_STEP
 from guard.errors import InputError, NotFoundError
 from guard.incidents import Incident, iso
 from guard.keyframes import KEYFRAME_INTERVAL
@@ -153,7 +154,8 @@ def _has_keyframes(guard: Guard, reference_id: int) -> bool:
 
 def evidence_pairs(guard: Guard, incident: Incident) -> list[dict]:
     """Pairs along the copy: the kept query frames beside the reference frames they copy, then one
-    reference keyframe per keyframe interval where no query frame was kept."""
+    reference keyframe per evidence step (:data:`guard.act.EVIDENCE_STEP`) where no query frame was
+    kept (past the pairs an incident keeps, or for a copy whose frames could not be read)."""
     out = incident_out(incident)
     segments = out["segments"] or [{k: out[k] for k in ("query_start", "query_end", "reference_start",
                                                         "reference_end")}]
@@ -174,11 +176,11 @@ def evidence_pairs(guard: Guard, incident: Incident) -> list[dict]:
     for seg in segments:
         query_time = seg["query_start"]
         while query_time <= seg["query_end"] + 1e-6 and len(pairs) < MAX_PAIRS:
-            if all(abs(p["query_time"] - query_time) > KEYFRAME_INTERVAL / 2 for p in pairs):
+            if all(abs(p["query_time"] - query_time) > EVIDENCE_STEP / 2 for p in pairs):
                 ref_time = _reference_time(segments, query_time)
                 pairs.append({"query_time": round(query_time, 3), "reference_time": round(ref_time, 3),
                               "query_url": None, "reference_url": reference_url(ref_time)})
-            query_time += KEYFRAME_INTERVAL
+            query_time += EVIDENCE_STEP
     return sorted(pairs, key=lambda p: p["query_time"])
 
 

@@ -31,10 +31,11 @@ def _ingest_form(form: UploadForm, key: ApiKey) -> IngestForm:
 def _import(guard: Guard, form: UploadForm, fields: IngestForm) -> Reference:
     name = form.filename or "upload"
     assert form.file_path is not None and fields.owner is not None  # the route and _ingest_form saw to both
-    fp, file_title = exchange.load(form.file_path, name)
+    document = exchange.load_document(form.file_path, name)
     return guard.register(
-        fp, title=fields.title or file_title or name, owner=fields.owner, policy=fields.policy,
+        document.tracks, title=fields.title or document.title or name, owner=fields.owner, policy=fields.policy,
         min_seconds=fields.min_seconds, source=f"import:{name}", allowlist=fields.allowlist,
+        match=fields.match or document.match,
     )
 
 
@@ -125,7 +126,8 @@ def get_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> dict:
 
 @router.patch("/{ref_id:int}", response_model=ReferenceOut, summary="Update a reference")
 def update_reference(ref_id: Id, changes: ReferenceUpdate, guard: GuardDep, key: RightsHolderKey) -> dict:
-    """Change title, policy (flag/cut), minimum match length or allowlisted accounts."""
+    """Change title, policy (flag/cut), minimum match length, allowlisted accounts or match policy
+    (video/audio/any)."""
     _get_visible(guard, key, ref_id)
     return guard.update_reference(ref_id, **changes.model_dump(exclude_none=True)).to_dict()
 
@@ -148,6 +150,6 @@ def export_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> Respo
     """The fingerprint tracks of one of the caller's references in the exchange format, to import
     elsewhere (``POST /v1/references/import``, ``guard import``)."""
     ref = _get_visible(guard, key, ref_id)
-    body = exchange.dumps(guard.tracks(ref_id), ref.title)
+    body = exchange.dumps(guard.tracks(ref_id), ref.title, ref.match)
     return Response(body, media_type="application/json",
                     headers={"Content-Disposition": f'attachment; filename="reference-{ref_id}.gfp.json"'})

@@ -307,7 +307,7 @@ function plotSvg(a) {
     svg += `<line class="segment" x1="${x(s.query_start)}" y1="${y(s.reference_start)}" x2="${x(s.query_end)}" y2="${y(s.reference_end)}" stroke="#1d4ed8" stroke-width="3" stroke-linecap="round"/>`;
   }
   for (const s of a.segments) {
-    for (const [q, r] of s.matches || []) svg += `<circle class="frame-match" cx="${x(q)}" cy="${y(r)}" r="2" fill="#1d4ed8" opacity="0.6"/>`;
+    for (const [q, r] of s.matches || []) svg += `<circle class="frame-match" cx="${x(q)}" cy="${y(r)}" r="2.5" fill="#f59e0b" stroke="#92400e" stroke-width="0.5"><title>matched frame: copy ${num(q)} s ↔ reference ${num(r)} s</title></circle>`;
   }
   for (const p of a.pairs) {
     svg += `<circle class="match" cx="${x(p.query_time)}" cy="${y(p.reference_time)}" r="4" fill="${p.query_url ? "#b91c1c" : "#fff"}" stroke="#b91c1c"><title>copy ${num(p.query_time)} s ↔ reference ${num(p.reference_time)} s</title></circle>`;
@@ -375,9 +375,16 @@ ${plotSvg(a)}
     const d = await api(`/v1/incidents/${id}/deliveries`);
     if (generation === state.generation) $("#delivery-box").innerHTML = deliveriesHtml(d);
   };
+  // The buttons work from the moment they are shown: their handlers are attached before any
+  // further request is awaited.
+  if (reviewer) attachReview(i, refreshDeliveries);
   await refreshDeliveries();
   poll(() => refreshDeliveries().catch(() => {}), INCIDENT_POLL_MS);
-  if (!reviewer) return;
+}
+
+/** Confirm and dismiss on an incident's page, each asking once before acting. */
+function attachReview(i, refreshDeliveries) {
+  const id = i.id;
   const review = async (body, what) => {
     const done = await api(`/v1/incidents/${id}/review`, { method: "POST", body });
     $("#incident-status").textContent = done.status;

@@ -162,6 +162,18 @@ def test_update_and_delete(client, tenants, media):
 
 
 
+def test_the_match_policy_is_set_on_upload_and_by_patch(client, tenants, media):
+    ref = upload_reference(client, media.reference, tenants.nba, match="video")
+    assert ref["match"] == "video"
+    r = client.patch(f"/v1/references/{ref['id']}", headers=tenants.nba, json={"match": "audio"})
+    assert r.status_code == 200 and r.json()["match"] == "audio"
+    assert client.patch(f"/v1/references/{ref['id']}", headers=tenants.nba, json={"match": "smell"}).status_code == 422
+    assert scan_file(client, media.pirate, tenants.yt)["result"]["matches"] == []  # a silent copy: video only
+    exported = client.get(f"/v1/references/{ref['id']}/export", headers=tenants.nba)
+    assert exported.status_code == 200 and exported.json()["match"] == "audio"
+    assert client.delete(f"/v1/references/{ref['id']}", headers=tenants.nba).status_code == 204
+
+
 def test_upload_that_would_fill_the_disk_is_refused(settings):
     free = shutil.disk_usage(settings.home.parent).free
     app = create_app(settings.replace(upload_max_bytes=10 * free))
