@@ -65,6 +65,11 @@ PLAIN, MIRRORED = "plain", "mirrored"
 #: overlap) within ``FUSE_MAX_OFFSET`` s, rates within ``FUSE_MAX_RATE`` (relative).
 FUSE_MAX_OFFSET = 1.0
 FUSE_MAX_RATE = 0.02
+#: A fused copy keeps the picture's edges unless its sound reaches further than this (s): audio
+#: edges are off by up to about 1 s (docs/audio.md), so only a stretch the picture missed (a
+#: scene under an overlay, a cut-away) moves them. On the accuracy corpus the union of both
+#: spans lowered the IoU of scale_360p from 0.99 to 0.97; with this rule no family's got lower.
+FUSE_EXTEND = 1.0
 
 
 class IndexView(Protocol):
@@ -224,8 +229,9 @@ def fuse(video: list[Segment], audio: list[Segment]) -> list[Segment]:
     """Video and audio segments, where a video segment and an audio one agree (:func:`agree`)
     one ``audio+video`` segment instead of the two, sorted by query start then reference.
 
-    The fused segment spans both query spans; its alignment (offset, rate, reference span) is
-    the video segment's, which samples the picture every frame (the audio one's anchors are
+    The fused segment spans the video segment, extended to the audio one's edges where they
+    reach more than :data:`FUSE_EXTEND` beyond it; its alignment (offset, rate, reference span)
+    is the video segment's, which samples the picture every frame (the audio one's anchors are
     sparser under noise); its matched fraction the larger, its matched frames the sum, its score
     :func:`fused_score`. Segments of different references stay apart."""
     used: set[int] = set()
@@ -236,8 +242,10 @@ def fuse(video: list[Segment], audio: list[Segment]) -> list[Segment]:
             out.append(v)
             continue
         used.update(partners)
-        start = min(v.query_start, *(audio[k].query_start for k in partners))
-        end = max(v.query_end, *(audio[k].query_end for k in partners))
+        heard_start = min(audio[k].query_start for k in partners)
+        heard_end = max(audio[k].query_end for k in partners)
+        start = heard_start if v.query_start - heard_start > FUSE_EXTEND else v.query_start
+        end = heard_end if heard_end - v.query_end > FUSE_EXTEND else v.query_end
         score, fraction, matched = v.score, v.matched_fraction, v.matched_frames
         for k in partners:
             score = fused_score(score, audio[k].score)

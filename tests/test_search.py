@@ -12,7 +12,7 @@ from guard.config import MatchSettings, Settings
 from guard.index import BruteForceIndex
 from guard.index.brute import masked_search
 from guard.match import RefFrames, vector_ids
-from guard.models import MaskedCodes
+from guard.models import MaskedCodes, Segment
 from guard.search import LiveSearch, Searcher
 from guard.service import Guard
 from guard.signals import DEFAULT_SIGNAL, get_signal
@@ -229,3 +229,28 @@ def test_a_live_stream_copying_three_ways_is_matched_incrementally_as_a_full_mat
     assert min(s.query_start for s in panel) == pytest.approx(14.0, abs=2.5)
     assert max(s.query_end for s in panel) == pytest.approx(24.0, abs=1.0)
     assert live.queries < 3.2 * (38 * FPS), "each frame searched once per reading"
+
+
+# -- audio and video evidence of one copy (issue 12) ----------------------------------------------
+
+
+def _copy(ref_id, start, end, offset, score, modality="video", rate=1.0):
+    return Segment(reference_id=ref_id, reference_title="r", query_start=start, query_end=end,
+                   reference_start=start + offset, reference_end=end + offset, offset=offset, rate=rate,
+                   matched_fraction=0.9, score=score, matched_frames=40, mean_distance=10.0, modality=modality)
+
+
+def test_agreeing_audio_and_video_fuse_into_one_stronger_copy_with_the_pictures_edges():
+    from guard.search import FUSE_EXTEND, fuse
+
+    video = _copy(1, 8.0, 24.0, 10.0, 0.8)
+    near = _copy(1, 7.4, 24.6, 10.3, 0.6, "audio")  # audio edges, within their error of the picture's
+    [fused] = fuse([video], [near])
+    assert fused.modality == "audio+video" and fused.score > max(video.score, near.score)
+    assert (fused.query_start, fused.query_end) == (8.0, 24.0), "the picture's edges"
+    further = _copy(1, 8.0 - FUSE_EXTEND - 2.0, 24.0, 10.0, 0.6, "audio")  # sound where the picture was missed
+    [fused] = fuse([video], [further])
+    assert fused.query_start == further.query_start and fused.reference_start == pytest.approx(further.reference_start)
+    other_offset = _copy(1, 8.0, 24.0, 25.0, 0.6, "audio")
+    other_reference = _copy(2, 8.0, 24.0, 10.0, 0.6, "audio")
+    assert fuse([video], [other_offset, other_reference]) == [video, other_offset, other_reference]
