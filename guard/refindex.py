@@ -48,19 +48,15 @@ INDEX_FORMAT = 2
 PipelineFor = Callable[[FrameSignal], dict[str, Any]]
 
 
-class SignalIndex:
-    """One signal's index over every reference's track of it, and those tracks' frames.
+class _TrackIndex:
+    """What every signal's index shares: its signal, its files, the tracks it holds."""
 
-    Not thread-safe on its own: :class:`ReferenceIndex` serialises access.
-    """
+    signal: Signal
 
-    def __init__(self, signal: FrameSignal, index_path: Path, meta_path: Path):
-        self.signal = signal
+    def __init__(self, index_path: Path, meta_path: Path):
         self.index_path = index_path
         self.meta_path = meta_path
-        self.index = signal.index_factory(size_hint=0)
         self.refs: dict[int, RefFrames] = {}
-        self._flat: tuple[np.ndarray, np.ndarray] | None = None  # ids, codes for masked search
 
     @property
     def description(self) -> dict:
@@ -70,6 +66,19 @@ class SignalIndex:
     def vectors(self) -> int:
         """How many codes the tracks hold (what the index must hold)."""
         return sum(len(r.times) for r in self.refs.values())
+
+
+class SignalIndex(_TrackIndex):
+    """One signal's index over every reference's track of it, and those tracks' frames.
+
+    Not thread-safe on its own: :class:`ReferenceIndex` serialises access.
+    """
+
+    def __init__(self, signal: FrameSignal, index_path: Path, meta_path: Path):
+        super().__init__(index_path, meta_path)
+        self.signal: FrameSignal = signal
+        self.index = signal.index_factory(size_hint=0)
+        self._flat: tuple[np.ndarray, np.ndarray] | None = None  # ids, codes for masked search
 
     # -- files --------------------------------------------------------------------------------
 
@@ -164,7 +173,7 @@ class SignalIndex:
         return len(self.index)
 
 
-class AudioIndex:
+class AudioIndex(_TrackIndex):
     """An audio signal's landmark table over every reference's track of it, and those tracks.
 
     Saved as ``index_path`` (a versioned ``.npz``, written aside then renamed) with the same
@@ -172,20 +181,9 @@ class AudioIndex:
     """
 
     def __init__(self, signal: AudioLandmarks, index_path: Path, meta_path: Path):
-        self.signal = signal
-        self.index_path = index_path
-        self.meta_path = meta_path
+        super().__init__(index_path, meta_path)
+        self.signal: AudioLandmarks = signal
         self.index = LandmarkIndex()
-        self.refs: dict[int, RefFrames] = {}
-
-    @property
-    def description(self) -> dict:
-        """The signal's description as the index files record it."""
-        return json.loads(json.dumps(self.signal.describe(), sort_keys=True))
-
-    def vectors(self) -> int:
-        """How many landmarks the tracks hold (what the table must hold)."""
-        return sum(len(r.times) for r in self.refs.values())
 
     def load_or_rebuild(self, generation: int, refs: dict[int, RefFrames]) -> None:
         """Take ``refs`` (the catalog's tracks at ``generation``) and the saved table if it

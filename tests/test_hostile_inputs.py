@@ -580,8 +580,11 @@ MEDIA_CASES: dict[str, MediaCase] = {
     "mdat-size-lies": MediaCase(_file("mdatsize.mp4", _mdat_size_lies), HANDLED, HANDLED),
     "h264-nal-bytes-flipped": MediaCase(_file("flipped.mp4", lambda c: _mdat_damaged(c, 61, 3)), HANDLED, HANDLED),
     "h264-mdat-all-random": MediaCase(_file("garbled.mp4", lambda c: _mdat_damaged(c, 1, 4)), HANDLED, HANDLED),
+    # sound alone is a reference matched by its audio, and a query searched for it (issue 12)
     "audio-only": MediaCase(_made("song.mp4", lambda p, c: write_audio_only(p, synth.audio_track(1, 3.0))),
-                            Refused("no video"), Refused("no video")),
+                            HANDLED, HANDLED),
+    "silent-audio-only": MediaCase(_made("hush.mp4", lambda p, c: write_audio_only(p, np.zeros(16000 * 3, np.float32))),
+                                   HANDLED, Refused("nothing to fingerprint")),
     "data-only-ts": MediaCase(_made("data.ts", lambda p, c: _data_only_ts(p)), Refused("no video"), Refused("no video")),
     "subtitle-only-ts": MediaCase(_made("subs.ts", lambda p, c: _subtitle_only_ts(p)),
                                   Refused("no video"), Refused("no video")),
@@ -1082,7 +1085,7 @@ def test_malformed_or_oversized_upload(name, route, client, tenants, settings, a
 
 # -- the API: hostile media uploads ---------------------------------------------------------------
 
-API_MEDIA = ["empty-file", "text-named-mp4", "truncated-at-16-bytes", "moov-missing", "audio-only",
+API_MEDIA = ["empty-file", "text-named-mp4", "truncated-at-16-bytes", "moov-missing",
              "subtitle-only-ts", "unicode-newline-name-garbage"]
 
 
