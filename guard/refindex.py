@@ -67,6 +67,20 @@ class _TrackIndex:
         """How many codes the tracks hold (what the index must hold)."""
         return sum(len(r.times) for r in self.refs.values())
 
+    def _adopt(self, load: Callable[[], Any], unreadable: type[Exception]) -> bool:
+        """Take the saved index ``load()`` reads if it holds every stored code; False (rebuild)
+        when it cannot be read (``unreadable``) or disagrees with the catalog."""
+        try:
+            index = load()
+        except unreadable as exc:
+            log.warning("%s: rebuilding", exc)
+            return False
+        if len(index) != self.vectors():
+            log.warning("%s index size disagrees with the catalog: rebuilding", self.signal.name)
+            return False
+        self.index = index
+        return True
+
 
 class SignalIndex(_TrackIndex):
     """One signal's index over every reference's track of it, and those tracks' frames.
@@ -107,17 +121,9 @@ class SignalIndex(_TrackIndex):
             return False
         if not isinstance(self.index, FaissBinaryIndex):
             return False  # other index kinds are not saved: built from the catalog on open
-        try:
-            index = FaissBinaryIndex.load(self.index_path, self.signal.bits,
-                                          permutation=meta.get("permutation") or "unrecorded")
-        except StoreError as exc:
-            log.warning("%s: rebuilding", exc)
-            return False
-        if len(index) != self.vectors():
-            log.warning("%s index size disagrees with the catalog: rebuilding", self.signal.name)
-            return False
-        self.index = index
-        return True
+        permutation = meta.get("permutation") or "unrecorded"
+        return self._adopt(lambda: FaissBinaryIndex.load(self.index_path, self.signal.bits, permutation=permutation),
+                           StoreError)
 
     def _rebuild(self, generation: int) -> None:
         index = self.signal.index_factory(size_hint=self.vectors())
@@ -201,16 +207,7 @@ class AudioIndex(_TrackIndex):
                 or meta.get("signal") != self.description:
             log.info("%s index is stale or of another format: rebuilding", self.signal.name)
             return False
-        try:
-            index = LandmarkIndex.load(self.index_path)
-        except FormatError as exc:
-            log.warning("%s: rebuilding", exc)
-            return False
-        if len(index) != self.vectors():
-            log.warning("%s index size disagrees with the catalog: rebuilding", self.signal.name)
-            return False
-        self.index = index
-        return True
+        return self._adopt(lambda: LandmarkIndex.load(self.index_path), FormatError)
 
     def _rebuild(self, generation: int) -> None:
         index = LandmarkIndex()
