@@ -1,10 +1,10 @@
 """Audio tracks of files: the first audio stream → landmarks → a fingerprint track (references)
 or query landmarks (scans), next to the picture's track.
 
-The audio is read in a second pass over the file, which demuxes the audio stream only (the
-picture's pass demuxes the video stream only); docs/audio.md ("Wiring") gives what it costs.
-A landmark's time is on the audio stream's media clock, which for ordinary files starts
-where the picture's does (0, or -0.064 s of AAC priming, clamped to 0 for references).
+A file with picture and sound is read once: its first audio stream is demuxed in the
+picture's packet loop (:class:`guard.decode.AudioTap`); docs/audio.md ("Wiring") gives what
+it costs. A landmark's time is on the audio stream's media clock, which for ordinary files
+starts where the picture's does (0, or -0.064 s of AAC priming, clamped to 0 for references).
 
 An audio track is a :class:`guard.models.Fingerprint` like a picture's: one row per landmark
 (sorted by time, then hash), its time, and its 32-bit hash as 4 big-endian bytes, so the
@@ -21,11 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from guard import decode
-from guard.errors import InputError
 from guard.fingerprint import Fingerprinter
 from guard.models import Fingerprint
 from guard.pipeline import AUDIO_CODE_BITS, audio_pipeline_description
-from guard.signals.audio import AudioLandmarks, Landmarks
+from guard.signals.audio import AudioLandmarks, LandmarkExtractor, Landmarks
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +61,19 @@ class AudioFingerprinter:
     def landmarks_of_file(self, path: str | os.PathLike[str], query: bool = False) -> tuple[Landmarks, float]:
         """Landmarks of the file's first audio stream (a query's under every assumed speed) and
         the time its audio ends; :class:`InputError` when it has none that decodes."""
-        extractor = self.signal.extractor(query)
-        parts, end = [], 0.0
+        listener = self.listener(query)
         for block in decode.sample_audio(path, self.sample_rate, self.block_seconds):
-            parts.append(extractor.feed(block.samples, block.start))
-            end = block.start + block.duration
-        parts.append(extractor.flush())
-        return Landmarks.concat(parts), end
+            listener(block)
+        return listener.landmarks(), listener.end
+
+    def listener(self, query: bool = False) -> LandmarkListener:
+        """A :class:`LandmarkListener` to hand a file's audio blocks to."""
+        return LandmarkListener(self.signal.extractor(query))
+
+    def tap(self, listener: LandmarkListener) -> decode.AudioTap:
+        """An :class:`guard.decode.AudioTap` at this fingerprinter's rate and block length that
+        hands its blocks to ``listener`` (a file's sound read in its picture's pass)."""
+        return decode.AudioTap(listener, self.sample_rate, self.block_seconds)
 
     def track(self, landmarks: Landmarks, duration: float) -> Fingerprint:
         """A reference's audio track of its landmarks (times clamped at 0, sorted)."""
@@ -81,6 +86,24 @@ class AudioFingerprinter:
             sample_fps=1.0 / self.signal.params.frame_seconds, duration=round(max(duration, last), 3),
             times=times.astype(np.float64), codes=codes_of(landmarks.hashes[order]), pipeline=self.pipeline(),
         )
+
+
+class LandmarkListener:
+    """Landmarks of audio blocks handed in one by one (a file's, in order)."""
+
+    def __init__(self, extractor: LandmarkExtractor):
+        self.extractor = extractor
+        self.parts: list[Landmarks] = []
+        self.end = 0.0  # where the last block ends (s)
+
+    def __call__(self, block: decode.AudioBlock) -> None:
+        """Take the next block."""
+        self.parts.append(self.extractor.feed(block.samples, block.start))
+        self.end = block.start + block.duration
+
+    def landmarks(self) -> Landmarks:
+        """Every landmark of the blocks handed in (the extractor's held-back ones included)."""
+        return Landmarks.concat([*self.parts, self.extractor.flush()])
 
 
 def empty_video_track(fingerprinter: Fingerprinter) -> Fingerprint:
@@ -102,19 +125,17 @@ def fingerprint_media(
 ) -> tuple[Fingerprint, Landmarks | None, float]:
     """A file's picture track (empty when it has no video; a query's with its overlay
     readings), its audio landmarks (None without ``audio`` or an audio stream that decodes),
-    and where its audio ends (s)."""
+    and where its audio ends (s). Picture and sound are read in one pass over the file."""
     has_video, has_audio = decode.stream_kinds(path)
-    if has_video or not has_audio or audio is None:
-        video = fingerprinter.fingerprint_file(path, progress, overlays=query, stills=stills)
-    else:
-        video = empty_video_track(fingerprinter)
     if audio is None or not has_audio:
-        return video, None, 0.0
-    try:
+        return fingerprinter.fingerprint_file(path, progress, overlays=query, stills=stills), None, 0.0
+    if not has_video:  # sound alone (unreadable, it is an InputError: there is nothing else to match)
         landmarks, end = audio.landmarks_of_file(path, query=query)
-    except InputError as exc:  # a broken soundtrack must not cost the picture
-        if not has_video:
-            raise
-        log.warning("%s: audio left out (%s)", os.fspath(path), exc)
+        return empty_video_track(fingerprinter), landmarks, end
+    listener = audio.listener(query)
+    tap = audio.tap(listener)
+    video = fingerprinter.fingerprint_file(path, progress, overlays=query, stills=stills, audio=tap)
+    if tap.error is not None:  # a broken soundtrack must not cost the picture
+        log.warning("%s: audio left out (%s)", os.fspath(path), tap.error)
         return video, None, 0.0
-    return video, landmarks, end
+    return video, listener.landmarks(), listener.end

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from guard.index.landmarks import LandmarkHits
 from guard.models import Segment
-from guard.signals.audio import Landmarks, LandmarkParams
+from guard.signals.audio import SHIFTED, Landmarks, LandmarkParams
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class AudioMatchSettings:
     empty_slot_cost: float = 0.3
     end_margin: float = 0.4
     min_seconds: float = 3.0
-    max_gap: float = 3.0
+    max_gap: float = 5.0
     max_hypotheses: int = 40
     max_overlap: float = 0.5
     max_repeats: int = 2
@@ -73,34 +73,120 @@ def vote(query: Landmarks, hits: LandmarkHits, speeds: Sequence[float],
          settings: AudioMatchSettings = AudioMatchSettings()) -> list[AudioHypothesis]:
     """The strongest (reference, assumed speed, offset) bins, best first."""
     hits = distinctive(hits, settings.max_repeats)
+    return _vote(query, _take(hits, _exact(query, hits)), speeds, settings)
+
+
+def _speed_index(query: Landmarks, hits: LandmarkHits) -> npt.NDArray[np.int64]:
+    """The assumed speed each hit was heard at (an index in ``query_speeds``)."""
+    index: npt.NDArray[np.int64] = (query.speeds[hits.query_index] & ~np.uint8(SHIFTED)).astype(np.int64)
+    return index
+
+
+def _exact(query: Landmarks, hits: LandmarkHits) -> npt.NDArray[np.bool_]:
+    """Which hits are of a pair hashed as heard (not with a shifted time difference)."""
+    exact: npt.NDArray[np.bool_] = (query.speeds[hits.query_index] & np.uint8(SHIFTED)) == 0
+    return exact
+
+
+def _take(hits: LandmarkHits, which: npt.NDArray[np.bool_]) -> LandmarkHits:
+    return LandmarkHits(hits.query_index[which], hits.ref_ids[which], hits.ref_times[which])
+
+
+def _vote(query: Landmarks, hits: LandmarkHits, speeds: Sequence[float],
+          settings: AudioMatchSettings) -> list[AudioHypothesis]:
+    """:func:`vote` on hits already left to the :func:`distinctive` ones."""
     if len(hits) == 0:
         return []
-    speed_index = query.speeds[hits.query_index].astype(np.int64)
+    speed_index = _speed_index(query, hits)
     offsets = hits.ref_times - np.asarray(speeds, np.float64)[speed_index] * query.times[hits.query_index]
     bins = np.floor(offsets / settings.offset_bin).astype(np.int64)
     slots = np.floor(query.times[hits.query_index] / settings.vote_slot).astype(np.int64)
+    ref_ids = hits.ref_ids
+    likely = _in_full_bins(ref_ids, speed_index, bins, settings.min_votes)
+    if likely is not None:
+        ref_ids, speed_index, bins, slots = ref_ids[likely], speed_index[likely], bins[likely], slots[likely]
+        if len(ref_ids) == 0:
+            return []
     # One vote per query time slot and bin: a sustained chord, whose many peak pairs all agree
     # on one offset, must not outvote a melody that agrees all along. A bin also counts its
     # right neighbour's votes, so an offset on a bin edge is not split in two.
-    keys = np.unique(np.stack([hits.ref_ids, speed_index, bins, slots], axis=1), axis=0)
-    spread = np.concatenate([keys, keys - np.array([0, 0, 1, 0])])
-    spread = np.unique(spread, axis=0)
-    cells, votes = np.unique(spread[:, :3], axis=0, return_counts=True)
+    keys, _, _ = _unique_rows([ref_ids, speed_index, bins, slots])
+    shifted = [keys[0], keys[1], keys[2] - 1, keys[3]]
+    spread, _, _ = _unique_rows([np.concatenate(pair) for pair in zip(keys, shifted)])
+    cells, _, votes = _unique_rows(spread[:3])
     strong = np.flatnonzero(votes >= settings.min_votes)
-    order = strong[np.lexsort((cells[strong, 2], cells[strong, 1], cells[strong, 0], -votes[strong]))]
-    hypotheses = [AudioHypothesis(int(cells[k, 0]), int(cells[k, 1]), float((cells[k, 2] + 1) * settings.offset_bin),
-                                  int(votes[k])) for k in order[: settings.max_hypotheses]]
+    # Cells come sorted by (reference, speed, bin): best first, then in that order.
+    order = strong[np.argsort(-votes[strong], kind="stable")][: settings.max_hypotheses]
+    hypotheses = [AudioHypothesis(r, v, (b + 1) * settings.offset_bin, n) for r, v, b, n in
+                  zip(cells[0][order].tolist(), cells[1][order].tolist(), cells[2][order].tolist(),
+                      votes[order].tolist())]
     return hypotheses
+
+
+def _in_full_bins(ref_ids: npt.NDArray[np.int64], speed_index: npt.NDArray[np.int64], bins: npt.NDArray[np.int64],
+                  min_votes: int) -> npt.NDArray[np.bool_] | None:
+    """Which hits fall in a bin that, with a neighbour, holds at least ``min_votes`` hits (a
+    bin's votes count distinct slots of it and its right neighbour, so no other bin can reach
+    ``min_votes``); None when the bins are too many to count directly. Most hits of a long
+    unrelated query are scattered by chance and go before the exact count sorts them."""
+    low = int(bins.min()) - 1
+    width = int(bins.max()) - low + 2
+    top = int(ref_ids.max())
+    if top >= 8 * len(ref_ids) + (1 << 20):
+        return None
+    held = np.zeros(top + 1, np.int64)
+    held[ref_ids] = 1
+    ref_of = np.cumsum(held)[ref_ids] - 1  # references numbered 0, 1, … without sorting
+    cells = int(held.sum()) * (int(speed_index.max()) + 1) * width
+    if cells > 8 * len(bins) + (1 << 20):
+        return None
+    cell = (ref_of * (int(speed_index.max()) + 1) + speed_index) * width + (bins - low)
+    counts = np.bincount(cell, minlength=cells)
+    pair = counts[:-1] + counts[1:]  # bin b with bin b + 1 (the padding keeps cells apart)
+    full: npt.NDArray[np.bool_] = (pair[cell] >= min_votes) | (pair[cell - 1] >= min_votes)
+    return full
 
 
 def distinctive(hits: LandmarkHits, max_repeats: int) -> LandmarkHits:
     """The hits of query landmarks found at most ``max_repeats`` times in their reference."""
     if len(hits) == 0:
         return hits
-    pairs = np.stack([hits.query_index, hits.ref_ids], axis=1)
-    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
-    keep = counts[inverse.reshape(-1)] <= max_repeats
+    step = np.diff(hits.query_index)
+    if np.all((step > 0) | ((step == 0) & (np.diff(hits.ref_ids) >= 0))):  # the index's order: count runs
+        starts = np.flatnonzero(np.concatenate([[True], (step != 0) | (np.diff(hits.ref_ids) != 0)]))
+        counts = np.diff(np.append(starts, len(hits)))
+        keep = np.repeat(counts, counts) <= max_repeats
+    else:
+        _, inverse, counts = _unique_rows([hits.query_index, hits.ref_ids])
+        keep = counts[inverse] <= max_repeats
     return LandmarkHits(hits.query_index[keep], hits.ref_ids[keep], hits.ref_times[keep])
+
+
+def _unique_rows(columns: Sequence[npt.NDArray[np.int64]]
+                 ) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The distinct rows of equally long integer columns, in lexicographic order (as columns),
+    the place of each row among them, and how often each occurs: ``np.unique(axis=0)``
+    without its sort of structured rows, which took seconds on the hits of a long query."""
+    columns = [np.asarray(c, np.int64) for c in columns]
+    lows = [int(c.min()) for c in columns]
+    spans = [int(c.max()) - low + 1 for c, low in zip(columns, lows)]
+    if math.prod(spans) < 2**62:  # one int64 key per row, digits in the columns' order
+        key = np.zeros(len(columns[0]), np.int64)
+        for column, low, span in zip(columns, lows, spans):
+            key = key * span + (column - low)
+        distinct, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        rows = []
+        for low, span in zip(reversed(lows), reversed(spans)):
+            distinct, digit = np.divmod(distinct, span)
+            rows.append(digit + low)
+        return rows[::-1], inverse.reshape(-1), counts
+    order = np.lexsort(columns[::-1])
+    ordered = [c[order] for c in columns]
+    starts = np.flatnonzero(np.concatenate([[True], np.any([np.diff(c) != 0 for c in ordered], axis=0)]))
+    counts = np.diff(np.append(starts, len(order)))
+    inverse = np.empty(len(order), np.intp)
+    inverse[order] = np.repeat(np.arange(len(starts)), counts)
+    return [c[starts] for c in ordered], inverse, counts
 
 
 def find_segments(query: Landmarks, hits: LandmarkHits, params: LandmarkParams,
@@ -115,21 +201,37 @@ def find_segments(query: Landmarks, hits: LandmarkHits, params: LandmarkParams,
     titles = titles or {}
     min_seconds = min_seconds or {}
     hits = distinctive(hits, settings.max_repeats)
+    exact = _exact(query, hits)
+    # Only pairs hashed as heard vote: a copy is found as before, and the pairs hashed with a
+    # shifted time difference then fill in its support (runs and edges).
+    hypotheses = _vote(query, _take(hits, exact), params.query_speeds, settings)
+    if not hypotheses:
+        return []
+    # Hits grouped by (reference, assumed speed), each group in the order of the hits; only the
+    # groups of a hypothesis are sorted (most hits of a dense query are scattered chance hits).
+    speeds = len(params.query_speeds)
+    group = hits.ref_ids.astype(np.int64) * speeds + _speed_index(query, hits)
+    wanted = np.unique([h.ref_id * speeds + h.speed_index for h in hypotheses])
+    held = np.flatnonzero(np.isin(group, wanted, kind="table" if int(group.max()) < 1 << 24 else None))
+    order = held[np.argsort(group[held], kind="stable")]
+    grouped = group[order]
     candidates: list[tuple[int, Segment]] = []
-    for hypothesis in vote(query, hits, params.query_speeds, settings):
+    for hypothesis in hypotheses:
+        key = hypothesis.ref_id * speeds + hypothesis.speed_index
+        rows = order[np.searchsorted(grouped, key, "left"): np.searchsorted(grouped, key, "right")]
         shortest = min_seconds.get(hypothesis.ref_id, settings.min_seconds)
-        candidates += _segments_of(hypothesis, query, hits, params, titles.get(hypothesis.ref_id, ""),
-                                   shortest, settings)
+        candidates += _segments_of(hypothesis, query, hits.query_index[rows], hits.ref_times[rows], exact[rows],
+                                   params, titles.get(hypothesis.ref_id, ""), shortest, settings)
     return _resolve(candidates, settings.max_overlap)
 
 
-def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, hits: LandmarkHits,
-                 params: LandmarkParams, title: str, min_seconds: float,
-                 settings: AudioMatchSettings) -> list[tuple[int, Segment]]:
-    """The runs of the hypothesis' supporting landmarks long and strong enough, with their votes."""
+def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, q_index: npt.NDArray[np.int64],
+                 ref_times: npt.NDArray[np.float64], exact: npt.NDArray[np.bool_], params: LandmarkParams,
+                 title: str, min_seconds: float, settings: AudioMatchSettings) -> list[tuple[int, Segment]]:
+    """The runs of the hypothesis' supporting landmarks long and strong enough, with their votes
+    (``q_index``, ``ref_times``: the hits of its reference heard at its assumed speed;
+    ``exact``: which of them may vote, the others only support)."""
     speed = float(params.query_speeds[hypothesis.speed_index])
-    mine = (hits.ref_ids == hypothesis.ref_id) & (query.speeds[hits.query_index] == hypothesis.speed_index)
-    q_index, ref_times = hits.query_index[mine], hits.ref_times[mine]
     offsets = ref_times - speed * query.times[q_index]
     near = np.abs(offsets - hypothesis.offset) <= settings.tolerance + settings.offset_bin
     if not near.any():
@@ -145,12 +247,14 @@ def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, hits: LandmarkHi
         rate, offset = (float(v) for v in np.polyfit(query.times[q_index[close]], ref_times[close], 1))
     if abs(rate - speed) > 0.02:  # a line that strays from its assumed speed fits noise
         return []
-    support = np.unique(q_index[np.abs(ref_times - (rate * query.times[q_index] + offset)) <= settings.tolerance])
+    on_line = np.abs(ref_times - (rate * query.times[q_index] + offset)) <= settings.tolerance
+    support = np.unique(q_index[on_line])
+    voter = np.isin(support, q_index[on_line & exact])
     times = query.times[support]
     order = np.argsort(times, kind="stable")
-    support, times = support[order], times[order]
+    support, times, voter = support[order], times[order], voter[order]
     breaks = np.flatnonzero(np.diff(times) > settings.max_gap) + 1
-    at_speed = query.times[query.speeds == hypothesis.speed_index]
+    at_speed = query.times[(query.speeds & ~np.uint8(SHIFTED)) == hypothesis.speed_index]
     segments = []
     for run in np.split(np.arange(len(times)), breaks):
         if len(run) == 0:
@@ -158,7 +262,12 @@ def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, hits: LandmarkHi
         slots = np.floor(times[run] / settings.vote_slot).astype(np.int64)
         first, last = _densest_span(slots, settings.empty_slot_cost)
         inside = (slots >= first) & (slots <= last)
-        run, votes = run[inside], len(np.unique(slots[inside]))
+        # A segment starts and ends at a voting hit: shifted pairs fill in, never stretch it.
+        voting = slots[inside & voter[run]]
+        if len(voting) == 0:
+            continue
+        inside &= (slots >= voting.min()) & (slots <= voting.max())
+        run, votes = run[inside], len(np.unique(voting))
         start = float(times[run[0]])
         # The last matching anchor is followed by its targets: the copy runs on a little.
         end = float(times[run[-1]]) + settings.end_margin

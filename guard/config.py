@@ -124,6 +124,11 @@ class MatchSettings(_Section):
     mirror: bool = True
     mirror_min_factor: float = Field(2.0, ge=0)
     rates: tuple[float, ...] = Field((1.0, 0.95, 1.05, 0.9, 1.1), min_length=1)
+    #: Scores become the calibrated probability of a copy and segments under ``min_probability``
+    #: (None: the model's decision threshold) are dropped (:mod:`guard.calibration`); off: raw
+    #: placeholder scores and every segment (what scripts/train_calibration.py looks at).
+    calibrated: bool = True
+    min_probability: float | None = Field(None, ge=0, le=1)
 
     @field_validator("rates")
     @classmethod
@@ -160,6 +165,8 @@ class LiveSettings(_Section):
     update_interval: float = Field(10.0, ge=0)
     decoder_threads: int = Field(1, ge=0)
     thumbnail_width: int = Field(160, ge=8)
+    #: Match the sound of monitored streams too (their first audio stream), beside the picture.
+    audio: bool = True
 
 
 class WebhookSettings(_Section):

@@ -211,9 +211,11 @@ def sample_frames(
     options: DecodeOptions = DecodeOptions(),
     av_options: dict[str, str] | None = None,
     stills: Stills | None = None,
+    audio: AudioTap | None = None,
 ) -> Generator[FrameBatch, None, None]:
     """Decode ``source`` and yield batches of grey frames sampled at ``options.sample_fps``;
-    ``stills``, when given, also collects small pictures of it in the same pass.
+    ``stills``, when given, also collects small pictures of it in the same pass, and ``audio``
+    its sound (the first audio stream, demuxed in the same packet loop).
 
     Raises :class:`InputError` when the source cannot be opened, has no video stream, or
     yields no decodable frame. Damaged packets in the middle of a file are skipped.
@@ -223,20 +225,25 @@ def sample_frames(
     try:
         stream = _video_stream(container, name)
         _configure_decoder(stream, options)
+        if audio is not None:
+            audio._attach(container, name)
         emitted = 0
-        samples = _file_samples(container, stream, name, options.sample_fps)
+        samples = _file_samples(container, stream, name, options.sample_fps, audio)
         for batch in _batches(samples if stills is None else stills._watch(samples)):
             emitted += len(batch.times)
             yield batch
+        if audio is not None:
+            audio._finish()
         if emitted == 0:
             raise InputError(f"{name}: no decodable video frames")
     finally:
         container.close()
 
 
-def _decoded_frames(container: InputContainer, stream: VideoStream, name: str) -> Iterator[VideoFrame]:
+def _decoded_frames(container: InputContainer, stream: VideoStream, name: str,
+                    audio: AudioTap | None = None) -> Iterator[VideoFrame]:
     """Video frames packet by packet (see :func:`_decoded`)."""
-    return cast(Iterator[VideoFrame], _decoded(container, stream, name, "packets"))
+    return cast(Iterator[VideoFrame], _decoded(container, stream, name, "packets", audio))
 
 
 def _decoded_audio(container: InputContainer, stream: AudioStream, name: str) -> Iterator[AudioFrame]:
@@ -245,12 +252,17 @@ def _decoded_audio(container: InputContainer, stream: AudioStream, name: str) ->
 
 
 def _decoded(container: InputContainer, stream: VideoStream | AudioStream, name: str,
-             what: str) -> Iterator[VideoFrame | AudioFrame]:
+             what: str, audio: AudioTap | None = None) -> Iterator[VideoFrame | AudioFrame]:
     """Decode packet by packet so that one damaged packet costs its own frame or samples, not
-    the file; a truncated or corrupt container ends the demux early, keeping what was decoded."""
+    the file; a truncated or corrupt container ends the demux early, keeping what was decoded.
+    ``audio``, when attached to a stream, gets that stream's packets of the same demux."""
     errors = 0
+    heard = audio.stream if audio is not None else None
     try:
-        for packet in container.demux(stream):
+        for packet in container.demux(stream) if heard is None else container.demux(stream, heard):
+            if heard is not None and packet.stream_index == heard.index:
+                cast(AudioTap, audio)._decode(cast("av.Packet[AudioStream]", packet))
+                continue
             try:
                 yield from cast("list[VideoFrame | AudioFrame]", packet.decode())
             except av.error.InvalidDataError:
@@ -263,12 +275,12 @@ def _decoded(container: InputContainer, stream: VideoStream | AudioStream, name:
         log.warning("%s: skipped %d damaged %s", name, errors, what)
 
 
-def _file_samples(container: InputContainer, stream: VideoStream, name: str,
-                  sample_fps: float) -> Iterator[tuple[float, float | None, VideoFrame]]:
+def _file_samples(container: InputContainer, stream: VideoStream, name: str, sample_fps: float,
+                  audio: AudioTap | None = None) -> Iterator[tuple[float, float | None, VideoFrame]]:
     """:func:`_sampled` frames of a file: its clock has no wall time (frames without a
     timestamp are skipped) and continues across timestamp resets and jumps."""
     clock = StreamClock(_frame_interval(stream))
-    yield from _sampled(_decoded_frames(container, stream, name), stream, clock, _Sampler(sample_fps))
+    yield from _sampled(_decoded_frames(container, stream, name, audio), stream, clock, _Sampler(sample_fps))
     if clock.rebases:
         log.info("%s: timestamps re-anchored %d times (reset or jump in the file)", name, clock.rebases)
 
@@ -463,10 +475,13 @@ def _resampled(frames: Iterable[AudioFrame], rate: int) -> Iterator[tuple[float 
     """``(time or None, mono float32 samples)`` of each resampled frame, the resampler's tail last."""
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     for frame in frames:
-        for out in resampler.resample(frame):
-            yield out.time, out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-    for out in resampler.resample(None):
-        yield out.time, out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+        yield from _mono(resampler.resample(frame))
+    yield from _mono(resampler.resample(None))
+
+
+def _mono(frames: list[AudioFrame]) -> list[tuple[float | None, np.ndarray]]:
+    """``(time or None, float32 samples)`` of resampled mono frames."""
+    return [(out.time, out.to_ndarray().reshape(-1).astype(np.float32, copy=False)) for out in frames]
 
 
 def _audio_blocks(pieces: Iterable[tuple[float | None, np.ndarray]], rate: int,
@@ -494,6 +509,106 @@ def _audio_blocks(pieces: Iterable[tuple[float | None, np.ndarray]], rate: int,
         yield AudioBlock(start, np.concatenate(held), rate)
 
 
+class AudioTap:
+    """The sound of a file read in its picture's pass (``sample_frames(audio=...)``): the first
+    audio stream's packets come out of the same demux as the picture's, and ``on_block`` gets
+    the blocks :func:`sample_audio` would yield, in order, as they complete (one read of the
+    file for picture and sound; docs/audio.md gives what it saves).
+
+    A sound that cannot be read never costs the picture: :attr:`error` then says why it was
+    left out (no audio stream, none of it decodes, too many damaged packets), as the
+    :class:`InputError` of :func:`sample_audio` would. :attr:`end` is where the sound read ends
+    (s, media clock).
+    """
+
+    def __init__(self, on_block: Callable[[AudioBlock], None], rate: int = AUDIO_RATE,
+                 block_seconds: float = AUDIO_BLOCK_SECONDS):
+        if rate <= 0 or block_seconds <= 0:
+            raise ValueError("rate and block_seconds must be positive")
+        self.on_block = on_block
+        self.rate = rate
+        self.block_seconds = block_seconds
+        self.stream: AudioStream | None = None
+        self.error: str | None = None
+        self.end = 0.0
+        self._name = ""
+        self._size = max(1, int(round(block_seconds * rate)))
+        self._resampler: av.AudioResampler | None = None
+        self._pieces: list[tuple[float | None, np.ndarray]] = []  # resampled, not in a block yet
+        self._pending = 0  # samples in self._pieces
+        self._emitted = 0
+        self._errors = 0
+        self._stopped = False
+
+    def _attach(self, container: InputContainer, name: str) -> None:
+        """Listen to ``container``'s first audio stream (or note that it has none)."""
+        self._name = name
+        try:
+            self.stream = _audio_stream(container, name)
+        except InputError as exc:
+            self.error = str(exc)
+            return
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+
+    def _decode(self, packet: av.Packet[AudioStream]) -> None:
+        """Decode and resample one packet; blocks that complete go to ``on_block``."""
+        if self._stopped or self._resampler is None:
+            return
+        try:
+            for frame in packet.decode():
+                self._add(_mono(self._resampler.resample(frame)))
+        except av.error.InvalidDataError:
+            self._errors += 1
+            if self._errors > 1000:
+                self.error, self._stopped = f"{self._name}: too many damaged audio packets", True
+            return
+        except (av.error.FFmpegError, ValueError) as exc:  # what a separate pass would stop at too
+            log.warning("%s: stopped reading audio packets after an error (%s)", self._name, _reason(exc))
+            self._stopped = True
+            return
+        if self._pending >= self._size:
+            self._hand_on(final=False)
+
+    def _add(self, pieces: list[tuple[float | None, np.ndarray]]) -> None:
+        self._pieces += pieces
+        self._pending += sum(len(samples) for _, samples in pieces)
+
+    def _finish(self) -> None:
+        """The end of the file: the resampler's tail and the last, shorter block."""
+        if self._resampler is None or self.error is not None:
+            return
+        if not self._stopped:
+            try:
+                self._add(_mono(self._resampler.resample(None)))
+            except (av.error.FFmpegError, ValueError) as exc:
+                log.warning("%s: stopped reading audio packets after an error (%s)", self._name, _reason(exc))
+        self._hand_on(final=True)
+        if self._errors:
+            log.warning("%s: skipped %d damaged audio packets", self._name, self._errors)
+        if self._emitted == 0:
+            self.error = f"{self._name}: no decodable audio"
+
+    def _hand_on(self, final: bool) -> None:
+        """Blocks of the pieces held (by :func:`_audio_blocks`, as :func:`sample_audio` makes
+        them). Until ``final``, the last block is held back, unfinished or as an empty piece
+        where it ended, so the next pieces continue it exactly as one pass over them would."""
+        blocks = list(_audio_blocks(self._pieces, self.rate, self.block_seconds))
+        if not blocks:  # nothing but empty pieces yet
+            return
+        self._pieces, self._pending = [], 0
+        if not final:
+            last = blocks[-1]
+            if len(last.samples) < self._size:
+                blocks.pop()
+                self._add([(last.start, last.samples)])
+            else:
+                self._add([(last.start + last.duration, last.samples[:0])])
+        for block in blocks:
+            self._emitted += len(block.samples)
+            self.end = block.start + block.duration
+            self.on_block(block)
+
+
 # ---------------------------------------------------------------------------------------------
 # Live sources: URLs pulled in real time, and files played at real-time pace (rehearsals).
 
@@ -514,6 +629,8 @@ class LiveOptions:
     lengthens the stall timeout, because FFmpeg's HLS demuxer waits for the next segment
     inside one read; ``hls_ended`` tells whether the playlist really ended (FFmpeg reports an
     interrupted wait as a clean end): a clean end before that reconnects instead.
+    ``audio``: also decode the first audio stream, resampled to mono ``audio_rate`` Hz (a
+    stream without one is read for its picture alone).
     """
 
     sample_fps: float = 4.0
@@ -533,6 +650,8 @@ class LiveOptions:
     hls: bool = False
     hls_target_duration: float = 0.0
     hls_ended: Callable[[], bool] | None = None
+    audio: bool = True
+    audio_rate: int = AUDIO_RATE
 
     @property
     def read_timeout(self) -> float:
@@ -547,13 +666,25 @@ class LiveBatch(FrameBatch):
     """Sampled frames of a live source: a :class:`FrameBatch` whose ``times`` are seconds on
     the stream clock (monotonic across reconnects and timestamp resets), plus ``arrivals``:
     wall-clock time (``time.time()``) each frame was decoded; ``thumbs``: small RGB images of
-    the same frames (evidence); ``width``/``height``: the source picture size.
+    the same frames (evidence); ``width``/``height``: the source picture size (0 without a
+    picture); ``audio``: the sound decoded meanwhile, on the same stream clock. A batch may hold
+    sound only (no frames: a stream without a picture, or between two sampled frames).
     """
 
     arrivals: np.ndarray
     thumbs: list[np.ndarray]
     width: int
     height: int
+    audio: tuple[LiveAudioBlock, ...] = ()
+
+
+@dataclass
+class LiveAudioBlock(AudioBlock):
+    """Mono samples of a live source: ``start`` on the stream clock the picture's frames are
+    on (placed by :class:`_LiveSound`), and ``arrival``: the wall-clock time its first sample was
+    decoded."""
+
+    arrival: float = 0.0
 
 
 class StreamClock:
@@ -578,6 +709,12 @@ class StreamClock:
     def reconnected(self) -> None:
         """The next timestamp comes from a new connection: re-anchor on it."""
         self.offset = None
+
+    def place(self, raw: float) -> float | None:
+        """Clock time of source timestamp ``raw`` under the current anchoring, without moving
+        the clock (None before it is anchored): for a second stream of the same source, whose
+        timestamps follow the first's anchoring but must not re-anchor it."""
+        return None if self.offset is None else raw + self.offset
 
     def __call__(self, raw: float | None, wall: float | None = None) -> float:
         """Clock time of a frame with source timestamp ``raw`` (s) decoded at ``wall``
@@ -620,7 +757,8 @@ def live_batches(
     on_status: Callable[[str, str], None] | None = None,
     av_options: dict[str, str] | None = None,
 ) -> Iterator[LiveBatch]:
-    """Pull ``url`` until it ends for good or ``stop`` is set, yielding sampled frame batches.
+    """Pull ``url`` until it ends for good or ``stop`` is set, yielding sampled frame batches
+    with the sound decoded meanwhile (:attr:`LiveBatch.audio`, on the frames' stream clock).
 
     Reconnects with exponential backoff after errors, stalls and ends (unless ``realtime``:
     a rehearsal file ends once). ``on_status(kind, detail)`` hears ``connected``,
@@ -633,6 +771,7 @@ def live_batches(
     last_frame_wall = time.time()
     ever_connected = False
     notify = on_status or (lambda kind, detail: None)
+    warned: set[str] = set()  # what was logged once for the stream (not at every reconnection)
     while not stop.is_set():
         try:
             source = _open_live(url, options, av_options)
@@ -649,7 +788,7 @@ def live_batches(
         clock.reconnected()
         reason = "ended"
         try:
-            for batch in _read_live(source, options, stop, clock, sampler, notify):
+            for batch in _read_live(source, options, stop, clock, sampler, notify, warned):
                 ever_connected = True
                 last_frame_wall = time.time()
                 delay = options.reconnect_initial
@@ -736,19 +875,249 @@ def _open_live(url: str, options: LiveOptions, av_options: dict[str, str] | None
     return _LiveSource(_redacted(url), container)
 
 
+#: Sound of a stream with a picture waits at most this long (wall clock, s) for the picture to
+#: place it on the stream clock (before a connection's first frame, or across a timestamp reset
+#: the sound shows first); past it, the sound moves the clock itself (no picture comes, or it stalled).
+AUDIO_HOLD = 3.0
+#: Sound placed further than this (s) from the picture's newest frame is on a timeline the clock
+#: does not map yet (a reset the sound shows before the picture does): it waits (see AUDIO_HOLD).
+AUDIO_SKEW = 3.0
+
+
 def _read_live(source: _LiveSource, options: LiveOptions, stop: threading.Event, clock: StreamClock, sampler: _Sampler,
-               notify: Callable[[str, str], None]) -> Iterator[LiveBatch]:
-    container, name = source.container, source.name
-    try:
-        stream = _video_stream(container, name)
-    except InputError as exc:
-        raise StreamError(str(exc)) from None
-    _configure_decoder(stream, options, "SLICE")  # frame threads would add a frame of latency per thread
-    pace = _pacer(stop) if options.realtime else None
-    samples = _sampled(_live_frames(container, stream, name, stop), stream, clock, sampler, wall_clock=True, pace=pace)
-    batches = _batches(samples, options, lambda old, new: notify(
-        "resolution", f"{old[0]}x{old[1]} -> {new[0]}x{new[1]}"))
-    yield from cast("Iterator[LiveBatch]", batches)  # with live options, batches are LiveBatch
+               notify: Callable[[str, str], None], warned: set[str] | None = None) -> Iterator[LiveBatch]:
+    """One connection's batches: the picture and the sound of one packet loop (see :class:`_LiveReader`)."""
+    yield from _LiveReader(source, options, clock, sampler, notify, set() if warned is None else warned).batches(stop)
+
+
+class _LiveReader:
+    """One connection's packet loop over the first video stream and the first audio stream.
+
+    Picture frames go on the stream clock and the sampling grid exactly as a file's do (the
+    same :class:`StreamClock` and :class:`_Sampler`: a live source samples the frames a scan
+    samples); sampled ones become grey images and thumbnails. Sound is resampled to mono and
+    placed on the same clock by :class:`_LiveSound`. A batch is handed on once a sampled frame
+    arrives and the oldest waited ``flush_interval`` (as before sound came along), or when
+    anything waited twice that (sound without a picture, a picture that stalled).
+    """
+
+    def __init__(self, source: _LiveSource, options: LiveOptions, clock: StreamClock, sampler: _Sampler,
+                 notify: Callable[[str, str], None], warned: set[str]):
+        container = source.container
+        self.container, self.name, self.options = container, source.name, options
+        self.clock, self.sampler, self.notify = clock, sampler, notify
+        self.video: VideoStream | None = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if options.audio and container.streams.audio else None
+        if self.video is None and audio is None:
+            kinds: list[str] = sorted({s.type for s in container.streams}) or ["nothing"]
+            wanted = "video or audio" if options.audio else "video"
+            raise StreamError(f"{self.name}: no {wanted} stream (holds {', '.join(kinds)})")
+        if self.video is not None:
+            _configure_decoder(self.video, options, "SLICE")  # frame threads would add a frame of latency per thread
+        elif "no picture" not in warned:
+            warned.add("no picture")
+            log.info("%s: no video stream, monitored by its sound alone", self.name)
+        self.sound = None if audio is None else _LiveSound(audio, self.name, options.audio_rate, clock,
+                                                           self.video is not None, warned)
+        self.size: tuple[int, int] | None = None
+        self._clear()
+
+    def _clear(self) -> None:
+        self.times: list[float] = []
+        self.greys: list[np.ndarray] = []
+        self.arrivals: list[float] = []
+        self.thumbs: list[np.ndarray] = []
+
+    def batches(self, stop: threading.Event) -> Iterator[LiveBatch]:
+        """Decode until the connection ends or ``stop`` is set; errors become :class:`StreamError`."""
+        pace = _pacer(stop) if self.options.realtime else None
+        sound = self.sound
+        streams: list[VideoStream | AudioStream] = [s for s in (self.video, sound.stream if sound else None) if s]
+        video_index = -1 if self.video is None else self.video.index
+        errors = 0
+        try:
+            for packet in self.container.demux(*streams):
+                if stop.is_set():
+                    return
+                sampled = False
+                if packet.stream.index == video_index:
+                    try:
+                        frames = cast("list[VideoFrame]", packet.decode())
+                    except av.error.InvalidDataError:
+                        errors += 1
+                        continue
+                    for frame in frames:
+                        raw = _frame_time(frame, cast(VideoStream, self.video))
+                        if pace is not None and not pace(raw):
+                            return
+                        sampled = self._picture(frame, raw) or sampled
+                elif sound is not None:
+                    if pace is not None and self.video is None and not pace(_packet_time(packet)):
+                        return
+                    sound.decode(packet, time.time())
+                    if sound.failed and self.video is None:
+                        raise StreamError(f"{self.name}: its only stream, the sound, does not decode")
+                if self._due(time.time(), sampled):
+                    yield self._batch()
+        except av.error.ExitError:
+            raise StreamError(f"{self.name}: stalled (no data within the stall timeout)") from None
+        except av.error.FFmpegError as exc:
+            raise StreamError(f"{self.name}: read error ({_reason(exc)})") from None
+        except OSError as exc:
+            raise StreamError(f"{self.name}: read error ({exc})") from None
+        finally:
+            if errors:
+                log.info("%s: skipped %d damaged packets", self.name, errors)
+            if sound is not None:
+                sound.report()
+        if self.times or (sound is not None and sound.placed):
+            yield self._batch()
+
+    def _picture(self, frame: VideoFrame, raw: float | None) -> bool:
+        """Put a decoded frame on the clock; True when it is sampled (then held for the batch)."""
+        wall = time.time()
+        t = self.clock(raw, wall)
+        if self.sound is not None:
+            self.sound.picture_moved(wall)
+        if not self.sampler.take(t):
+            return False
+        if (frame.width, frame.height) != self.size:
+            if self.size is not None:
+                self.notify("resolution", f"{self.size[0]}x{self.size[1]} -> {frame.width}x{frame.height}")
+            self.size = (frame.width, frame.height)
+        self.times.append(self.sampler.time)
+        self.greys.append(frame.reformat(width=GREY_SIZE, height=GREY_SIZE, format="gray",
+                                         interpolation="AREA").to_ndarray())
+        self.arrivals.append(wall)
+        self.thumbs.append(_thumbnail(frame, self.options.thumbnail_width))
+        return True
+
+    def _due(self, wall: float, sampled: bool) -> bool:
+        flush = self.options.flush_interval
+        if self.times and (len(self.times) >= BATCH_SIZE or (sampled and wall - self.arrivals[0] >= flush)):
+            return True
+        waiting = [self.arrivals[0]] if self.times else []
+        if self.sound is not None and self.sound.placed:
+            waiting.append(self.sound.placed[0][2])
+        return bool(waiting) and wall - min(waiting) >= 2 * flush
+
+    def _batch(self) -> LiveBatch:
+        grey = np.stack(self.greys) if self.greys else np.zeros((0, GREY_SIZE, GREY_SIZE), np.uint8)
+        width, height = self.size or (0, 0)
+        batch = LiveBatch(np.asarray(self.times, dtype=np.float64), grey, np.asarray(self.arrivals, dtype=np.float64),
+                          self.thumbs, width, height, () if self.sound is None else self.sound.blocks())
+        self._clear()
+        return batch
+
+
+def _packet_time(packet: av.Packet[av.stream.Stream]) -> float | None:
+    if packet.pts is None or packet.time_base is None:
+        return None
+    return float(packet.pts * packet.time_base)
+
+
+class _LiveSound:
+    """One connection's first audio stream: resampled to mono ``rate`` Hz, placed on the stream
+    clock, handed on in :class:`LiveAudioBlock` s.
+
+    With a picture, the picture's frames drive the clock (its anchoring on each connection and
+    its re-anchoring at resets and jumps) and the sound only follows it
+    (:meth:`StreamClock.place`): the two streams' packets interleave up to a second apart, which
+    would look like steps back and forth if both moved the clock. Sound the clock cannot place
+    yet waits up to :data:`AUDIO_HOLD`; without a picture (or with one that stalled that long)
+    the sound moves the clock itself. Timestamps that jitter by less than
+    :data:`AUDIO_MAX_JUMP` are evened out, so the blocks of a steady stream are contiguous.
+    A sound that does not decode is left out, logged once per stream (``warned``).
+    """
+
+    def __init__(self, stream: AudioStream, name: str, rate: int, clock: StreamClock, has_picture: bool,
+                 warned: set[str]):
+        self.stream, self.name, self.rate, self.clock = stream, name, rate, clock
+        self.has_picture = has_picture
+        self.warned = warned
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self.last_picture = time.time()  # when the picture last moved the clock
+        self.waiting: list[tuple[float | None, np.ndarray, float]] = []  # decoded, not placed yet
+        #: Placed sound not handed on yet: (stream time, samples, wall-clock arrival).
+        self.placed: list[tuple[float, np.ndarray, float]] = []
+        self.end: float | None = None  # stream time the placed sound reaches
+        self.dropped = 0.0  # seconds of sound the clock could not place
+        self.errors = 0
+        self.failed = False
+
+    def decode(self, packet: av.Packet[av.stream.Stream], wall: float) -> None:
+        """Decode and resample one packet of the sound, and place what can be placed."""
+        if self.failed:
+            return
+        try:
+            for frame in cast("list[AudioFrame]", list(packet.decode())):
+                for out in self.resampler.resample(frame):
+                    self.waiting.append((out.time, out.to_ndarray().reshape(-1).astype(np.float32, copy=False), wall))
+        except av.error.InvalidDataError:
+            self.errors += 1
+            return
+        except (av.error.FFmpegError, ValueError) as exc:
+            self.failed = True
+            self.waiting.clear()
+            if "sound failed" not in self.warned:
+                self.warned.add("sound failed")
+                log.warning("%s: the sound does not decode (%s); monitoring the picture alone", self.name,
+                            _reason(exc))
+            return
+        self.place(wall)
+
+    def picture_moved(self, wall: float) -> None:
+        """The picture moved the clock: place the sound that waited for it."""
+        self.last_picture = wall
+        if self.waiting:
+            self.place(wall)
+
+    def place(self, wall: float) -> None:
+        """Place the waiting sound on the clock, in order, as far as it can be placed now."""
+        while self.waiting:
+            raw, samples, arrived = self.waiting[0]
+            t = self._time(raw, arrived, wall)
+            if t is None and wall - arrived <= AUDIO_HOLD:
+                return
+            self.waiting.pop(0)
+            if t is None:
+                self.dropped += len(samples) / self.rate
+                continue
+            if self.end is not None and abs(t - self.end) <= AUDIO_MAX_JUMP:
+                t = self.end
+            self.placed.append((t, samples, arrived))
+            self.end = t + len(samples) / self.rate
+
+    def _time(self, raw: float | None, arrived: float, wall: float) -> float | None:
+        if raw is None:  # no timestamp: it follows the sound before it
+            return self.end
+        if not self.has_picture or wall - self.last_picture > AUDIO_HOLD:
+            return self.clock(raw, arrived)
+        placed = self.clock.place(raw)
+        if placed is None or self.clock.last is None or abs(placed - self.clock.last) > AUDIO_SKEW:
+            return None
+        return placed
+
+    def blocks(self) -> tuple[LiveAudioBlock, ...]:
+        """The sound placed since the last call, in blocks of up to :data:`AUDIO_BLOCK_SECONDS`
+        (split where it is not contiguous), each with the arrival of its first sample."""
+        if not self.placed:
+            return ()
+        pieces, self.placed = self.placed, []
+        ends = np.cumsum([len(samples) for _, samples, _ in pieces])
+        out, first = [], 0
+        for block in _audio_blocks(((t, samples) for t, samples, _ in pieces), self.rate, AUDIO_BLOCK_SECONDS):
+            piece = min(int(np.searchsorted(ends, first, side="right")), len(pieces) - 1)
+            out.append(LiveAudioBlock(block.start, block.samples, block.rate, pieces[piece][2]))
+            first += len(block.samples)
+        return tuple(out)
+
+    def report(self) -> None:
+        """Log what the connection's sound lost, if anything."""
+        if self.errors:
+            log.info("%s: skipped %d damaged audio packets", self.name, self.errors)
+        if self.dropped:
+            log.info("%s: %.1f s of sound could not be placed on the stream clock", self.name, self.dropped)
 
 
 def _pacer(stop: threading.Event) -> Callable[[float | None], bool]:
@@ -765,29 +1134,6 @@ def _pacer(stop: threading.Event) -> Callable[[float | None], bool]:
         return not (wait > 0 and stop.wait(wait))
 
     return pace
-
-
-def _live_frames(container: InputContainer, stream: VideoStream, name: str,
-                 stop: threading.Event) -> Iterator[VideoFrame]:
-    """Decoded frames of a live container; errors become :class:`StreamError` (caller reconnects)."""
-    errors = 0
-    try:
-        for packet in container.demux(stream):
-            if stop.is_set():
-                return
-            try:
-                yield from packet.decode()
-            except av.error.InvalidDataError:
-                errors += 1
-    except av.error.ExitError:
-        raise StreamError(f"{name}: stalled (no data within the stall timeout)") from None
-    except av.error.FFmpegError as exc:
-        raise StreamError(f"{name}: read error ({_reason(exc)})") from None
-    except OSError as exc:
-        raise StreamError(f"{name}: read error ({exc})") from None
-    finally:
-        if errors:
-            log.info("%s: skipped %d damaged packets", name, errors)
 
 
 # -- SRT: PyAV's FFmpeg has no libsrt, so Debian's ffmpeg CLI relays SRT → MPEG-TS on a pipe.
@@ -844,7 +1190,8 @@ def _open_srt_relay(url: str, options: LiveOptions) -> _LiveSource:
     timeout_us = str(int(options.open_timeout * 1e6))
     args = [binary, "-nostdin", "-hide_banner", "-loglevel", "error",
             "-protocol_whitelist", options.protocol_whitelist or "srt,udp",
-            "-timeout", timeout_us, "-i", url, "-map", "0:v:0", "-c", "copy",
+            "-timeout", timeout_us, "-i", url, "-map", "0:v:0?", *(["-map", "0:a:0?"] if options.audio else []),
+            "-c", "copy",
             "-f", "mpegts", "-flush_packets", "1", "pipe:1"]
     relay = _PipeRelay(args, max(options.stall_timeout, options.open_timeout))
     try:

@@ -147,14 +147,15 @@ class Fingerprinter:
         av_options: dict[str, str] | None = None,
         overlays: bool = False,
         stills: decode.Stills | None = None,
+        audio: decode.AudioTap | None = None,
     ) -> Fingerprint:
         """Fingerprint a whole file; ``progress`` receives media seconds done after each batch.
 
         With ``overlays``, frames partly hidden by a still overlay also get a masked reading
         (:attr:`Fingerprint.masked`) — what scans want, references do not. ``stills`` collects
-        pictures of the file in the same decode (a reference's keyframes).
+        pictures of the file in the same decode (a reference's keyframes), ``audio`` its sound.
         """
-        batches = decode.sample_frames(path, self.decode_options, av_options, stills)
+        batches = decode.sample_frames(path, self.decode_options, av_options, stills, audio)
         return self.fingerprint_batches(batches, progress, overlays=overlays)
 
     def fingerprint_batches(

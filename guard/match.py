@@ -289,7 +289,8 @@ def segments_of(
     def segment_of(frames: np.ndarray) -> Segment | None:
         if unique[frames].mean() < settings.min_uniqueness:
             return None
-        return _segment(hypothesis, frames, query_times, dist, ref_time, ref, frame_period, settings)
+        segment = _segment(hypothesis, frames, query_times, dist, ref_time, ref, frame_period, settings)
+        return None if segment is None else replace(segment, uniqueness=float(unique[frames].mean()))
 
     found: list[tuple[np.ndarray, Segment]] = []
     for run in _runs(query_times[accepted], settings.max_gap):

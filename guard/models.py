@@ -138,7 +138,9 @@ class Segment:
     ``offset`` is reference time minus query time at the segment start; ``rate`` the
     reference seconds per query second (1.0 unless the copy was sped up or slowed down);
     ``matched_fraction`` the share of the query span's informative frames that matched;
-    ``score`` in [0, 1] grows with matched frames and their closeness.
+    ``score`` in [0, 1] is the calibrated probability that it is a copy once it leaves the
+    search (:mod:`guard.calibration`); before, a placeholder growing with matched frames and
+    their closeness.
     """
 
     reference_id: int
@@ -157,6 +159,9 @@ class Segment:
     #: Some of the matched frames as ``[query time, reference time]`` pairs (evenly spread, at
     #: most :data:`MAX_SEGMENT_MATCHES`): the aligned matches a reviewer's plot shows.
     matches: list[list[float]] = field(default_factory=list, compare=False)
+    #: Share of the matched frames that are temporally unique (closer to the aligned reference
+    #: frame than to the reference seconds away, see :mod:`guard.match`); 1.0 where not measured.
+    uniqueness: float = 1.0
 
     @property
     def duration(self) -> float:

@@ -7,7 +7,12 @@ plain codes, and masked codes for frames under a still overlay found over a trai
 and join a sliding window of ``settings.live.window_seconds``. Every ``decision_interval`` the
 window is matched by a :class:`guard.search.LiveSearch` (what :meth:`guard.service.Guard.match`
 would report for it, plain, masked and mirrored readings alike, searching the index for new
-frames only); a segment the matcher reports is by construction
+frames only). The stream's sound (its first audio stream, decoded in the same packet loop and
+on the same stream clock) goes through a query :class:`guard.signals.audio.LandmarkExtractor`
+into a :class:`guard.search.LiveAudioSearch` (new landmarks only are looked up); the picture's
+and the sound's segments are then decided as a scanned file's are
+(:meth:`guard.search.Searcher.decide`: fused into ``audio+video`` where they agree, kept as the
+reference's match policy allows, calibrated). A segment the matcher reports is by construction
 at least the reference's ``min_seconds`` long and consistent in offset, so it becomes an
 incident at once (unless the stream's account is on the reference's allowlist), decided by
 the stream's :class:`guard.act.LiveCase`:
@@ -78,7 +83,8 @@ class StreamInfo:
     """A snapshot of a monitored stream (live or finished).
 
     ``lag`` estimates how far behind real time processing runs (seconds, 0 when keeping up);
-    ``frames`` counts sampled frames; ``url`` is redacted (no credentials or query string).
+    ``frames`` counts sampled frames, ``audio_seconds`` the sound heard (0 for a stream without
+    one); ``url`` is redacted (no credentials or query string).
     """
 
     id: str
@@ -97,6 +103,7 @@ class StreamInfo:
     width: int = 0
     height: int = 0
     realtime: bool = False
+    audio_seconds: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -109,6 +116,7 @@ class StreamInfo:
         for key in ("started", "updated", "ended"):
             out[key] = iso(out[key])
         out["lag"] = round(self.lag, 3)
+        out["audio_seconds"] = round(self.audio_seconds, 3)
         out["active"] = self.active
         return out
 
@@ -142,12 +150,15 @@ EventCallback = Callable[[MonitorEvent], None]
 
 class SlidingWindow:
     """The last ``seconds`` of a stream's evidence: the times and wall-clock arrivals of its
-    read frames, and thumbnails (their readings and index hits are the :class:`LiveSearch`'s)."""
+    read frames and of its sound's blocks, and thumbnails (their readings and index hits are the
+    :class:`LiveSearch`'s and :class:`LiveAudioSearch`'s)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.times = np.zeros(0)
         self.arrivals = np.zeros(0)
+        self.sound_times = np.zeros(0)  # block starts
+        self.sound_arrivals = np.zeros(0)
         self.thumbs: collections.deque[tuple[float, np.ndarray]] = collections.deque()
 
     def add(self, times: np.ndarray, arrivals: np.ndarray) -> None:
@@ -159,6 +170,15 @@ class SlidingWindow:
             if not keep.all():
                 self.times, self.arrivals = self.times[keep], self.arrivals[keep]
 
+    def add_sound(self, starts: np.ndarray, arrivals: np.ndarray) -> None:
+        """Append sound blocks (their starts and first samples' arrivals); drop those older than the window."""
+        self.sound_times = np.concatenate([self.sound_times, starts])
+        self.sound_arrivals = np.concatenate([self.sound_arrivals, arrivals])
+        if len(self.sound_times):
+            keep = self.sound_times >= self.sound_times[-1] - self.seconds - 1.0
+            if not keep.all():
+                self.sound_times, self.sound_arrivals = self.sound_times[keep], self.sound_arrivals[keep]
+
     def add_thumbs(self, times: np.ndarray, thumbs: list[np.ndarray]) -> None:
         """Keep thumbnails for evidence, as long as the window."""
         self.thumbs.extend(zip(times.tolist(), thumbs))
@@ -166,11 +186,16 @@ class SlidingWindow:
             self.thumbs.popleft()
 
     def arrival_at(self, t: float) -> float:
-        """Wall-clock arrival of the frame at stream time ``t`` (nearest kept frame)."""
-        if not len(self.times):
+        """Wall-clock arrival of the frame at stream time ``t`` (nearest kept frame), or of the
+        sound at ``t`` when no frame is within a second of it (a stream heard, not seen)."""
+        if len(self.times):
+            i = int(np.clip(np.searchsorted(self.times, t - 1e-6), 0, len(self.times) - 1))
+            if abs(self.times[i] - t) <= 1.0 or not len(self.sound_times):
+                return float(self.arrivals[i])
+        if not len(self.sound_times):
             return time.time()
-        i = int(np.clip(np.searchsorted(self.times, t - 1e-6), 0, len(self.times) - 1))
-        return float(self.arrivals[i])
+        k = int(np.clip(np.searchsorted(self.sound_times, t, side="right") - 1, 0, len(self.sound_times) - 1))
+        return float(self.sound_arrivals[k] + np.clip(t - self.sound_times[k], 0.0, 1.0))
 
     def thumb_at(self, t: float) -> tuple[float, np.ndarray] | None:
         """The thumbnail nearest stream time ``t``."""
@@ -238,6 +263,8 @@ class StreamMonitor:
         self._readings = ports.fingerprinter.session(overlays="live")
         self._window = SlidingWindow(self._window_seconds())
         self._search = ports.searcher.live(self._window.seconds)
+        self._sound = ports.searcher.live_audio(self._window.seconds)
+        self._landmarks = ports.searcher.audio_signal.extractor(query=True)
         self._case = ports.act.live_case(LiveStream(
             id=stream_id, account=account, platform=platform, describe=lambda: self.snapshot().to_dict(),
             arrival_at=lambda t: self._window.arrival_at(t), frame_at=lambda t: self._window.thumb_at(t),
@@ -291,7 +318,8 @@ class StreamMonitor:
                     self.info.status = "stopped" if self._stop.is_set() else "ended"
         except StreamError as exc:
             # A stream that played and then went away for good has ended; one that never played failed.
-            self.info.status, self.info.error = ("ended" if self.info.frames else "failed"), str(exc)
+            played = self.info.frames or self.info.audio_seconds
+            self.info.status, self.info.error = ("ended" if played else "failed"), str(exc)
             log.warning("stream %s %s: %s", self.info.id, self.info.status, exc)
         except GuardError as exc:
             self.info.status, self.info.error = "failed", str(exc)
@@ -353,7 +381,8 @@ class StreamMonitor:
             reconnect_initial=live.reconnect_initial, reconnect_max=live.reconnect_max,
             give_up_after=live.give_up_after, realtime=self.options.realtime,
             thumbnail_width=live.thumbnail_width, protocol_whitelist=self.options.whitelist, hls=self.options.hls,
-            hls_target_duration=target, hls_ended=self._playlist_ended(watcher),
+            hls_target_duration=target, hls_ended=self._playlist_ended(watcher), audio=live.audio,
+            audio_rate=self.searcher.audio_signal.params.sample_rate,
         )
 
     @staticmethod
@@ -369,7 +398,9 @@ class StreamMonitor:
         return ended
 
     def _window_seconds(self) -> float:
-        longest = max((r.min_seconds for r in self.searcher.index.refs.values()), default=0.0)
+        index = self.searcher.index
+        refs = [*index.refs.values(), *(index.audio_refs().values() if hasattr(index, "audio_refs") else ())]
+        longest = max((r.min_seconds for r in refs), default=0.0)
         return max(self.live.window_seconds, longest + 2 * self.settings.match.max_gap + 2.0)
 
     def _on_batch(self, batch: decode.LiveBatch) -> bool:
@@ -377,13 +408,16 @@ class StreamMonitor:
         self.info.frames += len(batch.times)
         self.info.width, self.info.height = batch.width, batch.height
         self._track_lag(batch)
-        readings = self._readings.add(batch)
-        times = readings.times
-        arrivals = batch.arrivals[np.searchsorted(batch.times, times)] if len(times) else times
-        self._window.add(times, arrivals)
-        self._search.add(times, readings.codes, readings.masked)
-        self._window.add_thumbs(batch.times, batch.thumbs)
-        self._new_frames = self._new_frames or bool(len(times))
+        if len(batch.times):
+            readings = self._readings.add(batch)
+            times = readings.times
+            arrivals = batch.arrivals[np.searchsorted(batch.times, times)] if len(times) else times
+            self._window.add(times, arrivals)
+            self._search.add(times, readings.codes, readings.masked)
+            self._window.add_thumbs(batch.times, batch.thumbs)
+            self._new_frames = self._new_frames or bool(len(times))
+        if batch.audio:
+            self._hear(batch.audio)
         now = time.time()
         if self._new_frames and now - self._last_eval >= self.live.decision_interval:
             self._last_eval = now
@@ -394,9 +428,24 @@ class StreamMonitor:
         self._persist()
         return False
 
+    def _hear(self, blocks: tuple[decode.LiveAudioBlock, ...]) -> None:
+        """The sound's landmarks (a query's, under every assumed speed) join the window."""
+        self._window.add_sound(np.array([b.start for b in blocks]), np.array([b.arrival for b in blocks]))
+        for block in blocks:
+            self.info.audio_seconds += block.duration
+            landmarks = self._landmarks.feed(block.samples, block.start)
+            if len(landmarks):
+                self._sound.add(landmarks)
+                self._new_frames = True
+
     def _track_lag(self, batch: decode.LiveBatch) -> None:
         # Wall clock minus stream clock is constant while processing keeps up; its growth is lag.
-        skew = float(batch.arrivals[-1] - batch.times[-1])
+        if len(batch.times):
+            skew = float(batch.arrivals[-1] - batch.times[-1])
+        elif batch.audio and not self.info.frames:  # heard, never seen: sound interleaves a little ahead
+            skew = batch.audio[-1].arrival - batch.audio[-1].start
+        else:
+            return
         if self._lag_base is None or skew < self._lag_base:
             self._lag_base = skew
         self.info.lag = skew - self._lag_base
@@ -419,15 +468,32 @@ class StreamMonitor:
 
     def _evaluate(self, now: float) -> bool:
         window = self._window
-        if len(window.times) < self.settings.match.min_seed_frames:
+        seen = len(window.times) >= self.settings.match.min_seed_frames
+        if not seen and not len(self._sound):
             return False
-        segments = self._search.segments()
-        log.debug("stream %s: window %.2f-%.2f s (%d frames): %d segment(s)", self.info.id,
-                  window.times[0], window.times[-1], len(window.times), len(segments))
+        # The picture's segments before calibration, the sound's, fused and decided as a file's are.
+        video = self._search.segments(raw=True) if seen else []
+        audio = self._sound.segments() if len(self._sound) else []
+        segments = self.searcher.decide(video, audio)
+        log.debug("stream %s: window %.2f-%.2f s (%d frames, %d landmarks): %d segment(s)", self.info.id,
+                  window.times[0] if seen else float("nan"), window.times[-1] if seen else float("nan"),
+                  len(window.times), len(self._sound), len(segments))
         if self._case.decide(segments, now):
             self._stop.set()
             return True
         return False
+
+    def _last_words(self, now: float) -> None:
+        """The stream ended: the sound's extractor holds its last 1.6 s of landmarks back (it
+        waits for what follows); they join the window for one last decision."""
+        landmarks = self._landmarks.flush()
+        if not len(landmarks):
+            return
+        self._sound.add(landmarks)
+        try:
+            self._evaluate(now)
+        except Exception:  # noqa: BLE001 — the stream is ending: its end must still be recorded
+            log.exception("stream %s: cannot decide on its last seconds", self.info.id)
 
     def _opened(self, cut: bool) -> None:
         # Before the incident's event goes out: the event carries the stream as it now is.
@@ -444,6 +510,8 @@ class StreamMonitor:
         now = time.time()
         if self.info.status not in FINAL_STATES:
             self.info.status = "stopped" if self._stop.is_set() else "ended"
+        if self.info.status == "ended":
+            self._last_words(now)
         self._case.close_all(now, f"stream {self.info.status}")
         self.info.ended = now
         try:

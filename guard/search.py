@@ -37,7 +37,7 @@ from typing import Protocol, cast
 
 import numpy as np
 
-from guard import audio_match
+from guard import audio_match, calibration
 from guard.config import MatchSettings
 from guard.index.base import Hits, merge_hits
 from guard.index.landmarks import LandmarkHits
@@ -120,14 +120,23 @@ class Searcher:
         """Copied segments of a scanned file: its picture's (:meth:`match`) and its sound's
         (:meth:`match_audio`), fused where they agree (:func:`fuse`), then only those each
         reference's match policy lets raise an incident (:func:`allowed_by_policy`)."""
-        video = self.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+        video = self.match(fp.times, fp.codes, fp.masked, raw=True) if len(fp) else []
         audio = self.match_audio(landmarks) if landmarks is not None and len(landmarks) else []
+        return self.decide(video, audio)
+
+    def decide(self, video: list[Segment], audio: list[Segment]) -> list[Segment]:
+        """What a query's picture segments (before calibration) and sound segments raise, for
+        files (:meth:`match_file`) and live windows alike: fused where they agree (:func:`fuse`),
+        then those each reference's match policy lets raise an incident (:func:`allowed_by_policy`),
+        calibrated."""
         if not audio:  # the video-only path stays exactly as it was
             segments = video
         else:
             segments = fuse(video, audio)
         view = cast(AudioIndexView, self.index)
-        return allowed_by_policy(segments, view.match_policies()) if hasattr(view, "match_policies") else segments
+        if hasattr(view, "match_policies"):
+            segments = allowed_by_policy(segments, view.match_policies())
+        return calibration.decide(segments, self.settings)  # scores → probabilities, weak ones dropped
 
     def match_audio(self, landmarks: Landmarks) -> list[Segment]:
         """Copied segments in a query's landmarks (made under every assumed speed, see
@@ -140,11 +149,16 @@ class Searcher:
         if not refs:
             return []
         hits = view.search_landmarks(landmarks.hashes)
+        return self.audio_segments(landmarks, hits, refs)
+
+    def audio_segments(self, landmarks: Landmarks, hits: LandmarkHits, refs: Mapping[int, RefFrames]) -> list[Segment]:
+        """Copied segments of query landmarks, given their landmark index hits (see :meth:`match_audio`)."""
         return audio_match.find_segments(landmarks, hits, self.audio_signal.params,
                                          {i: r.title for i, r in refs.items()},
                                          {i: r.min_seconds for i, r in refs.items()})
 
-    def match(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None) -> list[Segment]:
+    def match(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None,
+              raw: bool = False) -> list[Segment]:
         """Copied segments in a sequence of query frames: times (s), plain codes and the masked
         readings of frames partly hidden by a still overlay, if any; mirrored codes are
         derived and searched too (``settings.mirror``)."""
@@ -156,11 +170,15 @@ class Searcher:
         if mirrored is not None and flipped_hits is not None:  # search() gives both or neither
             flipped = find_segments(times, mirrored, flipped_hits, refs, self.frame_period, m)
             segments = with_mirrored(segments, flipped, refs, m.mirror_min_factor)
-        return segments
+        return segments if raw else calibration.decide(segments, m)  # raw: before fusion (match_file)
 
     def live(self, seconds: float) -> LiveSearch:
         """An incremental matcher for a live window of the last ``seconds``."""
         return LiveSearch(self, seconds)
+
+    def live_audio(self, seconds: float) -> LiveAudioSearch:
+        """An incremental matcher for the sound of a live window of the last ``seconds``."""
+        return LiveAudioSearch(self, seconds)
 
     def search(self, codes: np.ndarray, masked: MaskedCodes | None = None,
                mirrored: np.ndarray | None = None) -> tuple[Hits, Hits | None]:
@@ -207,15 +225,21 @@ def _offset_at(segment: Segment, query_time: float) -> float:
 
 def agree(video: Segment, audio: Segment) -> bool:
     """Whether a video and an audio segment restate one copy: the same reference, query
-    spans that overlap, and alignments that agree (:data:`FUSE_MAX_OFFSET`, :data:`FUSE_MAX_RATE`)."""
+    spans that overlap, and alignments that agree: offsets within :data:`FUSE_MAX_OFFSET` in the
+    middle of the overlap and rates within :data:`FUSE_MAX_RATE`, or offsets within
+    :data:`FUSE_MAX_OFFSET` all along the overlap (its two ends): the picture's rate comes from a
+    coarse grid (1, 0.95, 1.05 …) and, on a short copy, two rates 5 % apart place it alike."""
     if video.reference_id != audio.reference_id:
         return False
     start, end = max(video.query_start, audio.query_start), min(video.query_end, audio.query_end)
     if end <= start:
         return False
     middle = (start + end) / 2
-    return (abs(_offset_at(video, middle) - _offset_at(audio, middle)) <= FUSE_MAX_OFFSET
-            and abs(video.rate - audio.rate) <= FUSE_MAX_RATE * max(video.rate, audio.rate))
+    if abs(_offset_at(video, middle) - _offset_at(audio, middle)) > FUSE_MAX_OFFSET:
+        return False
+    if abs(video.rate - audio.rate) <= FUSE_MAX_RATE * max(video.rate, audio.rate):
+        return True
+    return all(abs(_offset_at(video, t) - _offset_at(audio, t)) <= FUSE_MAX_OFFSET for t in (start, end))
 
 
 def fused_score(a: float, b: float) -> float:
@@ -356,8 +380,9 @@ class LiveSearch:
             self._hits[kind].extend([None] * len(times))
         self._forget(int(np.searchsorted(self.times, self.times[-1] - self.seconds, side="left")))
 
-    def segments(self) -> list[Segment]:
-        """The copied segments in the window (what :meth:`Searcher.match` would give for it)."""
+    def segments(self, raw: bool = False) -> list[Segment]:
+        """The copied segments in the window (what :meth:`Searcher.match` would give for it;
+        ``raw``: before calibration, to go with the sound's through :meth:`Searcher.decide`)."""
         searcher = self.searcher
         searcher.index.sync()
         refs = dict(searcher.index.refs)  # one view for the decision, whatever other threads register
@@ -368,7 +393,7 @@ class LiveSearch:
         if self.mirrored is not None and searcher.settings.mirror:
             flipped = self._kind_segments(MIRRORED, self.mirrored, None, refs)
             segments = with_mirrored(segments, flipped, refs, searcher.settings.mirror_min_factor)
-        return segments
+        return segments if raw else calibration.decide(segments, searcher.settings)  # as Searcher.match decides
 
     # -- the window -------------------------------------------------------------------------
 
@@ -463,3 +488,82 @@ class LiveSearch:
             return False
         last_counting = self.times[counting[-1]]
         return bool(fresh_times[0] < last_counting + period)
+
+
+class LiveAudioSearch:
+    """The incremental matcher of one live stream's sound: the landmarks of the window's last
+    ``seconds`` (a query extractor's, under every assumed speed) and their index hits.
+
+    :meth:`add` takes landmarks as the extractor makes them; :meth:`segments` decides: exactly
+    what :meth:`Searcher.match_audio` would report for the window's landmarks, asking the
+    landmark index about new landmarks only (all of them again when references were added,
+    removed or reloaded). Voting and alignment run over the window at every decision (cheap next
+    to a lookup: they work on the hits only). :attr:`queries` counts the landmarks looked up.
+    """
+
+    def __init__(self, searcher: Searcher, seconds: float):
+        self.searcher = searcher
+        self.seconds = seconds
+        self.landmarks = Landmarks()
+        self.queries = 0
+        self._first = 0  # number of the window's first landmark since the stream started
+        self._searched = 0  # landmarks numbered below this have their hits
+        self._hits = _no_landmark_hits()  # query_index: landmark numbers
+        self._refs: list[RefFrames] = []
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    def add(self, landmarks: Landmarks) -> None:
+        """Append landmarks (later than those so far), then drop those older than the window."""
+        if not len(landmarks):
+            return
+        ordered = landmarks.take(np.argsort(landmarks.times, kind="stable"))
+        self.landmarks = Landmarks.concat([self.landmarks, ordered])
+        inside = self.landmarks.times >= float(ordered.times[-1]) - self.seconds
+        self._forget(int(np.argmax(inside)))
+
+    def segments(self) -> list[Segment]:
+        """The copied segments in the window's sound (what :meth:`Searcher.match_audio` gives)."""
+        view = cast(AudioIndexView, self.searcher.index)
+        if not hasattr(view, "search_landmarks"):
+            return []
+        view.sync()
+        refs = dict(view.audio_refs())  # one view for the decision, whatever other threads register
+        self._check_references(refs)
+        if not refs or not len(self.landmarks):
+            return []
+        start = max(self._searched - self._first, 0)
+        if start < len(self.landmarks):
+            found = view.search_landmarks(self.landmarks.hashes[start:])
+            self.queries += len(self.landmarks) - start
+            self._hits = LandmarkHits(np.concatenate([self._hits.query_index, found.query_index + self._first + start]),
+                                      np.concatenate([self._hits.ref_ids, found.ref_ids]),
+                                      np.concatenate([self._hits.ref_times, found.ref_times]))
+            self._searched = self._first + len(self.landmarks)
+        hits = LandmarkHits(self._hits.query_index - self._first, self._hits.ref_ids, self._hits.ref_times)
+        return self.searcher.audio_segments(self.landmarks, hits, refs)
+
+    def _forget(self, count: int) -> None:
+        """Drop the window's ``count`` oldest landmarks and their hits."""
+        if count <= 0:
+            return
+        self._first += count
+        lm = self.landmarks
+        self.landmarks = Landmarks(lm.times[count:], lm.hashes[count:], lm.speeds[count:])
+        keep = self._hits.query_index >= self._first
+        self._hits = LandmarkHits(self._hits.query_index[keep], self._hits.ref_ids[keep], self._hits.ref_times[keep])
+
+    def _check_references(self, refs: Mapping[int, RefFrames]) -> None:
+        """Kept hits hold for the references they were found with: when one was added, removed
+        or reloaded, every landmark is looked up again."""
+        current = list(refs.values())
+        if len(current) == len(self._refs) and all(a is b for a, b in zip(current, self._refs)):
+            return
+        self._refs = current
+        self._hits = _no_landmark_hits()
+        self._searched = self._first
+
+
+def _no_landmark_hits() -> LandmarkHits:
+    return LandmarkHits(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))

@@ -28,11 +28,13 @@ def write_video(
     sample_rate: int = 16000,
     options: dict | None = None,
     container_options: dict | None = None,
+    audio_bit_rate: int | None = None,
 ) -> Path:
     """Encode RGB ``frames`` (H×W×3 uint8, all the same size) into ``path``.
 
     ``audio``, when given, is mono float32 PCM in [-1, 1] muxed as AAC (or the container's
-    default audio codec). ``options`` go to the encoder, ``container_options`` to the muxer
+    default audio codec), at ``audio_bit_rate`` bits per second when given (else the
+    encoder's default). ``options`` go to the encoder, ``container_options`` to the muxer
     (e.g. ``{"output_ts_offset": "600"}`` starts the timestamps at 600 s). Used by
     ``guard demo``, the tests and the corpus scripts.
     """
@@ -55,6 +57,8 @@ def write_video(
                 if audio is not None:
                     audio_stream = container.add_stream("aac", rate=sample_rate)
                     audio_stream.layout = "mono"
+                    if audio_bit_rate:
+                        audio_stream.bit_rate = audio_bit_rate
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             container.mux(stream.encode(frame))
         if stream is None:

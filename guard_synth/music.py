@@ -80,6 +80,48 @@ def add_noise(pcm: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (mixed / peak * 0.9 if peak > 0.99 else mixed).astype(np.float32)
 
 
+def rms(pcm: np.ndarray) -> float:
+    """Root mean square level of ``pcm`` (0 for an empty array)."""
+    return float(np.sqrt(np.mean(np.asarray(pcm, np.float64) ** 2))) if len(pcm) else 0.0
+
+
+def snr_db(signal: np.ndarray, noise: np.ndarray) -> float:
+    """Signal-to-noise ratio in dB of two aligned arrays (their RMS levels)."""
+    return 20 * np.log10(rms(signal) / max(rms(noise), 1e-12))
+
+
+def mix_at_snr(pcm: np.ndarray, other: np.ndarray, snr: float, span: tuple[int, int] | None = None,
+               ) -> tuple[np.ndarray, float]:
+    """``pcm`` plus ``other`` scaled so that, over the samples ``span`` (default: all), ``pcm``
+    stands ``snr`` dB above it (0 dB: equal loudness). Not clipped: see :func:`fit_level`.
+    Returns the mix and the gain ``other`` got."""
+    a, b = span if span is not None else (0, len(pcm))
+    other = np.resize(np.asarray(other, np.float64), len(pcm))
+    gain = rms(pcm[a:b]) / max(rms(other[a:b]), 1e-12) * 10 ** (-snr / 20)
+    return (pcm + gain * other).astype(np.float32), gain
+
+
+def fit_level(pcm: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """``pcm`` scaled down as a whole if it peaks above ``peak`` (mixes keep their ratios)."""
+    top = float(np.abs(pcm).max()) if len(pcm) else 0.0
+    return (pcm * (peak / top) if top > peak else pcm).astype(np.float32)
+
+
+def fan_recording(pcm: np.ndarray, sample_rate: int, seed: int, snr: float | None = 5.0,
+                  span: tuple[int, int] | None = None, band: tuple[float, float] = (150.0, 7000.0),
+                  rt60: float = 0.5) -> np.ndarray:
+    """A phone filming a concert hall: ``pcm`` in a room (:func:`room_echo`), crowd noise
+    around it, through a phone microphone's band (:func:`phone_band`). The crowd is scaled so
+    that, in the recording, the sound stands ``snr`` dB above it over ``span`` (the copied
+    stretch; default: all); ``snr=None`` leaves the crowd out. The chain is linear and not
+    clipped, so the recording minus the same call with ``snr=None`` is the crowd as recorded."""
+    heard = phone_band(room_echo(pcm, sample_rate, seed, rt60=rt60), sample_rate, *band)
+    if snr is None:
+        return heard
+    noise = phone_band(crowd(len(pcm), seed + 50, sample_rate), sample_rate, *band)
+    return mix_at_snr(heard, noise, snr, span)[0]
+
+
 def crowd(length: int, seed: int, sample_rate: int) -> np.ndarray:
     """Crowd noise (``audio_track``'s ``"crowd"`` style) of ``length`` samples."""
     return audio_track(seed, length / sample_rate, sample_rate, "crowd")[:length]

@@ -1,7 +1,8 @@
 """Live monitoring benchmarks: detection latency and stream capacity. Prints markdown tables.
 
     python scripts/bench_live.py latency [--runs 24] [--parallel 2]
-    python scripts/bench_live.py capacity [--streams 8,12,16,20] [--seconds 20] [--omp-threads N]
+    python scripts/bench_live.py audio-latency [--runs 12] [--negatives 4] [--parallel 2]
+    python scripts/bench_live.py capacity [--streams 8,12,16,20] [--seconds 20] [--omp-threads N] [--audio [on|both]]
     python scripts/bench_live.py all
 
 Latency: live streams on loopback (UDP via PyAV; RTMP, SRT via Debian's ffmpeg CLI; HLS with
@@ -10,6 +11,12 @@ letterboxed, logo, scaled), then 1 s unrelated. References use policy ``cut`` an
 ``min_seconds=2``. Measured: first copied frame entering the stream (publisher clock) →
 incident decided, and decision → ``stream.cut`` webhook received by a real HTTP receiver.
 Unrelated-only streams count false incidents.
+
+Audio latency (issue 12): streams whose picture is unrelated but whose sound copies a
+reference's (3 s of speech, then 10 s of the reference's soundtrack, then 1 s of speech; 320×180
+12 fps H.264 + 64 kb/s AAC) published by Debian's ffmpeg CLI over UDP, RTMP and SRT. Measured:
+first copied sound entering the stream → incident decided (modality ``audio``). Negatives:
+another song of the same synthetic style under an unrelated picture.
 
 Capacity: N 720p30 H.264 streams published over UDP by ffmpeg (``-re -stream_loop``, copy),
 all monitored by one guard process for ``--seconds``. A stream keeps up when its lag (growth
@@ -20,7 +27,10 @@ meanwhile (``/proc/stat``), since the machine is shared and other jobs decide wh
 how many query frames each stream sent the reference index per second (plain, mirrored and
 masked readings; counted on the index view every search goes through). ``--omp-threads N``
 sets ``OMP_NUM_THREADS`` before FAISS loads: each FAISS search starts OpenMP threads, whose
-start and spin-waiting cost more than a search of a few frames on a busy machine.
+start and spin-waiting cost more than a search of a few frames on a busy machine. ``--audio``
+publishes the streams with a soundtrack (music, AAC 96 kb/s mono 48 kHz), which guard decodes,
+fingerprints and matches beside the picture; ``--audio both`` measures each count without and
+with sound, back to back (the table's "sound" column).
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ from guard.config import LiveSettings, Settings, WebhookSettings  # noqa: E402
 from guard.service import Guard  # noqa: E402
 from tests.live_helpers import (  # noqa: E402
     FFmpegPublisher, FolderServer, HLSPublisher, PacedPublisher, WebhookReceiver, encode, free_port,
-    reference_frames, stream_frames,
+    reference_frames, stream_frames, udp_port_bound, wait_until,
 )
 
 SECRET = "bench"
@@ -70,10 +80,13 @@ def _percentile(values, q):
 # -- latency ----------------------------------------------------------------------------------
 
 
-def _publish(protocol: str, source: Path, folder: Path):
-    """Start a publisher; return (url guard pulls, publisher, cleanup)."""
+def _publish(protocol: str, source: Path, folder: Path, sound: bool = False):
+    """Start a publisher; return (url guard pulls, publisher, cleanup). ``sound``: the source's
+    audio stream is published too (PyAV's paced publisher sends the picture only)."""
     if protocol == "udp":
         url = f"udp://127.0.0.1:{free_port('udp')}"
+        if sound:
+            return url, FFmpegPublisher(source, url + "?pkt_size=1316", "mpegts"), None
         return url, PacedPublisher(source, url), None
     if protocol == "rtmp":
         url = f"rtmp://127.0.0.1:{free_port()}/live/bench"
@@ -92,11 +105,13 @@ def _publish(protocol: str, source: Path, folder: Path):
 
 
 def _latency_run(guard: Guard, receiver: WebhookReceiver, protocol: str, source: Path, folder: Path,
-                 stream_id: str, expect_copy: bool) -> dict:
-    url, publisher, server = _publish(protocol, source, folder)
+                 stream_id: str, expect_copy: bool, sound: bool = False, lead: float = LEAD,
+                 seconds: float = LEAD + COPY + TAIL) -> dict:
+    url, publisher, server = _publish(protocol, source, folder, sound)
     try:
         if protocol == "udp":
             guard.monitor(url, stream_id=stream_id, account="pirate")
+            wait_until(lambda: udp_port_bound(int(url.rsplit(":", 1)[1])), 10)
             publisher.start()
         elif protocol == "hls":
             publisher.start()
@@ -107,7 +122,7 @@ def _latency_run(guard: Guard, receiver: WebhookReceiver, protocol: str, source:
         else:
             publisher.start()
             guard.monitor(url, stream_id=stream_id, account="pirate")
-        final = guard.streams.wait(stream_id, timeout=LEAD + COPY + TAIL + 25)
+        final = guard.streams.wait(stream_id, timeout=seconds + 25)
         if final.active:
             final = guard.streams.stop(stream_id)
     finally:
@@ -116,9 +131,11 @@ def _latency_run(guard: Guard, receiver: WebhookReceiver, protocol: str, source:
             server.__exit__(None, None, None)
     incidents = guard.incidents.list(stream_id=stream_id)
     row = {"protocol": protocol, "stream": stream_id, "incidents": len(incidents), "status": final.status}
+    if incidents:
+        row["modality"] = "/".join(sorted({s["modality"] for s in guard.incidents.get(incidents[-1].id).segments}))
     if expect_copy and incidents:
         incident = incidents[-1]
-        entered = publisher.entered_at(LEAD)
+        entered = publisher.entered_at(lead)
         row["to_incident"] = incident.decided - entered
         cut = [e for e in receiver.wait_for("stream.cut", 1, timeout=0) if e["incident"]["id"] == incident.id]
         if not cut:
@@ -226,17 +243,112 @@ def _fmt(value) -> str:
     return "–" if value is None or value != value else f"{value:.2f} s"
 
 
+# -- audio latency (issue 12) ------------------------------------------------------------------
+
+AUDIO_LEAD, AUDIO_COPY, AUDIO_TAIL = 3.0, 10.0, 1.0
+
+
+def _heard_copy(path: Path, picture_seed: int, song: np.ndarray | None, copy_from: float, rate: int,
+                other_song: int | None = None) -> Path:
+    """An unrelated picture over speech, then ``song`` from ``copy_from`` (or, for a negative,
+    another song of the same style), then speech."""
+    seconds = AUDIO_LEAD + AUDIO_COPY + AUDIO_TAIL
+    if song is None:
+        middle = synth.audio_track(other_song or 0, AUDIO_COPY, rate, "music")
+    else:
+        middle = song[int(copy_from * rate): int((copy_from + AUDIO_COPY) * rate)]
+    sound = np.concatenate([synth.audio_track(picture_seed, AUDIO_LEAD, rate, "speech"), middle,
+                            synth.audio_track(picture_seed + 1, AUDIO_TAIL, rate, "speech")])
+    frames = synth.shapes(picture_seed, (320, 180), 12, seconds)
+    return write_video(path, frames, 12, audio=sound, sample_rate=rate, audio_bit_rate=64000,
+                       options={"preset": "veryfast", "tune": "zerolatency", "g": "12"})
+
+
+def bench_audio_latency(runs: int, parallel: int, protocols: list[str], negatives: int) -> None:
+    """Time from the first copied sound to the incident, on streams that copy a reference's
+    sound under an unrelated picture (see the module docstring)."""
+    if shutil.which("ffmpeg") is None:
+        raise SystemExit("audio-latency needs the ffmpeg CLI to publish streams with sound")
+    folder = Path(tempfile.mkdtemp(prefix="guard-bench-audio-"))
+    seeds, rate = [7, 11, 23, 31], 16000
+    print(f"making media in {folder} ...", file=sys.stderr)
+    songs = {s: synth.audio_track(s, 30, rate, "music") for s in seeds}
+    refs = {s: write_video(folder / f"ref{s}.mp4", reference_frames(s, 30), 12, audio=songs[s], sample_rate=rate,
+                           options={"preset": "veryfast", "tune": "zerolatency", "g": "12"}) for s in seeds}
+    jobs = []
+    for i in range(runs):
+        seed, copy_from = seeds[i % len(seeds)], 2.0 + 3.0 * (i % 5)
+        source = _heard_copy(folder / f"run{i}.mp4", 2000 + 2 * i, songs[seed], copy_from, rate)
+        jobs.append((protocols[i % len(protocols)], source, f"aud-{i}", True, seed))
+    for i in range(negatives):
+        source = _heard_copy(folder / f"neg{i}.mp4", 3000 + 2 * i, None, 0.0, rate, other_song=60 + i)
+        jobs.append((protocols[i % len(protocols)], source, f"aneg-{i}", False, None))
+    settings = Settings(home=folder / "home", allow_private_addresses=True,
+                        live=LiveSettings(stall_timeout=2.0, give_up_after=2.0, reconnect_initial=0.2,
+                                          reconnect_max=1.0, open_timeout=10.0),
+                        webhook=WebhookSettings(backoff_initial=0.2, timeout=2.0))
+    rows: list[dict] = []
+    seconds = AUDIO_LEAD + AUDIO_COPY + AUDIO_TAIL
+    with Guard(settings) as guard, WebhookReceiver(SECRET) as receiver:
+        for seed, path in refs.items():
+            guard.ingest(path, title=f"ref{seed}", owner="league", policy="cut", min_seconds=2.0)
+        guard.actions.add_endpoint("*", receiver.url, SECRET)
+        lock = threading.Lock()
+
+        def worker(queue):
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    protocol, src, sid, expect, seed = queue.pop(0)
+                try:
+                    row = _latency_run(guard, receiver, protocol, src, folder, sid, expect, sound=True,
+                                       lead=AUDIO_LEAD, seconds=seconds)
+                except Exception as exc:  # noqa: BLE001 — a benchmark reports failures, it does not stop
+                    row = {"protocol": protocol, "stream": sid, "incidents": 0, "status": f"error {exc!r}"}
+                row["expect"], row["seed"] = expect, seed
+                with lock:
+                    rows.append(row)
+                    print(f"  {sid:<8} {protocol:<5} incident {row.get('to_incident', float('nan')):6.2f} s  "
+                          f"({row['status']}, {row['incidents']} incidents {row.get('modality', '')})", file=sys.stderr)
+
+        queue = list(jobs)
+        threads = [threading.Thread(target=worker, args=(queue,)) for _ in range(parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    print(f"\n### Audio time to certain (sound-only copies, min_seconds = 2 s, {parallel} streams at a time)\n")
+    print("| transport | runs | detected | as `audio` | median to incident | p95 to incident | max |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    groups = {"all": [r for r in rows if r["expect"]]}
+    for protocol in sorted({r["protocol"] for r in rows if r["expect"]}):
+        groups[protocol.upper()] = [r for r in rows if r["expect"] and r["protocol"] == protocol]
+    for name, group in groups.items():
+        lat = [r["to_incident"] for r in group if "to_incident" in r]
+        as_audio = sum(1 for r in group if r.get("modality") == "audio")
+        print(f"| {name} | {len(group)} | {len(lat)} | {as_audio} | {_fmt(statistics.median(lat) if lat else None)} | "
+              f"{_fmt(_percentile(lat, 95))} | {_fmt(max(lat) if lat else None)} |")
+    negative_rows = [r for r in rows if not r["expect"]]
+    print(f"\nFalse incidents: {sum(r['incidents'] for r in negative_rows)} on {len(negative_rows)} streams of "
+          f"unrelated music in the same synthetic style; {sum(max(0, r['incidents'] - 1) for r in rows if r['expect'])} "
+          "extra on the copy streams.")
+
+
 # -- capacity ---------------------------------------------------------------------------------
 
 
-def _make_720p(path: Path, seconds: float) -> Path:
+def _make_720p(path: Path, seconds: float, sound: bool = False) -> Path:
     if path.exists():
         return path
-    print(f"rendering {seconds:.0f} s of 720p30 into {path} ...", file=sys.stderr)
+    print(f"rendering {seconds:.0f} s of 720p30{' with sound' if sound else ''} into {path} ...", file=sys.stderr)
     small = synth.broadcast(99, (640, 360), 30, seconds)
     frames = (synth.resize(f, (1280, 720)) for f in small)
-    # x264 veryfast defaults (3 B-frames, 2 s GOP) at 3 Mbit/s: a typical 720p30 live upload.
-    return write_video(path, frames, 30, bit_rate=3_000_000, options={"preset": "veryfast", "g": "60"})
+    # x264 veryfast defaults (3 B-frames, 2 s GOP) at 3 Mbit/s: a typical 720p30 live upload;
+    # with sound, music as AAC at 96 kb/s, 48 kHz.
+    audio = synth.audio_track(99, seconds, 48000, "music") if sound else None
+    return write_video(path, frames, 30, bit_rate=3_000_000, options={"preset": "veryfast", "g": "60"},
+                       audio=audio, sample_rate=48000, audio_bit_rate=96000 if sound else None)
 
 
 def _cpu() -> float:
@@ -261,18 +373,23 @@ def _children_cpu() -> float:
 
 class QueryCounter:
     """Counts the query frames a guard's reference index is asked about (plain, mirrored and
-    masked searches alike), by wrapping the index's search methods on that one instance."""
+    masked searches alike), and the query landmarks its landmark index is asked about, by
+    wrapping the index's search methods on that one instance."""
 
     def __init__(self, index):
         self.count = 0
+        self.landmarks = 0
         self._lock = threading.Lock()
-        for name in ("search", "search_masked"):
-            setattr(index, name, self._counted(getattr(index, name)))
+        for name in ("search", "search_masked", "search_landmarks"):
+            setattr(index, name, self._counted(getattr(index, name), name == "search_landmarks"))
 
-    def _counted(self, method):
+    def _counted(self, method, landmarks: bool):
         def search(codes, *args, **kwargs):
             with self._lock:
-                self.count += len(codes)
+                if landmarks:
+                    self.landmarks += len(codes)
+                else:
+                    self.count += len(codes)
             return method(codes, *args, **kwargs)
 
         return search
@@ -284,20 +401,32 @@ def _decode_cost(source: Path, seconds: float) -> float:
     options = decode.LiveOptions(reconnect=False, flush_interval=1.0)
     media = 0.0
     for batch in decode.live_batches(str(source), options, threading.Event()):
-        media = float(batch.times[-1])
+        media = max([media, *batch.times[-1:], *(a.start + a.duration for a in batch.audio)])
     return (_cpu() - start) / max(media, 1e-9)
 
 
-def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> None:
+def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sound_modes: tuple[bool, ...] = (False,)
+                   ) -> None:
     folder = Path(tempfile.mkdtemp(prefix="guard-bench-cap-"))
-    source = _make_720p(Path(tempfile.gettempdir()) / "guard-bench-720p30.ts", source_seconds)
-    decode_per_stream = _decode_cost(source, source_seconds)
-    print(f"decode alone: {decode_per_stream:.3f} CPU-s per stream-second", file=sys.stderr)
-    ref = encode(folder / "ref.mp4", reference_frames(7, 20))
+    sources, decode_costs = {}, {}
+    for sound in sound_modes:
+        # With sound, MP4: PyAV's MPEG-TS muxer would hold the sound back behind 10 s of picture
+        # (not interleaved); ffmpeg's -c copy to MPEG-TS interleaves it as a live encoder does.
+        name = "guard-bench-720p30-sound.mp4" if sound else "guard-bench-720p30.ts"
+        sources[sound] = _make_720p(Path(tempfile.gettempdir()) / name, source_seconds, sound)
+        decode_costs[sound] = _decode_cost(sources[sound], source_seconds)
+        print(f"decode alone{' (picture + sound)' if sound else ''}: {decode_costs[sound]:.3f} CPU-s per "
+              "stream-second", file=sys.stderr)
+    # The reference has a soundtrack too, so the sound of every stream is looked up and matched.
+    ref = write_video(folder / "ref.mp4", reference_frames(7, 20), 12, audio=synth.audio_track(7, 20, 16000, "music"),
+                      options={"preset": "veryfast", "tune": "zerolatency", "g": "12"})
     use_ffmpeg = shutil.which("ffmpeg") is not None
+    if not use_ffmpeg and any(sound_modes):
+        raise SystemExit("--audio needs the ffmpeg CLI to publish streams with sound")
     rows = []
-    for n in counts:
-        settings = Settings(home=folder / f"home{n}", allow_private_addresses=True,
+    for n, sound in [(n, sound) for n in counts for sound in sound_modes]:
+        source, decode_per_stream = sources[sound], decode_costs[sound]
+        settings = Settings(home=folder / f"home{n}{'-sound' if sound else ''}", allow_private_addresses=True,
                             live=LiveSettings(stall_timeout=5.0, give_up_after=10.0))
         with Guard(settings) as guard:
             guard.ingest(ref, title="ref", owner="league", min_seconds=2.0)
@@ -314,6 +443,8 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
             time.sleep(warmup)  # a benchmark's fixed measuring window, not synchronisation
             frames0 = [guard.streams.get(f"cap-{i}").frames for i in range(n)]
             cpu0, t0, machine0, queries0 = _cpu(), time.monotonic(), _machine_busy(), queries.count
+            landmarks0 = queries.landmarks
+            heard0 = [guard.streams.get(f"cap-{i}").audio_seconds for i in range(n)]
             lags = [[] for _ in range(n)]
             while time.monotonic() - t0 < seconds:
                 time.sleep(0.5)
@@ -322,6 +453,8 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
             elapsed = time.monotonic() - t0
             cpu = _cpu() - cpu0
             query_rate = (queries.count - queries0) / elapsed / n
+            landmark_rate = (queries.landmarks - landmarks0) / elapsed / n
+            heard = [(guard.streams.get(f"cap-{i}").audio_seconds - heard0[i]) / elapsed for i in range(n)]
             machine1 = _machine_busy()
             frames = [guard.streams.get(f"cap-{i}").frames - frames0[i] for i in range(n)]
             for p in publishers:
@@ -333,32 +466,41 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float) -> 
         expected = elapsed * settings.sample_fps
         coverage = [f / expected for f in frames]
         p95_lag = [_percentile(stream_lags, 95) for stream_lags in lags]
-        ok = sum(1 for c, lag in zip(coverage, p95_lag) if c >= 0.9 and lag < 2.0)
-        rows.append((n, ok, cpu / elapsed, cpu / elapsed / n, float(np.median(coverage)), min(coverage),
-                     float(np.median(p95_lag)), max(p95_lag), publishers_cores if use_ffmpeg else float("nan"),
-                     machine_cores - cpu / elapsed - (publishers_cores if use_ffmpeg else 0.0), query_rate))
-        print(f"  {n} streams: {ok} keep up, CPU {cpu / elapsed:.2f} cores, "
-              f"{query_rate:.1f} index queries/s per stream", file=sys.stderr)
+        # A stream with sound also has to be heard: ≥ 90 % of its sound decoded and placed.
+        ok = sum(1 for c, lag, h in zip(coverage, p95_lag, heard) if c >= 0.9 and lag < 2.0 and (not sound or h >= 0.9))
+        rows.append((n, sound, ok, cpu / elapsed, cpu / elapsed / n, decode_per_stream, float(np.median(coverage)),
+                     min(coverage), float(np.median(p95_lag)), max(p95_lag),
+                     publishers_cores if use_ffmpeg else float("nan"),
+                     machine_cores - cpu / elapsed - (publishers_cores if use_ffmpeg else 0.0), query_rate,
+                     min(heard), landmark_rate))
+        print(f"  {n} streams{' with sound' if sound else ''}: {ok} keep up, CPU {cpu / elapsed:.2f} cores, "
+              f"{query_rate:.1f} index queries/s and {landmark_rate:.0f} landmark lookups/s per stream, "
+              f"least sound heard {min(heard):.0%} of real time", file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     omp = os.environ.get("OMP_NUM_THREADS", "default")
     print(f"\n### Capacity: 720p30 H.264 over UDP, {seconds:.0f} s per step, {os.cpu_count()} cores, "
           f"OMP_NUM_THREADS {omp}\n")
-    print("| streams | keeping up | guard CPU (cores) | CPU per stream | decode share | publishers CPU | "
+    print("| streams | sound | keeping up | guard CPU (cores) | CPU per stream | decode share | publishers CPU | "
           "other jobs CPU | median frames kept | worst | median p95 lag | worst p95 lag | "
-          "index queries/s per stream |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, ok, cores, per, cov_med, cov_min, lag_med, lag_max, pub, other, query_rate in rows:
+          "index queries/s per stream | least sound heard | landmark lookups/s per stream |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (n, sound, ok, cores, per, decode_per_stream, cov_med, cov_min, lag_med, lag_max, pub, other, query_rate,
+         heard, landmark_rate) in rows:
         share = min(decode_per_stream / per, 1.0) if per else float("nan")
-        print(f"| {n} | {ok} | {cores:.2f} | {per:.3f} | {share:.0%} | {pub:.2f} | {max(other, 0.0):.2f} | "
-              f"{cov_med:.0%} | {cov_min:.0%} | {lag_med:.2f} s | {lag_max:.2f} s | {query_rate:.1f} |")
-    print(f"\nDecode alone (guard's live path: skip loop filter + non-reference frames, 1 thread, 4 fps "
-          f"sampled to 128×128 grey): {decode_per_stream:.3f} CPU-s per stream-second, i.e. at most "
-          f"{(os.cpu_count() or 1) / decode_per_stream:.1f} streams on this machine. Peak RSS {rss:.0f} MB.")
+        print(f"| {n} | {'on' if sound else 'off'} | {ok} | {cores:.2f} | {per:.3f} | {share:.0%} | {pub:.2f} | "
+              f"{max(other, 0.0):.2f} | {cov_med:.0%} | {cov_min:.0%} | {lag_med:.2f} s | {lag_max:.2f} s | "
+              f"{query_rate:.1f} | {f'{heard:.0%}' if sound else '–'} | {f'{landmark_rate:.0f}' if sound else '–'} |")
+    for sound, cost in decode_costs.items():
+        print(f"\nDecode alone{' (picture + sound)' if sound else ''} (guard's live path: skip loop filter + "
+              f"non-reference frames, 1 thread, 4 fps sampled to 128×128 grey{'; sound to mono 8 kHz' if sound else ''}): "
+              f"{cost:.3f} CPU-s per stream-second, i.e. at most {(os.cpu_count() or 1) / cost:.1f} streams on this "
+              "machine.")
+    print(f"Peak RSS {rss:.0f} MB.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["latency", "capacity", "all"])
+    parser.add_argument("what", choices=["latency", "audio-latency", "capacity", "all"])
     parser.add_argument("--runs", type=int, default=24, help="copy runs over UDP/RTMP/SRT")
     parser.add_argument("--hls-runs", type=int, default=4)
     parser.add_argument("--negatives", type=int, default=4, help="unrelated streams (false incidents)")
@@ -366,6 +508,8 @@ def main() -> None:
     parser.add_argument("--protocols", default="udp,rtmp,srt")
     parser.add_argument("--streams", default="8,12,16,20,24")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--audio", nargs="?", const="on", default="off", choices=["off", "on", "both"],
+                        help="capacity: publish the streams with sound (both: without, then with)")
     parser.add_argument("--omp-threads", type=int, default=None,
                         help="OMP_NUM_THREADS for FAISS (set before it loads; default: OpenMP's)")
     args = parser.parse_args()
@@ -375,8 +519,11 @@ def main() -> None:
         print("no ffmpeg CLI: RTMP and SRT runs skipped", file=sys.stderr)
     if args.what in ("latency", "all"):
         bench_latency(args.runs, args.parallel, protocols, args.hls_runs, args.negatives)
+    if args.what in ("audio-latency", "all"):
+        bench_audio_latency(args.runs, args.parallel, [p for p in protocols if p != "hls"], args.negatives)
     if args.what in ("capacity", "all"):
-        bench_capacity([int(n) for n in args.streams.split(",")], args.seconds, 30.0)
+        sound_modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.audio]
+        bench_capacity([int(n) for n in args.streams.split(",")], args.seconds, 30.0, sound_modes)
 
 
 if __name__ == "__main__":

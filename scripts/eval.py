@@ -2,6 +2,7 @@
 """Score guard (and vPDQ, when importable) on the rebroadcast corpus, family by family.
 
     python scripts/eval.py CORPUS_DIR [--quick] [--json results.json] [--write-doc docs/accuracy.md]
+    python scripts/eval.py CORPUS_DIR --families audio --negatives 4 --no-vpdq   # a quick check
 
 Builds the corpus first if needed (:mod:`make_corpus`, cached), then runs guard end to end through
 :class:`guard.service.Guard` — ``ingest`` every reference into a fresh store, ``scan`` every
@@ -35,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import make_corpus  # noqa: E402
+import reliability  # noqa: E402
 
 from guard.config import Settings  # noqa: E402
 from guard.match import RefFrames, aligned_distances  # noqa: E402
@@ -43,9 +45,20 @@ from guard.service import Guard  # noqa: E402
 log = logging.getLogger("eval")
 
 #: Families the issue's targets (recall ≥ 0.98, IoU ≥ 0.9) do not cover yet.
-UNTARGETED = {"camcorder", "picture_in_picture", "mirror", "speed_10pct", "audio_only", "audio_shift"}
+UNTARGETED = {"camcorder", "picture_in_picture", "mirror", "speed_10pct"}
 TARGET_RECALL = 0.98
 TARGET_IOU = 0.9
+#: Issue 12's targets for every audio family (make_corpus.AUDIO_FAMILIES): the copy found, and
+#: its span localized.
+AUDIO_TARGET_RECALL = 0.95
+AUDIO_TARGET_IOU = 0.8
+
+
+def targets(family: str) -> tuple[float, float] | None:
+    """(recall, IoU) a family must reach, or None when it is not targeted."""
+    if family in make_corpus.AUDIO_FAMILIES:
+        return AUDIO_TARGET_RECALL, AUDIO_TARGET_IOU
+    return None if family in UNTARGETED else (TARGET_RECALL, TARGET_IOU)
 
 #: vPDQ at the defaults of ThreatExchange's matcher (vpdq_util.py).
 VPDQ_SECONDS_PER_HASH = 1.0
@@ -138,8 +151,13 @@ def summarize(manifest: dict, per_query: list[dict], negatives: list[dict]) -> d
             "time_to_certain_median": round(statistics.median(ttc), 2) if ttc else None,
             "false_matches": sum(r["false"] for r in rows),
             "audio_only_evidence": family in make_corpus.AUDIO_FAMILIES,
-            "targeted": family not in UNTARGETED,
+            "targeted": targets(family) is not None,
         }
+        goal = targets(family)
+        if goal is not None:
+            f = families[family]
+            f["target_recall"], f["target_iou"] = goal
+            f["target_met"] = bool(rows) and f["recall"] >= goal[0] and (f["iou"] or 0) >= goal[1]
     hours = sum(n["duration"] for n in manifest["negatives"]) / 3600
     neg_false = sum(n["false"] for n in negatives)
     correct = sum(r["correct"] for r in per_query)
@@ -197,7 +215,8 @@ def run_guard(manifest: dict, folder: Path, certainty: bool = True) -> dict:
             ids = {v: k for k, v in names.items()}
             for query, row in zip(manifest["queries"], rows):
                 fp = guard.fingerprint(folder / query["file"], overlays=True)
-                if certainty and row["found"]:
+                # The prefixes replay the picture only: nothing to time for a copy in the sound.
+                if certainty and row["found"] and query["family"] not in make_corpus.AUDIO_FAMILIES:
                     row["time_to_certain"] = _time_to_certain(guard, fp, query, names)
                 row["true_alignment"] = _true_alignment(guard, fp, query, ids[query["reference"]])
             timings["certainty_and_diagnosis_seconds"] = round(time.perf_counter() - started, 1)
@@ -421,7 +440,9 @@ def markdown(report: dict) -> str:
         if not f["targeted"]:
             met = "not targeted"
         else:
-            met = "yes" if f["recall"] >= TARGET_RECALL and (f["iou"] or 0) >= TARGET_IOU else "no"
+            met = "yes" if f["target_met"] else "no"
+            if f["audio_only_evidence"]:
+                met += f" (≥ {f['target_recall']:g}, IoU ≥ {f['target_iou']:g})"
         lines.append("| " + " | ".join([
             name, str(f["queries"]), _fmt(f["recall"]), _fmt(f["iou"]), _fmt(f["offset_error_median"]),
             _fmt(f["time_to_certain_median"], 1), str(f["false_matches"]), *vcols, met, ahead]) + " |")
@@ -445,10 +466,11 @@ def misses(report: dict) -> list[str]:
     m = report["guard"]["settings"]["match"]
     for row in report["guard"]["queries"]:
         ta = row.get("true_alignment", {})
-        if row["found"] and row["iou"] >= TARGET_IOU and not row["false"]:
+        iou_goal = (targets(row["family"]) or (0, TARGET_IOU))[1]
+        if row["found"] and row["iou"] >= iou_goal and not row["false"]:
             continue
         what = "missed" if not row["found"] else (f"IoU {row['iou']:.2f}" + (f", {row['false']} false" if row["false"] else ""))
-        if row["found"] and row["iou"] >= TARGET_IOU:
+        if row["found"] and row["iou"] >= iou_goal:
             what = f"{row['false']} false segment(s)"
         out.append(
             f"- `{row['id']}`: {what}; at the true alignment median distance "
@@ -496,6 +518,87 @@ def _profile_flags(profile: dict) -> str:
     return ""
 
 
+def corpus_sound(manifest: dict) -> list[str]:
+    """The corpus page's lines on sound: recording references, negatives' sound, packages."""
+    refs = [r for r in manifest["references"] if "audio" in r]
+    kinds: dict[str, float] = {}
+    for n in manifest["negatives"]:
+        kind = (n.get("audio") or {}).get("kind", "style mix")
+        kinds[kind] = kinds.get(kind, 0.0) + n["duration"] / 3600
+    lines = []
+    if refs:
+        lines.append(f"- {len(refs)} of the references carry real recordings ("
+                     + ", ".join(f"{r['id']}: {r['style']} picture, " + " + ".join(
+                         str(layer[0]).replace("_", " ") for layer in r["audio"]) for r in refs)
+                     + "); every third query of fan_concert, audio_speed and audio_commentary copies one.")
+    if len(kinds) > 1 or "style mix" not in kinds:
+        lines.append("- Negatives' sound: " + ", ".join(f"{k} {h:.2f} h" for k, h in kinds.items())
+                     + " (every negative is scanned with its sound).")
+    return lines
+
+
+def _recordings_used(manifest: dict) -> dict[str, dict]:
+    used: dict[str, dict] = {}
+    for spec in [*manifest["references"], *manifest["queries"], *manifest["negatives"]]:
+        for source in [spec.get("recordings") or {}, (spec.get("audio") or {}).get("recordings", {})
+                       if isinstance(spec.get("audio"), dict) else {}]:
+            used.update(source)
+    return used
+
+
+def audio_section(report: dict) -> list[str]:
+    """Issue 12's audio families: what they are, which real recordings, and the side by side
+    with an open audio fingerprinter (``scripts/compare_audio.py``'s JSON, if given)."""
+    m = report["corpus"]
+    if not any(q["family"] in make_corpus.AUDIO_FAMILIES for q in m["queries"]):
+        return []
+    used = _recordings_used(m)
+    lines = [
+        "## Audio families, real recordings, side by side",
+        "",
+        "- `audio_only`, `audio_shift`: a still picture over the reference's sound (at ±3 % speed for the shift).",
+        "- `fan_concert`: a phone filming the concert. Another programme's picture; the reference's sound "
+        "2 % fast, in a room (echo, RT60 0.5 s), crowd noise at 5 dB SNR over the copy, through a phone "
+        "microphone's band (150 Hz–7 kHz), mono AAC 64 kb/s.",
+        "- `audio_speed`: the sound ±5 % tape-style (time and pitch together) under another programme's "
+        "picture: the sound is the only evidence (with the picture sped too, `speed_5pct` already "
+        "measures it, and the picture matcher would find it).",
+        "- `audio_commentary`: a streamer talking over the broadcast at equal loudness (0 dB over the copy "
+        "and throughout); a webcam inset over a frozen screen.",
+        "- Real recordings (Debian packages, installed with `apt-get install`; the corpus falls back to "
+        "synthetic sound without them, and says so): "
+        + ("; ".join(f"`{u['package']}` {u['version']} ({u['licence']})" for u in used.values())
+           if used else "none on the machine that built this corpus") + ". "
+        "`asc-music`: three instrumental tracks by Michael Kievernagel (2002), two in references, the third "
+        "in negatives only. `ktuberling-data`: words spoken by KTuberling's speakers; English and French "
+        "in references, Danish, German, Russian, Swedish and Ukrainian (and `alsa-utils`' voice) for "
+        "streamers and negatives, so a streamer never says a reference's words.",
+        "",
+    ]
+    compare = report.get("audio_compare")
+    if compare:
+        lines += [f"Side by side on the same audio queries and references (`scripts/compare_audio.py`, "
+                  f"{compare.get('date', '')}):", "", compare["table"], "", *compare.get("notes", []), "",
+                  "Found: a match names the right reference and overlaps the copy; localized: IoU ≥ 0.8. "
+                  "Chromaprint: `fpcalc -raw` fingerprints of whole files and Chromaprint's own segment "
+                  "matcher (best offset from the sub-fingerprints' top 12 bits; the aligned bit errors "
+                  "smoothed and cut; pieces under 10 of 32 bits), run against every reference. audfprint: "
+                  "`audfprint2` at its defaults (density 20, ≥ 5 aligned hashes, the best match) with "
+                  "`--find-time-range`, whose span is the 5–95 % quantile of its matching hashes. Neither "
+                  "searches speeds: copies played faster or slower are beyond both by design.", ""]
+    else:
+        lines += ["Side by side with Chromaprint and audfprint: run `scripts/compare_audio.py` on this "
+                  "corpus and pass its JSON with `--audio-compare`.", ""]
+    return lines
+
+
+def _subset_flags(report: dict) -> str:
+    subset = report.get("subset") or {}
+    flags = f" --families {','.join(subset['families'])}" if subset.get("families") else ""
+    flags += f" --negatives {subset['negatives']}" if subset.get("negatives") is not None else ""
+    return flags + (" --audio-compare compare.json" if report.get("audio_compare") else "")
+
+
 def document(report: dict, table: str) -> str:
     """The docs/accuracy.md page."""
     m = report["corpus"]
@@ -516,7 +619,9 @@ def document(report: dict, table: str) -> str:
         "# Accuracy",
         "",
         f"Generated by `scripts/eval.py` on {report['date']} at commit {report['commit']}, "
-        f"**{p['name']} profile**, seed {m['seed']}. Do not edit by hand: rerun the script.",
+        f"**{p['name']} profile**, seed {m['seed']}"
+        + (" (**a subset check**: some families or negatives only)" if report.get("subset") else "")
+        + ". Do not edit by hand: rerun the script.",
         "",
         "## Corpus",
         "",
@@ -530,6 +635,7 @@ def document(report: dict, table: str) -> str:
         f"- {sum(n['duration'] for n in m['negatives']) / 3600:.2f} h of negatives at "
         f"{p['negative_size'][0]}×{p['negative_size'][1]}, {p['negative_fps']:g} fps: same styles, disjoint "
         f"seeds and photos.",
+        *corpus_sound(m),
         f"- guard: signal `{g['settings']['signal']}`, {g['settings']['sample_fps']:g} sampled fps, default "
         f"match settings. {vline}",
         "",
@@ -541,10 +647,18 @@ def document(report: dict, table: str) -> str:
         "the copied stretch; IoU is over the found ones; offset error is the median reference-time "
         "error; time to certain the median seconds into the copy before guard first reported it; "
         "false counts segments naming a wrong reference or lying outside the copy. Targets "
-        f"(recall ≥ {TARGET_RECALL}, IoU ≥ {TARGET_IOU}) leave out: {', '.join(sorted(UNTARGETED))}. "
-        "The two audio families carry their evidence in the soundtrack only: guard has no audio "
-        "fingerprints yet, so recall 0 is the honest, expected result there. Distances at the true "
-        "alignment are the closer of a frame's plain and masked (overlay) readings.",
+        f"(recall ≥ {TARGET_RECALL}, IoU ≥ {TARGET_IOU}) leave out: {', '.join(sorted(UNTARGETED))}; "
+        f"the audio families ({', '.join(make_corpus.AUDIO_FAMILIES)}) carry their evidence in the "
+        f"soundtrack only and have issue 12's own targets (recall ≥ {AUDIO_TARGET_RECALL}, IoU ≥ "
+        f"{AUDIO_TARGET_IOU}). Their time to certain is left blank (the prefixes replay the picture "
+        "only). Distances at the true alignment are the closer of a frame's plain and masked "
+        "(overlay) readings; for the audio families they are the picture's and say nothing.",
+        "",
+        *audio_section(report),
+        "",
+        "A segment's score is the calibrated probability that it is a copy; segments under the decision "
+        "threshold raise nothing. The model, its training split (seed 11, never this corpus), its "
+        "threshold and the false-incident rate it was chosen for: docs/calibration.md.",
         "",
         "## Misses and mislocations (guard)",
         "",
@@ -569,12 +683,53 @@ def document(report: dict, table: str) -> str:
         "",
         "```",
         "bash scripts/install_vpdq.sh                       # optional: the vPDQ column",
-        f"python scripts/eval.py CORPUS_DIR{' --quick' if p['name'] == 'quick' else ''}{_profile_flags(p)} "
+        f"python scripts/eval.py CORPUS_DIR{' --quick' if p['name'] == 'quick' else ''}{_profile_flags(p)}"
+        f"{_subset_flags(report)} "
         "--json results.json --write-doc docs/accuracy.md",
         "```",
         "",
     ]
     return "\n".join(parts)
+
+
+def _family_filter(text: str | None, profile) -> list[str] | None:
+    if not text:
+        return None
+    names = []
+    for name in text.split(","):
+        names += list(make_corpus.AUDIO_FAMILIES) if name == "audio" else [name.strip()]
+    unknown = [n for n in names if n not in profile.families]
+    if unknown:
+        raise SystemExit(f"unknown families for the {profile.name} profile: {', '.join(unknown)}")
+    return [f for f in profile.families if f in names]
+
+
+def _subset(families: list[str] | None, negatives: int | None):
+    """What to render for a check: every reference, the chosen families, the first negatives."""
+    if families is None and negatives is None:
+        return None
+    keep = None if negatives is None else {f"neg{i:02d}" for i in range(negatives)}
+
+    def only(kind: str, spec: dict) -> bool:
+        if kind == "query":
+            return families is None or spec["family"] in families
+        if kind == "negative":
+            return keep is None or spec["id"] in keep
+        return True
+
+    return only
+
+
+def subset_manifest(manifest: dict, families: list[str] | None, negatives: int | None) -> dict:
+    """The manifest restricted to a check's families and first negatives (the corpus's
+    corpus.json still lists everything)."""
+    out = dict(manifest)
+    if families is not None:
+        out["queries"] = [q for q in manifest["queries"] if q["family"] in families]
+        out["profile"] = {**manifest["profile"], "families": list(families)}
+    if negatives is not None:
+        out["negatives"] = manifest["negatives"][:negatives]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -590,6 +745,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-vpdq", action="store_true", help="skip vPDQ even when importable")
     parser.add_argument("--no-certainty", action="store_true", help="skip the time-to-certain prefixes")
     parser.add_argument("--note", default="", help="a sentence for the page's cost section (e.g. earlier builds)")
+    parser.add_argument("--families", default=None,
+                        help="comma-separated families to score (a check; 'audio' = every audio family); "
+                             "every reference is still ingested")
+    parser.add_argument("--negatives", type=int, default=None, help="score only the first N negatives (a check)")
+    parser.add_argument("--audio-compare", type=Path, default=None,
+                        help="scripts/compare_audio.py's JSON: its side-by-side table goes on the page")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
@@ -597,7 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.queries_per_family:
         profile = replace(profile, queries_per_family=args.queries_per_family)
     started = time.perf_counter()
-    manifest = make_corpus.build(args.folder, profile, args.seed, args.jobs)
+    families = _family_filter(args.families, profile)
+    manifest = make_corpus.build(args.folder, profile, args.seed, args.jobs,
+                                 only=_subset(families, args.negatives))
+    manifest = subset_manifest(manifest, families, args.negatives)
     build = manifest["build"]
     history = manifest.get("build_history", [])
     build_note = (f"{sum(b['wall_seconds'] for b in history):.0f} s wall in the {len(history)} recorded "
@@ -622,8 +786,12 @@ def main(argv: list[str] | None = None) -> int:
         "guard": guard_result,
         "vpdq": vpdq_result,
         "note": args.note,
+        "subset": {"families": families, "negatives": args.negatives} if families or args.negatives else None,
     }
+    if args.audio_compare:
+        report["audio_compare"] = json.loads(args.audio_compare.read_text())
     table = markdown(report)
+    table += reliability.section(report)  # issue 12: each segment's probability and label, predicted vs observed
     print(table)
     print(f"\nguard scored in {guard_seconds:.0f} s; vPDQ in {vpdq_seconds:.0f} s; corpus: {build_note}")
     out = args.json or args.folder / "results.json"

@@ -15,6 +15,14 @@ between unrelated programming, with the family's transformation applied to the w
 (as a pirate's pipeline would), except picture-in-picture and speed, which only touch the copy.
 Fillers and negatives come from seeds and photos disjoint from the references' (see
 :data:`REFERENCE_PHOTOS`, :data:`OTHER_PHOTOS`), so they share the styles but never the content.
+
+Audio (issue 12): the audio families (:data:`AUDIO_FAMILIES`) copy only the sound. The full
+profile adds :attr:`Profile.recording_references` references whose sound is a real recording
+(:mod:`guard_synth.recordings`: Debian's ``asc-music`` and ``ktuberling-data``); every third
+query of the newer audio families copies one of them. Negatives cycle through four kinds of
+sound (:data:`NEGATIVE_AUDIO`): their style's synthetic mix, another real track, a talker over
+their programme at equal loudness, and a fan-style recording of it. Missing packages fall back
+to synthetic sound, recorded in the specs (so the files differ) and logged with the install line.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from guard_synth import broadcast as synth
+from guard_synth import music as audio_fx
+from guard_synth import recordings
 from guard_synth.encode import write_video
 
 log = logging.getLogger("make_corpus")
@@ -59,8 +69,10 @@ AUDIO_MIX = {
     "shapes": (("music", 0.6), ("speech", 0.5)),
 }
 
-#: Families whose evidence is in the soundtrack only (guard is video-only for now).
-AUDIO_FAMILIES = ("audio_only", "audio_shift")
+#: Families whose evidence is in the soundtrack only: the picture is not the reference's.
+AUDIO_FAMILIES = ("audio_only", "audio_shift", "fan_concert", "audio_speed", "audio_commentary")
+#: Audio families that may copy a recording reference (every third query does).
+RECORDING_FAMILIES = ("fan_concert", "audio_speed", "audio_commentary")
 
 #: Every transformation family, with the variants its queries cycle through.
 FAMILIES: dict[str, list[dict]] = {
@@ -89,7 +101,32 @@ FAMILIES: dict[str, list[dict]] = {
     "camcorder": [{"camcord": 1}, {"camcord": 2}],
     "audio_only": [{"still": True}],
     "audio_shift": [{"still": True, "audio_speed": 1.03}, {"still": True, "audio_speed": 0.97}],
+    # A phone filming the concert: another picture; the reference's sound sped up 2 %, in a
+    # room (echo, RT60 0.5 s), crowd at 5 dB SNR, a phone microphone's band, mono AAC 64 kb/s.
+    "fan_concert": [{"picture": "other", "audio_speed": 1.02, "echo_rt60": 0.5, "crowd_snr_db": 5.0,
+                     "band_hz": [150.0, 7000.0], "audio_bit_rate": 64000}],
+    # Tape-style ±5 % (time and pitch together) under another picture, so the sound is the only
+    # evidence (with the picture sped too, the video matcher finds it: see speed_5pct).
+    "audio_speed": [{"picture": "other", "audio_speed": 1.05}, {"picture": "other", "audio_speed": 0.95}],
+    # A streamer talking over the broadcast at equal loudness (0 dB over the copy), a
+    # webcam inset over a frozen screen.
+    "audio_commentary": [{"picture": "streamer", "commentary_snr_db": 0.0}],
 }
+
+#: The sound of the real-recording references (:attr:`Profile.recording_references`), cycled:
+#: (picture style, layers). A layer is ``[kind, gain]`` or ``[kind, gain, what]``: synthetic
+#: ``music``/``crowd``/``speech``, ``recorded_music`` (a track of :func:`recordings.music_tracks`
+#: by index; the last track is kept for negatives) or ``recorded_speech`` (a speaker set).
+RECORDING_REFERENCES = (
+    ("concert", [["recorded_music", 0.9, 0], ["crowd", 0.35]]),
+    ("photo", [["recorded_music", 0.9, 1]]),
+    ("talk", [["recorded_speech", 1.0, "reference"]]),
+)
+
+#: What negatives sound like, cycled over them: their style's synthetic mix (``None``: the
+#: spec is unchanged from before issue 12's audio families), the last real track under their
+#: style's crowd, another talker over their programme at equal loudness, a fan recording.
+NEGATIVE_AUDIO = (None, "recorded_music", "commentary", "fan")
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,10 @@ class Profile:
     negative_fps: float
     sample_rate: int = 16000
     preset: str = "ultrafast"
+    #: References whose sound is a real recording (:data:`RECORDING_REFERENCES`), after the others.
+    recording_references: int = 0
+    recording_ref_size: tuple[int, int] = (640, 360)
+    recording_ref_seconds: tuple[float, float] = (60.0, 120.0)
 
 
 FULL = Profile(
@@ -130,6 +171,7 @@ FULL = Profile(
     negative_file_seconds=600.0,
     negative_size=(320, 180),
     negative_fps=8.0,
+    recording_references=3,
 )
 
 QUICK = Profile(
@@ -209,21 +251,51 @@ def content_renderer(style: str, seed: int, size: tuple[int, int], photos, rende
     return lambda t: synth.resize(render(t), size)
 
 
-def programme_audio(style: str, seed: int, start: float, seconds: float, sample_rate: int) -> np.ndarray:
-    """The soundtrack of a programme from ``start`` for ``seconds`` (a pure function of time)."""
+def programme_audio(style: str, seed: int, start: float, seconds: float, sample_rate: int,
+                    layers: list | None = None) -> np.ndarray:
+    """The soundtrack of a programme from ``start`` for ``seconds`` (a pure function of time):
+    ``layers`` (see :data:`RECORDING_REFERENCES`), by default the style's :data:`AUDIO_MIX`."""
     out = np.zeros(int(round(seconds * sample_rate)), np.float32)
-    for k, (kind, gain) in enumerate(AUDIO_MIX[style]):
-        track = synth.audio_track(derive_seed(seed, "audio", k), seconds, sample_rate, kind, start=start)
+    for k, (kind, gain, *what) in enumerate(layers if layers is not None else AUDIO_MIX[style]):
+        track = _layer(kind, what[0] if what else None, derive_seed(seed, "audio", k), start, seconds, sample_rate)
         out[: len(track)] += gain * track[: len(out)]
     return np.clip(out * 0.8, -1.0, 1.0)
 
 
+def _layer(kind: str, what, seed: int, start: float, seconds: float, sample_rate: int) -> np.ndarray:
+    if kind == "recorded_music":
+        return recordings.music(recordings.music_tracks()[what], start, seconds, sample_rate)
+    if kind == "recorded_speech":
+        return recordings.speech(seed, start, seconds, sample_rate, recordings.speech_files(what))
+    return synth.audio_track(seed, seconds, sample_rate, kind, start=start)
+
+
+def _recorded(layers: list) -> tuple[list, dict]:
+    """``layers`` with each recording replaced by its synthetic kind when its package is
+    missing, and the sources actually used (for the spec, so versions and fallbacks differ)."""
+    out, used = [], {}
+    for layer in layers:
+        kind = layer[0]
+        source = {"recorded_music": "asc-music", "recorded_speech": "ktuberling"}.get(kind)
+        if source is None:
+            out.append(list(layer))
+        elif recordings.available(source) and (kind != "recorded_music" or len(recordings.music_tracks()) >= 3):
+            out.append(list(layer))
+            used[source] = recordings.describe(source)
+            if kind == "recorded_speech" and layer[2] == "other" and recordings.available("alsa"):
+                used["alsa"] = recordings.describe("alsa")
+        else:
+            recordings.warn_missing([source])
+            out.append([kind.replace("recorded_", ""), layer[1]])
+    return out, used
+
+
 def stretch_audio(pcm: np.ndarray, factor: float) -> np.ndarray:
-    """Play ``factor`` times faster (pitch moves with speed, like a naive resample)."""
+    """Play ``factor`` times faster (pitch moves with speed, like a naive resample):
+    :func:`guard_synth.music.change_speed`."""
     if factor == 1.0 or len(pcm) == 0:
         return pcm
-    n = max(1, int(round(len(pcm) / factor)))
-    return np.interp(np.arange(n) * factor, np.arange(len(pcm)), pcm).astype(np.float32)
+    return audio_fx.change_speed(pcm, factor)
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +327,41 @@ def reference_specs(profile: Profile, seed: int) -> list[dict]:
         }
         spec["file"] = f"refs/{_file_name(spec['id'], spec)}"
         specs.append(spec)
+    for j in range(profile.recording_references):
+        i = profile.references + j
+        rng = _rng(seed, "recording-reference-plan", j)
+        style, layers = RECORDING_REFERENCES[j % len(RECORDING_REFERENCES)]
+        layers, used = _recorded(layers)
+        spec = {
+            "id": f"ref{i:02d}",
+            "style": style,
+            "seed": derive_seed(seed, "reference", i),
+            "size": list(profile.recording_ref_size),
+            "fps": profile.fps,
+            "duration": round(float(rng.uniform(*profile.recording_ref_seconds)), 2),
+            "render_width": None,
+            "photos": list(REFERENCE_PHOTOS),
+            "sample_rate": profile.sample_rate,
+            "preset": profile.preset,
+            "audio": layers,
+            "recordings": used,
+        }
+        spec["file"] = f"refs/{_file_name(spec['id'], spec)}"
+        specs.append(spec)
     return specs
+
+
+def _pick_reference(profile: Profile, refs: list[dict], f_index: int, family: str, k: int) -> dict:
+    """The reference a query copies: the first ``profile.references`` by a fixed rule (so adding
+    recording references moves no earlier query); every third query of the newer audio
+    families copies a recording reference instead."""
+    recorded = refs[profile.references:]
+    if family in RECORDING_FAMILIES and recorded and k % 3 == 0:
+        return recorded[(RECORDING_FAMILIES.index(family) + k // 3) % len(recorded)]
+    base = refs[: profile.references]
+    if family == "fan_concert":  # a concert: references with music in their sound
+        base = [r for r in base if any(kind == "music" for kind, _ in AUDIO_MIX[r["style"]])] or base
+    return base[(f_index * 3 + k * 7) % len(base)]
 
 
 def query_specs(profile: Profile, seed: int, refs: list[dict]) -> list[dict]:
@@ -265,7 +371,7 @@ def query_specs(profile: Profile, seed: int, refs: list[dict]) -> list[dict]:
         variants = FAMILIES[family]
         for k in range(profile.queries_per_family):
             rng = _rng(seed, "query", family, k)
-            ref = refs[(f_index * 3 + k * 7) % len(refs)]
+            ref = _pick_reference(profile, refs, f_index, family, k)
             variant = dict(variants[k % len(variants)])
             copy = min(float(rng.uniform(*profile.copy_seconds)), ref["duration"] - 2.0)
             ref_start = float(rng.uniform(0.0, ref["duration"] - copy - 0.5))
@@ -297,6 +403,13 @@ def query_specs(profile: Profile, seed: int, refs: list[dict]) -> list[dict]:
                 },
                 "duration": round(before + copy / speed + after, 3),
             }
+            if "audio" in ref:
+                spec["ref_audio"] = ref["audio"]
+                spec["recordings"] = dict(ref["recordings"])
+            if "commentary_snr_db" in variant:
+                talk, used = _recorded([["recorded_speech", 1.0, "other"]])
+                spec["commentary"] = talk[0]
+                spec.setdefault("recordings", {}).update(used)
             spec["file"] = f"queries/{family}/{_file_name(spec['id'], spec)}"
             specs.append(spec)
     return specs
@@ -320,9 +433,26 @@ def negative_specs(profile: Profile, seed: int) -> list[dict]:
             "sample_rate": profile.sample_rate,
             "preset": profile.preset,
         }
+        kind = NEGATIVE_AUDIO[i % len(NEGATIVE_AUDIO)] if profile.recording_references else None
+        if kind is not None:
+            spec["audio"] = _negative_audio(kind, spec["style"])
         spec["file"] = f"negatives/{_file_name(spec['id'], spec)}"
         specs.append(spec)
     return specs
+
+
+def _negative_audio(kind: str, style: str) -> dict:
+    """A negative's sound beyond its style's mix (:data:`NEGATIVE_AUDIO`)."""
+    if kind == "recorded_music":
+        # The last track: the references' recordings use the others (see RECORDING_REFERENCES).
+        crowd = [list(layer) for layer in AUDIO_MIX[style] if layer[0] == "crowd"]
+        last = len(recordings.music_tracks()) - 1 if recordings.available("asc-music") else 0
+        layers, used = _recorded([["recorded_music", 0.9, last], *crowd])
+        return {"kind": kind, "layers": layers, "recordings": used}
+    if kind == "commentary":
+        talk, used = _recorded([["recorded_speech", 1.0, "other"]])
+        return {"kind": kind, "talk": talk[0], "snr_db": 0.0, "recordings": used}
+    return {"kind": "fan", "echo_rt60": 0.5, "crowd_snr_db": 5.0, "band_hz": [150.0, 7000.0]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,9 +468,31 @@ def render_programme(spec: dict, path: Path) -> None:
     size = tuple(spec["size"])
     render = content_renderer(spec["style"], spec["seed"], size, spec["photos"], spec.get("render_width"))
     frames = (render(t) for t in _times(spec["fps"], spec["duration"]))
-    audio = programme_audio(spec["style"], spec["seed"], 0.0, spec["duration"], spec["sample_rate"])
-    write_video(path, frames, spec["fps"], audio=audio, sample_rate=spec["sample_rate"],
+    write_video(path, frames, spec["fps"], audio=programme_sound(spec), sample_rate=spec["sample_rate"],
                 options={"preset": spec["preset"]})
+
+
+def programme_sound(spec: dict) -> np.ndarray:
+    """A reference's or a negative's whole soundtrack (its ``audio``: layers, or a negative's
+    kind of :data:`NEGATIVE_AUDIO`)."""
+    audio = spec.get("audio")
+    sr, seconds = spec["sample_rate"], spec["duration"]
+    layers = audio if isinstance(audio, list) else (audio or {}).get("layers")
+    pcm = programme_audio(spec["style"], spec["seed"], 0.0, seconds, sr, layers)
+    if not isinstance(audio, dict) or audio["kind"] == "recorded_music":
+        return pcm
+    if audio["kind"] == "commentary":
+        talk = _talk(audio["talk"], derive_seed(spec["seed"], "talk"), seconds, sr)
+        return audio_fx.fit_level(audio_fx.mix_at_snr(pcm, talk, audio["snr_db"])[0])
+    return audio_fx.fit_level(audio_fx.fan_recording(pcm, sr, derive_seed(spec["seed"], "fan") % 2**31,
+                                                     audio["crowd_snr_db"], band=tuple(audio["band_hz"]),
+                                                     rt60=audio["echo_rt60"]))
+
+
+def _talk(layer: list, seed: int, seconds: float, sample_rate: int) -> np.ndarray:
+    """A talker's voice for ``seconds``: recorded words, or synthetic speech (the fallback)."""
+    kind, _gain, *what = layer
+    return _layer(kind, what[0] if what else None, seed, 0.0, seconds, sample_rate)
 
 
 def _frame_transform(spec: dict, out_size: tuple[int, int]) -> Callable[[np.ndarray, float, int], np.ndarray]:
@@ -407,10 +559,22 @@ def query_frames(spec: dict) -> Iterator[np.ndarray]:
     if v.get("still"):
         still = content_renderer("photo", derive_seed(spec["filler_seed"], "still"), size, list(OTHER_PHOTOS),
                                  spec["render_width"])(0.0)
+    picture = v.get("picture")
+    if picture == "streamer":
+        # A webcam inset (a photo pan of other photos) over a frozen screen of other content.
+        screen = content_renderer("shapes", derive_seed(spec["filler_seed"], "screen"), size, list(OTHER_PHOTOS),
+                                  spec["render_width"])(0.0)
+        webcam = content_renderer("photo", derive_seed(spec["filler_seed"], "webcam"), size, list(OTHER_PHOTOS),
+                                  spec["render_width"])
+        for t in _times(fps, spec["duration"]):
+            yield synth.picture_in_picture(webcam(t), screen, 0.3, "br")
+        return
     drop_rng = _rng(spec["filler_seed"], "drops")
     previous = None
     for j, t in enumerate(_times(fps, spec["duration"])):
-        if truth["query_start"] <= t < truth["query_end"]:
+        if picture == "other":
+            frame = filler(t)  # the filler's programme goes on: the copy is in the sound only
+        elif truth["query_start"] <= t < truth["query_end"]:
             if still is not None:
                 frame = still
             else:
@@ -427,17 +591,28 @@ def query_frames(spec: dict) -> Iterator[np.ndarray]:
 
 
 def query_audio(spec: dict) -> np.ndarray:
-    """Filler sound, the reference's sound for the copy (sped up with it), filler sound."""
+    """Filler sound, the reference's sound for the copy (sped up with it), filler sound; then
+    the family's whole-stream sound treatment (a talker over it, a fan's phone in a hall)."""
     sr = spec["sample_rate"]
     truth = spec["truth"]
+    v = spec["variant"]
     filler_style = spec["filler_style"] if spec["filler_style"] in AUDIO_MIX else "broadcast"
     before = programme_audio(filler_style, spec["filler_seed"], 0.0, truth["query_start"], sr)
     copy = programme_audio(spec["ref_style"], spec["ref_seed"], truth["ref_start"],
-                           truth["ref_end"] - truth["ref_start"], sr)
+                           truth["ref_end"] - truth["ref_start"], sr, spec.get("ref_audio"))
     copy = stretch_audio(copy, truth["rate"])
     after_start = truth["query_end"]
     after = programme_audio(filler_style, spec["filler_seed"], after_start, spec["duration"] - after_start, sr)
-    return np.concatenate([before, copy, after])
+    pcm = np.concatenate([before, copy, after])
+    span = (len(before), len(before) + len(copy))
+    if "commentary_snr_db" in v:
+        talk = _talk(spec["commentary"], derive_seed(spec["filler_seed"], "talk"), len(pcm) / sr, sr)
+        # Equal loudness over the copy: the talker's level where it speaks over the reference.
+        pcm = audio_fx.fit_level(audio_fx.mix_at_snr(pcm, talk, v["commentary_snr_db"], span)[0])
+    if "crowd_snr_db" in v:
+        pcm = audio_fx.fit_level(audio_fx.fan_recording(pcm, sr, derive_seed(spec["filler_seed"], "fan") % 2**31,
+                                                        v["crowd_snr_db"], span, tuple(v["band_hz"]), v["echo_rt60"]))
+    return pcm
 
 
 def render_query(spec: dict, path: Path) -> None:
@@ -450,7 +625,8 @@ def render_query(spec: dict, path: Path) -> None:
         bitrate = int(bitrate if h >= 720 else max(40_000, bitrate * w * h / (1280 * 720)))
         options = {"preset": "superfast"}
     write_video(path, query_frames(spec), spec["fps"], bit_rate=bitrate, audio=query_audio(spec),
-                sample_rate=spec["sample_rate"], options=options)
+                sample_rate=spec["sample_rate"], options=options,
+                audio_bit_rate=spec["variant"].get("audio_bit_rate"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from guard import decode
 from guard.audio_match import AudioMatchSettings, find_segments, vote
 from guard.index.landmarks import LandmarkIndex
 from guard.models import Segment
-from guard.signals.audio import AudioLandmarks
+from guard.signals.audio import SHIFTED, AudioLandmarks, QueryPicking
 from guard_synth import music
 from guard_synth.broadcast import audio_track, make_video, shapes
 
@@ -125,6 +125,56 @@ def test_two_copies_in_one_query_are_two_segments(signal, songs, table):
     assert [s.reference_start for s in segments] == [pytest.approx(2.0, abs=1.0), pytest.approx(15.0, abs=1.0)]
 
 
+def test_a_copy_interrupted_by_4_s_of_loud_speech_stays_one_segment(signal, songs, table):
+    """A streamer talks for 4 s, the copied sound muted meanwhile: no landmark of the copy
+    survives there, and the copy is still one segment (it used to be split in two)."""
+    clip = songs[2][4 * RATE: 26 * RATE].copy()
+    talk = slice(11 * RATE, 15 * RATE)
+    clip[talk] = music.volume(audio_track(712, 4.0, RATE, "speech"), 6)
+    query = np.concatenate([audio_track(702, LEAD_IN, RATE, "speech"), clip])
+    segments = search(signal, table, query)
+    assert len(segments) == 1, [s.to_dict() for s in segments]
+    assert segments[0].query_start == pytest.approx(LEAD_IN, abs=1.0)
+    assert segments[0].query_end == pytest.approx(LEAD_IN + 22.0, abs=1.0)
+    assert segments[0].reference_start == pytest.approx(4.0, abs=1.0)
+    landmarks = signal.landmarks(query, query=True)
+    hits = table.search(landmarks.hashes)
+    on_copy = (hits.ref_ids == 2) & (np.abs(hits.ref_times - landmarks.times[hits.query_index] - 1.0) < 0.2)
+    heard = np.sort(landmarks.times[hits.query_index[on_copy]])
+    assert np.diff(heard).max() > 3.0  # a gap the former max_gap (3 s) split the copy at
+
+
+@pytest.mark.parametrize("ref", list(REFERENCES))
+def test_an_echoed_fan_recording_is_found_and_localized(signal, songs, table, ref):
+    """Room echo (RT60 0.5 s), crowd 5 dB, phone band, 2 % fast: found and localized ±1 s; with
+    the time-difference tolerance, by more than twice the landmarks of a query picked like a
+    reference."""
+    clip = songs[ref][int(COPY_START * RATE): int((COPY_START + COPY_SECONDS) * RATE)]
+    heard = music.change_speed(music.fan_recording(clip, RATE, ref + 1, snr=5.0), 1.02)
+    query = np.concatenate([audio_track(720 + ref, LEAD_IN, RATE, "speech"), heard,
+                            audio_track(820 + ref, 3.0, RATE, "crowd")])
+    assert_found(search(signal, table, query), ref, 1.02)
+    tolerant = AudioLandmarks(query_picking=QueryPicking(peaks_per_chunk=8, fan_out=12, dt_tolerance=1))
+    found = assert_found(search(tolerant, table, query), ref, 1.02)
+    plain = AudioLandmarks(query_picking=QueryPicking(peaks_per_chunk=6, fan_out=8, dt_tolerance=0))
+    landmarks = plain.landmarks(query, query=True)
+    sparse = find_segments(landmarks, table.search(landmarks.hashes), plain.params)
+    assert all(found.matched_frames > 2 * other.matched_frames for other in sparse)
+
+
+def test_shifted_time_differences_extend_a_copy_but_never_vote(signal, songs, table):
+    """Hits of pairs hashed with a shifted time difference alone find nothing."""
+    tolerant = AudioLandmarks(query_picking=QueryPicking(peaks_per_chunk=8, fan_out=12, dt_tolerance=1))
+    clip = songs[3][int(COPY_START * RATE): int((COPY_START + COPY_SECONDS) * RATE)]
+    query = tolerant.landmarks(music.room_echo(clip, RATE, 3), query=True)
+    shifted = query.take((query.speeds & SHIFTED) != 0)
+    hits = table.search(shifted.hashes)
+    assert len(hits) > 100
+    assert vote(shifted, hits, tolerant.params.query_speeds) == []
+    assert find_segments(shifted, hits, tolerant.params) == []
+    assert len(find_segments(query, table.search(query.hashes), tolerant.params)) == 1
+
+
 def test_shorter_than_the_minimum_is_not_a_segment(signal, songs, table):
     clip = songs[2][int(8 * RATE): int(20 * RATE)]
     query = signal.landmarks(clip, query=True)
@@ -164,3 +214,17 @@ def test_a_64_kbps_aac_copy_under_another_picture_is_found_through_pyav(tmp_path
         assert found.reference_id == 1 and found.rate == pytest.approx(1.02, abs=0.015)
         assert found.query_start == pytest.approx(4.0, abs=1.0)
         assert found.reference_start == pytest.approx(8.0, abs=1.0)
+
+
+@pytest.mark.parametrize("scale", [1, 2**40])  # packed into one int64 key, or too wide for one
+def test_unique_rows_is_numpys_unique_of_rows(scale):
+    from guard.audio_match import _unique_rows
+
+    rng = np.random.default_rng(scale % 97)
+    columns = [rng.integers(-3, 4, 500) * scale, rng.integers(0, 3, 500), rng.integers(-5, 5, 500) * scale]
+    rows, inverse, counts = _unique_rows(columns)
+    expected, expected_inverse, expected_counts = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True,
+                                                            return_counts=True)
+    np.testing.assert_array_equal(np.stack(rows, axis=1), expected)
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+    np.testing.assert_array_equal(counts, expected_counts)

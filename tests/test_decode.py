@@ -3,6 +3,7 @@
 import os
 import threading
 
+import av
 import numpy as np
 import pytest
 
@@ -140,8 +141,9 @@ def test_a_file_pulled_as_a_live_source_samples_the_frames_a_scan_samples(clip):
     thumbnails, and samples the same frames at the same times."""
     scanned = list(decode.sample_frames(clip))
     options = decode.LiveOptions(reconnect=False, flush_interval=0.0, thumbnail_width=96)
-    pulled = list(decode.live_batches(str(clip), options, threading.Event()))
-    assert all(isinstance(b, decode.LiveBatch) and isinstance(b, decode.FrameBatch) for b in pulled)
+    batches = list(decode.live_batches(str(clip), options, threading.Event()))
+    assert all(isinstance(b, decode.LiveBatch) and isinstance(b, decode.FrameBatch) for b in batches)
+    pulled = [b for b in batches if len(b.times)]  # the others carry sound only
     assert all(len(b.times) == 1 for b in pulled), "flush_interval 0 hands on every frame at once"
     np.testing.assert_array_equal(np.concatenate([b.times for b in pulled]), np.concatenate([b.times for b in scanned]))
     np.testing.assert_array_equal(np.concatenate([b.grey for b in pulled]), np.concatenate([b.grey for b in scanned]))
@@ -149,6 +151,70 @@ def test_a_file_pulled_as_a_live_source_samples_the_frames_a_scan_samples(clip):
     assert np.all(np.diff(arrivals) >= 0)
     assert {(b.width, b.height) for b in pulled} == {(320, 180)}
     assert {t.shape for b in pulled for t in b.thumbs} == {(54, 96, 3)}
+
+
+def _sound(batches) -> list:
+    return [block for b in batches for block in b.audio]
+
+
+def test_a_live_source_hands_on_its_sound_on_the_pictures_clock_across_a_reset(tmp_path):
+    """One packet loop for picture and sound: the sound follows the picture's clock, which
+    starts at the first frame and runs on across a timestamp reset (two byte-concatenated
+    MPEG-TS files, each starting at 0), so sound and frames keep agreeing."""
+    size, fps, pieces = (160, 90), 10, []
+    for i in range(2):
+        piece = tmp_path / f"part{i}.ts"
+        encode.write_video(piece, synth.shapes(i, size, fps, 4.0), fps, audio=synth.audio_track(i, 4.0))
+        pieces.append(piece.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(pieces))
+    batches = list(decode.live_batches(str(joined), decode.LiveOptions(reconnect=False), threading.Event()))
+    times = np.concatenate([b.times for b in batches])
+    blocks = _sound(batches)
+    assert {b.rate for b in blocks} == {decode.AUDIO_RATE} and all(isinstance(b, decode.LiveAudioBlock) for b in blocks)
+    starts = np.array([b.start for b in blocks])
+    ends = starts + np.array([b.duration for b in blocks])
+    assert np.all(np.diff(times) > 0) and times[-1] == pytest.approx(8.0, abs=0.5)
+    assert abs(starts[0]) < 0.2 and ends[-1] == pytest.approx(times[-1], abs=0.5)
+    assert np.all(starts[1:] >= ends[:-1] - 0.5), "the sound after the reset is placed after the sound before it"
+    assert sum(b.duration for b in blocks) == pytest.approx(8.0, abs=0.6)
+    first_after_reset = starts[np.argmax(starts > 3.5)]
+    assert first_after_reset == pytest.approx(4.0, abs=0.6), "both parts' sound is where their pictures are"
+    arrivals = np.array([b.arrival for b in blocks])
+    assert np.all(np.diff(arrivals) >= 0)
+
+
+def test_a_live_source_without_a_picture_is_heard_and_one_without_sound_is_seen(tmp_path, clip):
+    from guard_synth import music
+
+    song = music.write_aac(tmp_path / "song.ts", synth.audio_track(5, 4.0), 16000, 64000)
+    batches = list(decode.live_batches(str(song), decode.LiveOptions(reconnect=False), threading.Event()))
+    assert batches and all(len(b.times) == 0 and (b.width, b.height) == (0, 0) for b in batches)
+    blocks = _sound(batches)
+    assert abs(blocks[0].start) < 0.1 and sum(b.duration for b in blocks) == pytest.approx(4.0, abs=0.2)
+    options = decode.LiveOptions(reconnect=False, audio=False)
+    seen = list(decode.live_batches(str(clip), options, threading.Event()))
+    assert _sound(seen) == [] and sum(len(b.times) for b in seen) == pytest.approx(40, abs=2)
+    heard: list[tuple[str, str]] = []
+    assert list(decode.live_batches(str(song), options, threading.Event(), lambda *status: heard.append(status))) == []
+    assert heard[-1][0] == "ended" and heard[-1][1].endswith("song.ts: no video stream (holds audio)")
+
+
+def test_a_live_source_whose_sound_does_not_decode_is_seen_all_the_same(tmp_path, caplog):
+    good = tmp_path / "good.ts"
+    encode.write_video(good, synth.shapes(1, (160, 90), 10, 4.0), 10, audio=synth.audio_track(1, 4.0))
+    data = bytearray(good.read_bytes())
+    rng = np.random.default_rng(0)
+    for i in range(0, len(data), 188):  # garble the sound's TS packets (PID 0x101), PES headers aside
+        if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == 0x101 and not data[i + 1] & 0x40:
+            data[i + 4: i + 188] = rng.integers(0, 256, 184, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.ts"
+    bad.write_bytes(bytes(data))
+    with caplog.at_level("INFO", logger="guard.decode"):
+        batches = list(decode.live_batches(str(bad), decode.LiveOptions(reconnect=False), threading.Event()))
+    assert sum(len(b.times) for b in batches) == pytest.approx(16, abs=1), "every sampled frame is there"
+    assert sum(block.duration for block in _sound(batches)) < 1.0
+    assert any("sound does not decode" in r.message or "damaged audio" in r.message for r in caplog.records)
 
 
 # -- audio (issue 12) ------------------------------------------------------------------------------
@@ -194,3 +260,68 @@ def test_files_without_or_with_broken_audio_are_input_errors(tmp_path):
     cut = tmp_path / "cut.ts"
     cut.write_bytes(good[: len(good) // 2])  # a truncated file keeps what decoded
     assert 1.0 < sum(b.duration for b in decode.sample_audio(cut)) < 5.0
+
+
+def _one_pass(path, **tap_options):
+    """Batches of the picture pass and what its audio tap heard."""
+    heard: list[decode.AudioBlock] = []
+    tap = decode.AudioTap(heard.append, **tap_options)
+    return list(decode.sample_frames(path, audio=tap)), tap, heard
+
+
+def _assert_same_picture(batches, alone):
+    np.testing.assert_array_equal(np.concatenate([b.times for b in batches]), np.concatenate([b.times for b in alone]))
+    np.testing.assert_array_equal(np.concatenate([b.grey for b in batches]), np.concatenate([b.grey for b in alone]))
+
+
+def _assert_same_blocks(heard, blocks):
+    assert [(b.start, b.rate, len(b.samples)) for b in heard] == [(b.start, b.rate, len(b.samples)) for b in blocks]
+    for one, other in zip(heard, blocks):
+        np.testing.assert_array_equal(one.samples, other.samples)
+
+
+@pytest.mark.parametrize("rate,block_seconds", [(decode.AUDIO_RATE, 1.0), (11025, 0.5)])
+def test_the_picture_pass_hears_the_sound_a_separate_pass_would(clip, rate, block_seconds):
+    """One demux for picture and sound: the picture's frames unchanged, the blocks of sample_audio."""
+    batches, tap, heard = _one_pass(clip, rate=rate, block_seconds=block_seconds)
+    _assert_same_picture(batches, list(decode.sample_frames(clip)))
+    blocks = list(decode.sample_audio(clip, rate=rate, block_seconds=block_seconds))
+    _assert_same_blocks(heard, blocks)
+    assert tap.error is None and tap.end == blocks[-1].start + blocks[-1].duration
+
+
+def test_the_picture_pass_hears_sound_across_a_jump_on_its_media_clock(tmp_path):
+    parts = []
+    for i, offset in enumerate((0.0, 600.0)):
+        part = encode.write_video(tmp_path / f"part{i}.ts", synth.shapes(i, (160, 90), 10, 4.0), 10,
+                                  audio=synth.audio_track(i, 4.0),
+                                  container_options={"output_ts_offset": str(offset)} if offset else None)
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    _, tap, heard = _one_pass(joined)
+    blocks = list(decode.sample_audio(joined))
+    _assert_same_blocks(heard, blocks)
+    assert tap.error is None and heard[-1].start > 600.0
+
+
+def test_sound_the_picture_pass_cannot_read_is_left_out_with_the_reason(tmp_path):
+    silent = synth.make_video(tmp_path / "silent.mp4", synth.shapes(3, (160, 90), 10, 2.0), 10)
+    batches, tap, heard = _one_pass(silent)
+    assert heard == [] and tap.error is not None and "no audio stream (holds video)" in tap.error
+    _assert_same_picture(batches, list(decode.sample_frames(silent)))
+    # Every audio packet's payload garbled: whatever comes of the sound, the picture is the same.
+    path = encode.write_video(tmp_path / "loud.ts", synth.shapes(4, (160, 90), 10, 4.0), 10,
+                              audio=synth.audio_track(4, 4.0))
+    with av.open(str(path)) as container:
+        pid = container.streams.audio[0].id
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(3)
+    for at in range(0, len(data) - 187, 188):
+        if ((data[at + 1] & 0x1F) << 8 | data[at + 2]) == pid:
+            data[at + 12: at + 188] = rng.integers(0, 256, 176, dtype=np.uint8).tobytes()
+    garbled = tmp_path / "garbled.ts"
+    garbled.write_bytes(bytes(data))
+    batches, tap, heard = _one_pass(garbled)
+    _assert_same_picture(batches, list(decode.sample_frames(garbled)))
+    assert heard == [] and tap.error == f"{garbled}: no decodable audio"

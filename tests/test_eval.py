@@ -8,8 +8,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +41,9 @@ def test_full_corpus_plan_meets_the_issue():
     plan = make_corpus.plan(make_corpus.FULL, 7)
     refs, queries, negatives = plan["references"], plan["queries"], plan["negatives"]
     assert len(refs) >= 20
-    assert all(60 <= r["duration"] <= 180 and r["size"][1] in (720, 1080) for r in refs)
+    # The recording references (after the others) have a small picture: their sound is the point.
+    assert all(60 <= r["duration"] <= 180 and r["size"][1] in (720, 1080) for r in refs[:make_corpus.FULL.references])
+    assert all(60 <= r["duration"] <= 180 for r in refs)
     assert len({q["family"] for q in queries}) >= 16
     assert all(10 <= q["truth"]["ref_end"] - q["truth"]["ref_start"] <= 40 for q in queries)
     assert sum(n["duration"] for n in negatives) >= 3 * 3600
@@ -65,6 +69,130 @@ def test_query_truth_spans_fit_inside_query_and_reference():
         assert 0 <= t["ref_start"] < t["ref_end"] <= refs[q["reference"]]["duration"]
         copied = t["ref_end"] - t["ref_start"]
         assert t["query_end"] - t["query_start"] == pytest.approx(copied / t["rate"], abs=0.01)
+
+
+# -- audio families (issue 12) ------------------------------------------------------------------
+
+
+def test_full_plan_has_every_audio_family_with_three_queries_and_their_distortions():
+    plan = make_corpus.plan(make_corpus.FULL, 7)
+    by_family: dict[str, list[dict]] = {}
+    for q in plan["queries"]:
+        by_family.setdefault(q["family"], []).append(q)
+    for family in make_corpus.AUDIO_FAMILIES:
+        assert len(by_family[family]) >= 3 and all(q["audio_only"] for q in by_family[family]), family
+    assert {q["truth"]["rate"] for q in by_family["fan_concert"]} == {1.02}
+    assert {q["truth"]["rate"] for q in by_family["audio_speed"]} == {1.05, 0.95}
+    fan = by_family["fan_concert"][0]["variant"]
+    assert (fan["crowd_snr_db"], fan["band_hz"], fan["audio_bit_rate"]) == (5.0, [150.0, 7000.0], 64000)
+    assert all(q["variant"]["commentary_snr_db"] == 0.0 for q in by_family["audio_commentary"])
+    # Every newer audio family copies a real-recording reference at least once (or its fallback).
+    recorded = {r["id"] for r in plan["references"] if "audio" in r}
+    assert len(recorded) == make_corpus.FULL.recording_references
+    for family in make_corpus.RECORDING_FAMILIES:
+        assert any(q["reference"] in recorded and "ref_audio" in q for q in by_family[family]), family
+
+
+def test_recording_references_and_new_families_move_no_earlier_file():
+    plan = make_corpus.plan(make_corpus.FULL, 7)
+    before = make_corpus.plan(replace(make_corpus.FULL, recording_references=0), 7)
+    old_families = [f for f in make_corpus.FAMILIES if f not in make_corpus.RECORDING_FAMILIES]
+    files = {q["file"] for q in plan["queries"]}
+    assert all(q["file"] in files for q in before["queries"] if q["family"] in old_families)
+    assert [r["file"] for r in plan["references"][:20]] == [r["file"] for r in before["references"]]
+    # Negatives keep their picture; every fourth keeps its sound (and file) too.
+    kinds = [(n.get("audio") or {}).get("kind") for n in plan["negatives"]]
+    assert kinds[:4] == [None, "recorded_music", "commentary", "fan"]
+    assert [n["seed"] for n in plan["negatives"]] == [n["seed"] for n in before["negatives"]]
+
+
+TINY = replace(
+    make_corpus.QUICK, name="tiny", references=2, ref_seconds=(16.0, 18.0), ref_sizes=((96, 54),),
+    families=make_corpus.RECORDING_FAMILIES, queries_per_family=3, copy_seconds=(6.0, 7.0),
+    filler_seconds=(2.0, 3.0), negative_seconds=8.0, negative_file_seconds=2.0, negative_size=(64, 36),
+    recording_references=3, recording_ref_size=(96, 54), recording_ref_seconds=(10.0, 12.0),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    return folder, make_corpus.build(folder, TINY, 7)
+
+
+def test_tiny_audio_corpus_renders_deterministically_with_sound(tiny_corpus):
+    import av
+
+    folder, manifest = tiny_corpus
+    assert manifest == {**make_corpus.plan(TINY, 7), "build": manifest["build"],
+                        "build_history": manifest["build_history"]}
+    assert make_corpus.build(folder, TINY, 7)["build"]["rendered_files"] == 0
+    for q in manifest["queries"]:
+        with av.open(str(folder / q["file"])) as container:
+            stream = container.streams.audio[0]
+            assert stream.codec_context.channels == 1 and len(container.streams.video) == 1
+            if q["family"] == "fan_concert":
+                assert stream.bit_rate <= 72_000
+        pcm = make_corpus.query_audio(q)
+        assert np.array_equal(pcm, make_corpus.query_audio(q))
+        assert len(pcm) == pytest.approx(q["duration"] * q["sample_rate"], abs=q["sample_rate"] * 0.01)
+        assert 0.01 < float(np.sqrt(np.mean(pcm ** 2))) and float(np.abs(pcm).max()) <= 0.95 + 1e-6
+    # Negatives carry sound of every kind (their scans match it too), their pictures as before.
+    assert {(n.get("audio") or {}).get("kind") for n in manifest["negatives"]} == set(make_corpus.NEGATIVE_AUDIO)
+    for n in manifest["negatives"]:
+        with av.open(str(folder / n["file"])) as container:
+            assert len(container.streams.audio) == 1 and len(container.streams.video) == 1
+
+
+def test_audio_speed_and_commentary_carry_the_reference_sound_only_in_the_copy(tiny_corpus):
+    from guard_synth import music
+
+    _, manifest = tiny_corpus
+    q = next(q for q in manifest["queries"] if q["family"] == "audio_speed")
+    t, sr = q["truth"], q["sample_rate"]
+    source = make_corpus.programme_audio(q["ref_style"], q["ref_seed"], t["ref_start"], t["ref_end"] - t["ref_start"],
+                                         sr, q.get("ref_audio"))
+    start = int(round(t["query_start"] * sr))
+    copied = make_corpus.query_audio(q)[start: start + len(source) // 2]
+    assert np.allclose(copied, music.change_speed(source, t["rate"])[: len(copied)], atol=1e-5)
+    # The streamer talks at equal loudness: what is added over the copy is as loud as the copy.
+    q = next(q for q in manifest["queries"] if q["family"] == "audio_commentary")
+    plain = make_corpus.query_audio({**q, "variant": {}})
+    mixed = make_corpus.query_audio(q)
+    a, b = int(round(q["truth"]["query_start"] * sr)), int(round(q["truth"]["query_end"] * sr))
+    scale = float(np.dot(mixed[a:b], plain[a:b]) / np.dot(plain[a:b], plain[a:b]))  # fit_level's factor
+    assert music.snr_db(plain[a:b], mixed[a:b] / scale - plain[a:b]) == pytest.approx(0.0, abs=1.0)
+
+
+def test_eval_targets_and_subsets_cover_the_audio_families():
+    assert bench.targets("fan_concert") == (0.95, 0.8) and bench.targets("audio_only") == (0.95, 0.8)
+    assert bench.targets("crop") == (0.98, 0.9) and bench.targets("mirror") is None
+    families = bench._family_filter("audio,crop", make_corpus.FULL)
+    assert families == ["crop", *make_corpus.AUDIO_FAMILIES]
+    plan = make_corpus.plan(make_corpus.FULL, 7)
+    sub = bench.subset_manifest(plan, families, 2)
+    assert {q["family"] for q in sub["queries"]} == set(families) and len(sub["negatives"]) == 2
+    rows = [{**bench.score_query(q, [bench.Detection(q["reference"], q["truth"]["query_start"],
+                                                      q["truth"]["query_end"], q["truth"]["ref_start"])]),
+             "time_to_certain": None} for q in sub["queries"]]
+    summary = bench.summarize(sub, rows, [{"id": n["id"], "false": 0} for n in sub["negatives"]])
+    assert summary["families"]["fan_concert"]["target_met"] and summary["families"]["fan_concert"]["target_iou"] == 0.8
+    assert summary["overall"]["negative_hours"] == pytest.approx(1200 / 3600, abs=1e-3)
+
+
+def test_chromaprint_matcher_finds_and_places_a_copied_stretch():
+    compare = _load("compare_audio", "guard_bench_compare_audio")
+    rng = np.random.default_rng(3)
+    ref = rng.integers(0, 2**32, 600, dtype=np.uint64).astype(np.uint32)
+    noise = rng.integers(0, 2**32, 300, dtype=np.uint64).astype(np.uint32)
+    copy = ref[200:380].copy()
+    copy ^= (rng.random(len(copy)) < 0.1).astype(np.uint32) << np.uint32(3)  # a few bit errors
+    query = np.concatenate([noise[:100], copy, noise[100:]])
+    segments = compare.chromaprint_segments(query, ref)
+    assert len(segments) == 1
+    q_item, r_item, items, score = segments[0]
+    assert abs(q_item - 100) <= 8 and abs(r_item - 200) <= 8 and abs(items - 180) <= 16 and score < 3
+    assert compare.chromaprint_segments(noise, ref) == []
 
 
 # -- scoring rules ------------------------------------------------------------------------------

@@ -236,3 +236,102 @@ def test_synth_does_not_import_av():
 
     code = "import sys, guard_synth.broadcast; assert 'av' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- issue 12: the audio distortions of the accuracy corpus, and the real recordings ---------------
+
+
+def _band_power(pcm: np.ndarray, sr: int, lo: float, hi: float) -> float:
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(pcm), 1 / sr)
+    return float(spectrum[(freqs >= lo) & (freqs < hi)].sum())
+
+
+def test_mix_at_snr_sets_the_ratio_over_the_span_only():
+    from guard_synth import music
+
+    pcm = synth.audio_track(5, 3.0, 16000, "music")
+    talk = synth.audio_track(6, 3.0, 16000, "speech")
+    span = (16000, 40000)
+    for snr in (0.0, 5.0):
+        mixed, gain = music.mix_at_snr(pcm, talk, snr, span)
+        assert np.allclose(mixed - pcm, gain * talk, atol=1e-6)
+        assert music.snr_db(pcm[span[0]:span[1]], (mixed - pcm)[span[0]:span[1]]) == pytest.approx(snr, abs=0.05)
+    assert float(np.abs(music.fit_level(pcm * 4)).max()) == pytest.approx(0.95)
+
+
+def test_fan_recording_has_crowd_at_5_db_and_a_phone_band():
+    from guard_synth import music
+
+    sr = 32000  # room above the phone's 7 kHz edge to see it
+    pcm = synth.audio_track(7, 4.0, sr, "music")
+    span = (sr, 3 * sr)
+    recording = music.fan_recording(pcm, sr, seed=3, snr=5.0, span=span)
+    heard = music.fan_recording(pcm, sr, seed=3, snr=None)
+    crowd = recording - heard
+    assert music.snr_db(heard[span[0]:span[1]], crowd[span[0]:span[1]]) == pytest.approx(5.0, abs=1.0)
+    assert np.array_equal(recording, music.fan_recording(pcm, sr, seed=3, snr=5.0, span=span))
+
+    def attenuation(lo, hi):  # dB lost in a band, relative to the 500 Hz–2 kHz passband
+        ref = _band_power(recording, sr, 500, 2000) / _band_power(pcm, sr, 500, 2000)
+        return 10 * np.log10(ref / (_band_power(recording, sr, lo, hi) / _band_power(pcm, sr, lo, hi)))
+
+    assert attenuation(20, 70) > 20  # below the 150 Hz edge
+    assert attenuation(11000, 16000) > 15  # above the 7 kHz edge
+    assert abs(attenuation(300, 5000)) < 3
+
+
+def test_room_echo_adds_a_decaying_tail_and_the_80_ms_echo():
+    from guard_synth import music
+
+    sr = 16000
+    click = np.zeros(sr, np.float32)
+    click[0] = 1.0
+    response = music.room_echo(click, sr, seed=1, rt60=0.5, wet=1.0)
+    energy = response.astype(np.float64) ** 2
+    early, late = energy[: int(0.1 * sr)].sum(), energy[int(0.4 * sr): int(0.5 * sr)].sum()
+    assert late > 0 and early > 100 * late  # decays by 60 dB over RT60: tens of dB by 0.4 s
+    assert abs(response[int(0.08 * sr)]) > 2.5 * np.abs(response[int(0.06 * sr): int(0.075 * sr)]).max()
+
+
+def test_change_speed_moves_time_and_pitch_together():
+    from guard_synth import music
+
+    sr = 16000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(2 * sr) / sr).astype(np.float32)
+    fast = music.change_speed(tone, 1.05)
+    assert len(fast) == round(2 * sr / 1.05)
+    freqs = np.fft.rfftfreq(len(fast), 1 / sr)
+    assert freqs[np.argmax(np.abs(np.fft.rfft(fast)))] == pytest.approx(1050, abs=2)
+
+
+def test_write_video_muxes_mono_aac_at_the_asked_bit_rate(tmp_path):
+    import av
+
+    from guard_synth.encode import write_video
+
+    audio = synth.audio_track(2, 3.0, 16000, "music")
+    path = write_video(tmp_path / "a.mp4", synth.shapes(2, (64, 36), 10, 3.0), 10, audio=audio,
+                       audio_bit_rate=64000)
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.channels == 1
+        assert 40_000 <= stream.bit_rate <= 72_000
+
+
+def test_recordings_are_pure_functions_of_time_when_installed():
+    from guard_synth import recordings
+
+    if not (recordings.available("ktuberling") and recordings.available("asc-music")):
+        pytest.skip(f"real recordings not installed ({recordings.INSTALL_HINT})")
+    files = recordings.speech_files("reference")
+    whole = recordings.speech(4, 0.0, 6.0, 16000, files)
+    assert np.array_equal(whole[32000:], recordings.speech(4, 2.0, 4.0, 16000, files))
+    assert 0.03 < float(np.sqrt(np.mean(whole ** 2))) < 0.3
+    assert not np.array_equal(whole, recordings.speech(5, 0.0, 6.0, 16000, files))
+    assert not set(files) & set(recordings.speech_files("other"))
+    tracks = recordings.music_tracks()
+    assert len(tracks) >= 3
+    song = recordings.music(tracks[0], 10.0, 2.0, 16000)
+    assert len(song) == 32000 and np.array_equal(song[16000:], recordings.music(tracks[0], 11.0, 1.0, 16000))
+    assert recordings.describe("asc-music")["licence"] == "GPL-2+"

@@ -12,7 +12,10 @@ query's peaks are re-hashed under a few assumed speeds (:attr:`LandmarkParams.qu
 mapping their frequencies and time differences back to the reference's; the log-frequency
 ratio needs no mapping (it does not change with speed). References are hashed once, at 1.0.
 The cost is one hashing pass and one index lookup per assumed speed, on queries only; peaks are
-picked once. See docs/audio.md for the measured choices.
+picked once. A query is also picked denser than a reference (:class:`QueryPicking`: more
+peaks per chunk, a wider fan-out), so it meets the reference's pairs where noise or a talker
+took some; query landmarks are never stored, so this changes no stored track. See
+docs/audio.md for the measured choices.
 
 :class:`LandmarkExtractor` is stateful: it takes consecutive blocks of samples (a file read
 piece by piece or a live stream) and returns the landmarks that are final, so streamed and
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter, uniform_filter1d
 
 from guard.signals.base import Modality, Signal
@@ -36,6 +40,9 @@ if TYPE_CHECKING:  # the index is imported when it is needed (see AudioLandmarks
 
 #: Bits of each part of a hash: anchor log frequency, log-frequency ratio, time difference.
 F1_BITS, DF_BITS, DT_BITS = 8, 6, 6
+#: Bit set in :attr:`Landmarks.speeds` on a query landmark hashed with a shifted time
+#: difference (:attr:`QueryPicking.dt_tolerance`): it may extend a found copy, never vote for one.
+SHIFTED = 0x80
 #: Spectral magnitude taken as silence (a full-scale sine peaks near 256): about -130 dB.
 _FLOOR = 1e-4
 
@@ -72,10 +79,31 @@ class LandmarkParams:
         return self.hop / self.sample_rate
 
 
+@dataclass(frozen=True)
+class QueryPicking:
+    """How a *query's* peaks are picked and paired where it differs from a reference's.
+
+    Query landmarks are never stored, so these change no stored track (and are not part of
+    :meth:`AudioLandmarks.parameters`). ``peaks_per_chunk`` and ``fan_out`` replace
+    :class:`LandmarkParams`'; a denser query keeps every peak a reference keeps (the strongest
+    of each chunk) and more, so it meets the reference's pairs where noise took some of them.
+    ``dt_tolerance``: each pair is also hashed with its time difference that many frames
+    shorter and longer (flagged :data:`SHIFTED`), because a room's echo moves a peak's maximum
+    by a frame and a pair whose anchor and target moved apart would miss its reference's hash.
+    Those hashes only extend a copy found by exact ones (:mod:`guard.audio_match`): voting with
+    them aligned unrelated songs in the same synthetic style. See docs/audio.md.
+    """
+
+    peaks_per_chunk: int = 8
+    fan_out: int = 12
+    dt_tolerance: int = 0
+
+
 @dataclass
 class Landmarks:
     """Hashed peak pairs: anchor time (s, on the clock of the samples fed), hash, and the index
-    of the assumed speed in :attr:`LandmarkParams.query_speeds` (or 0 for references)."""
+    of the assumed speed in :attr:`LandmarkParams.query_speeds` (or 0 for references), with
+    :data:`SHIFTED` set on a query's pairs hashed with a shifted time difference."""
 
     times: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
     hashes: npt.NDArray[np.uint32] = field(default_factory=lambda: np.zeros(0, np.uint32))
@@ -115,9 +143,13 @@ class LandmarkExtractor:
     frame off) flushes and starts afresh at its own time.
     """
 
-    def __init__(self, params: LandmarkParams, speeds: Sequence[float] = (1.0,)):
+    def __init__(self, params: LandmarkParams, speeds: Sequence[float] = (1.0,), picking: QueryPicking | None = None):
         self.params = params
         self.speeds = tuple(float(s) for s in speeds)
+        self.picking = picking
+        self._peaks_per_chunk = picking.peaks_per_chunk if picking else params.peaks_per_chunk
+        self._fan_out = picking.fan_out if picking else params.fan_out
+        self._dt_shifts = tuple(range(-picking.dt_tolerance, picking.dt_tolerance + 1)) if picking else (0,)
         self._window = np.hanning(params.n_fft + 2)[1:-1].astype(np.float32)
         bins = np.fft.rfftfreq(params.n_fft, 1.0 / params.sample_rate)
         self._band = np.flatnonzero((bins >= params.f_min) & (bins <= params.f_max))
@@ -168,9 +200,8 @@ class LandmarkExtractor:
         count = 0 if len(self._samples) < p.n_fft else 1 + (len(self._samples) - p.n_fft) // p.hop
         if count == 0:
             return
-        starts = np.arange(count) * p.hop
-        windows = self._samples[starts[:, None] + np.arange(p.n_fft)] * self._window
-        magnitude = np.abs(np.fft.rfft(windows, axis=1))[:, self._band]
+        windows = sliding_window_view(self._samples, p.n_fft)[: (count - 1) * p.hop + 1: p.hop] * self._window
+        magnitude = np.abs(np.fft.rfft(windows, axis=1)[:, self._band[0]: self._band[-1] + 1])
         logmag = np.log(np.maximum(magnitude, _FLOOR)).astype(np.float32)  # the floor is silence
         self._spectrum = np.concatenate([self._spectrum, logmag])
         self._frames += count
@@ -181,9 +212,11 @@ class LandmarkExtractor:
     def _advance(self, final: bool) -> Landmarks:
         p = self.params
         ready = self._frames if final else self._frames - p.peak_time_radius
+        first = self._next_chunk
         while self._next_chunk < self._frames and (final or self._next_chunk + p.chunk_frames <= ready):
-            self._pick_chunk(self._next_chunk, min(self._next_chunk + p.chunk_frames, self._frames))
             self._next_chunk += p.chunk_frames
+        if self._next_chunk > first:
+            self._pick_chunks(first, min(self._next_chunk, self._frames))
         self._drop_old_spectrum()
         peaks_until = self._frames if final else self._next_chunk  # peaks are final below this frame
         anchors_until = peaks_until if final else peaks_until - p.max_dt
@@ -195,8 +228,11 @@ class LandmarkExtractor:
         self._peaks = _Peaks(self._peaks.frames[keep], self._peaks.logf[keep])
         return landmarks
 
-    def _pick_chunk(self, first: int, end: int) -> None:
-        """Peaks of frames ``first`` … ``end - 1``: local maxima standing out of their frame."""
+    def _pick_chunks(self, first: int, end: int) -> None:
+        """Peaks of frames ``first`` … ``end - 1`` (whole chunks from ``first``, the last one
+        possibly short): local maxima standing out of their frame, the strongest of each chunk.
+        A frame's peaks depend on its neighbours only, so chunks picked together or one by one
+        give the same peaks."""
         p = self.params
         lo, hi = first - p.peak_time_radius, end + p.peak_time_radius
         context = np.full((hi - lo, self._spectrum.shape[1]), -np.inf, np.float32)
@@ -212,7 +248,10 @@ class LandmarkExtractor:
         rows, cols = np.nonzero(is_peak)
         if len(rows) == 0:
             return
-        best = np.lexsort((cols, rows, -strength[rows, cols]))[: p.peaks_per_chunk]
+        chunk = rows // p.chunk_frames
+        ranked = np.lexsort((cols, rows, -strength[rows, cols], chunk))
+        starts = np.searchsorted(chunk[ranked], chunk[ranked], side="left")  # each chunk's first place
+        best = ranked[np.arange(len(ranked)) - starts < self._peaks_per_chunk]
         rows, cols = rows[best], cols[best]
         logf = np.log2((self._band[cols] + self._offset(spectrum, rows, cols)) * self._bin_hz)
         order = np.lexsort((logf, rows))
@@ -242,27 +281,34 @@ class LandmarkExtractor:
         anchors = np.flatnonzero((frames >= first) & (frames < end))
         if len(anchors) == 0:
             return Landmarks()
-        a_idx, t_idx = [], []
-        # Peaks are sorted by frame: the targets of an anchor are among the peaks after it.
-        for k in anchors.tolist():
-            later = np.arange(k + 1, len(frames))
-            dt = frames[later] - frames[k]
-            dlogf = np.abs(logf[later] - logf[k])
-            fits = later[(dt >= 1) & (dt <= p.max_dt) & (dlogf <= p.max_dlogf) & (dlogf >= p.min_dlogf)]
-            chosen = fits[: p.fan_out]
-            a_idx.append(np.full(len(chosen), k))
-            t_idx.append(chosen)
-        anchor = np.concatenate(a_idx).astype(np.intp)
-        target = np.concatenate(t_idx).astype(np.intp)
+        # Peaks are sorted by frame: the targets of an anchor are among the peaks after it, up
+        # to max_dt frames on. One row of candidates per anchor, the first fan_out that fit kept.
+        ends = np.searchsorted(frames, frames[anchors] + p.max_dt, side="right")
+        width = max(int((ends - anchors).max()) - 1, 1)
+        later = anchors[:, None] + 1 + np.arange(width)
+        inside = later < ends[:, None]
+        later = np.where(inside, later, anchors[:, None])
+        dt = frames[later] - frames[anchors][:, None]
+        dlogf = np.abs(logf[later] - logf[anchors][:, None])
+        fits = inside & (dt >= 1) & (dt <= p.max_dt) & (dlogf <= p.max_dlogf) & (dlogf >= p.min_dlogf)
+        fits &= np.cumsum(fits, axis=1) <= self._fan_out
+        rows, cols = np.nonzero(fits)
+        anchor = anchors[rows].astype(np.intp)
+        target = later[rows, cols].astype(np.intp)
         # A frame's time is its window's centre.
         times: npt.NDArray[np.float64] = (self._origin_or_zero() + frames[anchor] * p.frame_seconds
                                           + 0.5 * p.n_fft / p.sample_rate).astype(np.float64)
-        parts = []
-        for s, speed in enumerate(self.speeds):
-            hashes, valid = hash_pairs(p, logf[anchor], logf[target], (frames[target] - frames[anchor]).astype(np.float64),
-                                       speed)
-            parts.append(Landmarks(times[valid], hashes, np.full(len(hashes), s, np.uint8)))
-        return Landmarks.concat(parts)
+        dt_frames = (frames[target] - frames[anchor]).astype(np.float64)
+        hashed = [_hash_speeds(p, logf[anchor], logf[target], dt_frames, self.speeds, shift) for shift in self._dt_shifts]
+        # (speed, pair, shift): a pair's hashes under the time-difference shifts stay together.
+        hashes = np.stack([h for h, _ in hashed], axis=-1).reshape(len(self.speeds), -1)
+        valid = np.stack([v for _, v in hashed], axis=-1).reshape(len(self.speeds), -1)
+        times = np.repeat(times, len(self._dt_shifts))
+        flag = np.array([0 if shift == 0 else SHIFTED for shift in self._dt_shifts], np.uint8)
+        speed_of = np.broadcast_to(np.arange(len(self.speeds), dtype=np.uint8)[:, None, None] | flag,
+                                   (len(self.speeds), len(anchor), len(flag))).reshape(valid.shape)
+        # Row by row: every landmark heard at the first speed, then at the second, …
+        return Landmarks(np.broadcast_to(times, valid.shape)[valid], hashes[valid], speed_of[valid])
 
     def _origin_or_zero(self) -> float:
         return 0.0 if self._origin is None else self._origin
@@ -280,14 +326,25 @@ def hash_pairs(params: LandmarkParams, anchor_logf: npt.NDArray[np.float64], tar
     """Hashes of peak pairs heard at ``speed`` times the reference's speed, mapped back to the
     reference (frequencies divided by ``speed``, time differences multiplied), and which pairs
     have one (a mapped pair can fall outside the hash's ranges)."""
+    hashes, valid = _hash_speeds(params, anchor_logf, target_logf, dt_frames, (speed,))
+    return hashes[0][valid[0]], valid[0]
+
+
+def _hash_speeds(params: LandmarkParams, anchor_logf: npt.NDArray[np.float64], target_logf: npt.NDArray[np.float64],
+                 dt_frames: npt.NDArray[np.float64], speeds: Sequence[float], dt_shift: int = 0,
+                 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.bool_]]:
+    """:func:`hash_pairs` under every speed at once: one row of hashes (all pairs) and of
+    validity per speed; ``dt_shift`` steps are added to each mapped time difference."""
     p = params
-    f1 = np.floor((anchor_logf - math.log2(speed) - math.log2(p.f_min)) / p.logf_step).astype(np.int64)
+    shift = np.array([math.log2(speed) for speed in speeds])[:, None]
+    scale = np.array(speeds, np.float64)[:, None]
+    f1 = np.floor((anchor_logf - shift - math.log2(p.f_min)) / p.logf_step).astype(np.int64)
     df = np.rint((target_logf - anchor_logf) / p.dlogf_step).astype(np.int64) + (1 << (DF_BITS - 1))
-    dt = np.rint(dt_frames * speed / p.dt_step).astype(np.int64)
+    dt = np.rint(dt_frames * scale / p.dt_step).astype(np.int64) + dt_shift
     valid = ((f1 >= 0) & (f1 < (1 << F1_BITS)) & (df >= 0) & (df < (1 << DF_BITS))
              & (dt >= 1) & (dt < (1 << DT_BITS)))
     hashes = ((f1 << (DF_BITS + DT_BITS)) | (df << DT_BITS) | dt).astype(np.uint32)
-    return hashes[valid], valid
+    return hashes, valid
 
 
 class AudioLandmarks(Signal):
@@ -303,12 +360,16 @@ class AudioLandmarks(Signal):
     modality: ClassVar[Modality] = "audio"
     metric: ClassVar[str] = "exact"
 
-    def __init__(self, params: LandmarkParams | None = None):
+    def __init__(self, params: LandmarkParams | None = None, query_picking: QueryPicking | None = None):
         self.params = params or LandmarkParams()
+        self.query_picking = query_picking or QueryPicking()
 
     def extractor(self, query: bool = False) -> LandmarkExtractor:
-        """A new stateful extractor: a reference's (speed 1.0) or a query's (every assumed speed)."""
-        return LandmarkExtractor(self.params, self.params.query_speeds if query else (1.0,))
+        """A new stateful extractor: a reference's (speed 1.0) or a query's (every assumed
+        speed, picked and paired by :attr:`query_picking`)."""
+        if query:
+            return LandmarkExtractor(self.params, self.params.query_speeds, self.query_picking)
+        return LandmarkExtractor(self.params, (1.0,))
 
     def landmarks(self, samples: npt.ArrayLike, start: float = 0.0, query: bool = False) -> Landmarks:
         """Landmarks of a whole signal starting at ``start`` seconds."""

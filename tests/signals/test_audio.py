@@ -7,7 +7,7 @@ import pytest
 
 from guard.index.landmarks import LandmarkIndex
 from guard.signals import BUILTIN_SIGNALS, get_signal
-from guard.signals.audio import AudioLandmarks, LandmarkParams, hash_pairs, pair_span
+from guard.signals.audio import DT_BITS, SHIFTED, AudioLandmarks, LandmarkParams, QueryPicking, hash_pairs, pair_span
 from guard_synth import music
 from guard_synth.broadcast import audio_track
 
@@ -83,9 +83,36 @@ def test_a_sped_up_copy_hashed_at_its_speed_meets_the_reference():
 
 
 def test_speed_grid_costs_one_hashing_per_speed(song):
-    signal = AudioLandmarks()
+    signal = AudioLandmarks(query_picking=QueryPicking(peaks_per_chunk=6, fan_out=8, dt_tolerance=0))
     reference = signal.landmarks(song)
     query = signal.landmarks(song, query=True)
     assert set(query.speeds.tolist()) == set(range(len(signal.params.query_speeds)))
     at_one = query.take(query.speeds == signal.params.query_speeds.index(1.0))
     assert as_set(at_one) == {(t, h, signal.params.query_speeds.index(1.0)) for t, h, _ in as_set(reference)}
+
+
+def test_a_query_is_denser_than_a_reference_without_changing_the_stored_signal(song):
+    """The default query picking keeps nearly every reference landmark and adds more; it is not
+    part of the signal's description, so stored reference tracks stay valid."""
+    signal = AudioLandmarks()
+    assert signal.describe() == AudioLandmarks(query_picking=QueryPicking(10, 16, 2)).describe()
+    reference = {(t, h) for t, h, _ in as_set(signal.landmarks(song))}
+    query = signal.landmarks(song, query=True)
+    exact_at_one = query.take(query.speeds == signal.params.query_speeds.index(1.0))
+    heard = {(t, h) for t, h, _ in as_set(exact_at_one)}
+    assert len(reference & heard) >= 0.95 * len(reference)
+    assert len(heard) > 1.5 * len(reference)
+
+
+def test_time_difference_tolerance_adds_flagged_neighbours(song):
+    """With ``dt_tolerance`` 1 each pair is also hashed one frame shorter and longer, flagged
+    SHIFTED; the pairs hashed as heard are those of tolerance 0."""
+    plain = AudioLandmarks(query_picking=QueryPicking(8, 12, 0)).landmarks(song, query=True)
+    tolerant = AudioLandmarks(query_picking=QueryPicking(8, 12, 1)).landmarks(song, query=True)
+    exact = tolerant.take((tolerant.speeds & SHIFTED) == 0)
+    assert as_set(exact) == as_set(plain)
+    shifted = tolerant.take((tolerant.speeds & SHIFTED) != 0)
+    dt_mask = np.uint32((1 << DT_BITS) - 1)
+    neighbours = {(t, int(h & ~dt_mask), int(h & dt_mask) + d, s | SHIFTED)
+                  for t, h, s in as_set(plain) for d in (-1, 1) if 1 <= int(h & dt_mask) + d < 1 << DT_BITS}
+    assert {(t, int(h & ~dt_mask), int(h & dt_mask), s) for t, h, s in as_set(shifted)} == neighbours
