@@ -917,6 +917,8 @@ class _LiveReader:
         elif "no picture" not in warned:
             warned.add("no picture")
             log.info("%s: no video stream, monitored by its sound alone", self.name)
+        if audio is not None:
+            audio.codec_context.thread_count = 1  # a few kB of sound per packet: threads only pile up
         self.sound = None if audio is None else _LiveSound(audio, self.name, options.audio_rate, clock,
                                                            self.video is not None, warned)
         self.size: tuple[int, int] | None = None
