@@ -183,35 +183,45 @@ def bench_latency(runs: int, parallel: int, protocols: list[str], hls_runs: int,
         guard.actions.add_endpoint("*", receiver.url, SECRET)
         jobs = [(p[0], src, f"lat-{i}", True, p) for i, (p, src) in enumerate(zip(plans, sources))]
         jobs += [(protocols[i % len(protocols)], src, f"neg-{i}", False, None) for i, src in enumerate(negative_sources)]
-        lock = threading.Lock()
+        def run(job) -> dict:
+            protocol, src, sid, expect, plan = job
+            try:
+                row = _latency_run(guard, receiver, protocol, src, folder, sid, expect)
+            except Exception as exc:  # noqa: BLE001 — a benchmark reports failures, it does not stop
+                row = {"protocol": protocol, "stream": sid, "incidents": 0, "status": f"error {exc!r}"}
+            row["expect"] = expect
+            if plan:
+                row["transform"], row["seed"] = plan[2], plan[1]
+            print(f"  {sid:<8} {protocol:<5} {row.get('transform', 'negative'):<11} "
+                  f"incident {row.get('to_incident', float('nan')):6.2f} s  webhook "
+                  f"{row.get('to_webhook', float('nan')):5.2f} s  ({row['status']}, {row['incidents']} incidents)",
+                  file=sys.stderr)
+            return row
 
-        def worker(queue):
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    protocol, src, sid, expect, plan = queue.pop(0)
-                try:
-                    row = _latency_run(guard, receiver, protocol, src, folder, sid, expect)
-                except Exception as exc:  # noqa: BLE001 — a benchmark reports failures, it does not stop
-                    row = {"protocol": protocol, "stream": sid, "incidents": 0, "status": f"error {exc!r}"}
-                row["expect"] = expect
-                if plan:
-                    row["transform"], row["seed"] = plan[2], plan[1]
-                with lock:
-                    rows.append(row)
-                    print(f"  {sid:<8} {protocol:<5} {row.get('transform', 'negative'):<11} "
-                          f"incident {row.get('to_incident', float('nan')):6.2f} s  webhook "
-                          f"{row.get('to_webhook', float('nan')):5.2f} s  ({row['status']}, {row['incidents']} incidents)",
-                          file=sys.stderr)
-
-        queue = list(jobs)
-        threads = [threading.Thread(target=worker, args=(queue,)) for _ in range(parallel)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        rows += _run_jobs(jobs, run, parallel)
     _latency_table(rows, parallel)
+
+
+def _run_jobs(jobs: list, run, parallel: int) -> list[dict]:
+    """``run(job)`` for every job, ``parallel`` at a time; the rows in the order they finished."""
+    queue, rows, lock = list(jobs), [], threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                job = queue.pop(0)
+            row = run(job)
+            with lock:
+                rows.append(row)
+
+    threads = [threading.Thread(target=worker) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return rows
 
 
 def _latency_table(rows: list[dict], parallel: int) -> None:
@@ -293,31 +303,19 @@ def bench_audio_latency(runs: int, parallel: int, protocols: list[str], negative
         for seed, path in refs.items():
             guard.ingest(path, title=f"ref{seed}", owner="league", policy="cut", min_seconds=2.0)
         guard.actions.add_endpoint("*", receiver.url, SECRET)
-        lock = threading.Lock()
+        def run(job) -> dict:
+            protocol, src, sid, expect, seed = job
+            try:
+                row = _latency_run(guard, receiver, protocol, src, folder, sid, expect, sound=True,
+                                   lead=AUDIO_LEAD, seconds=seconds)
+            except Exception as exc:  # noqa: BLE001 — a benchmark reports failures, it does not stop
+                row = {"protocol": protocol, "stream": sid, "incidents": 0, "status": f"error {exc!r}"}
+            row["expect"], row["seed"] = expect, seed
+            print(f"  {sid:<8} {protocol:<5} incident {row.get('to_incident', float('nan')):6.2f} s  "
+                  f"({row['status']}, {row['incidents']} incidents {row.get('modality', '')})", file=sys.stderr)
+            return row
 
-        def worker(queue):
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    protocol, src, sid, expect, seed = queue.pop(0)
-                try:
-                    row = _latency_run(guard, receiver, protocol, src, folder, sid, expect, sound=True,
-                                       lead=AUDIO_LEAD, seconds=seconds)
-                except Exception as exc:  # noqa: BLE001 — a benchmark reports failures, it does not stop
-                    row = {"protocol": protocol, "stream": sid, "incidents": 0, "status": f"error {exc!r}"}
-                row["expect"], row["seed"] = expect, seed
-                with lock:
-                    rows.append(row)
-                    print(f"  {sid:<8} {protocol:<5} incident {row.get('to_incident', float('nan')):6.2f} s  "
-                          f"({row['status']}, {row['incidents']} incidents {row.get('modality', '')})", file=sys.stderr)
-
-        queue = list(jobs)
-        threads = [threading.Thread(target=worker, args=(queue,)) for _ in range(parallel)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        rows += _run_jobs(jobs, run, parallel)
     print(f"\n### Audio time to certain (sound-only copies, min_seconds = 2 s, {parallel} streams at a time)\n")
     print("| transport | runs | detected | as `audio` | median to incident | p95 to incident | max |")
     print("|---|---:|---:|---:|---:|---:|---:|")
