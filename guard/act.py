@@ -171,10 +171,12 @@ class Act:
             return None
 
     def _record(self, stream_id: str, account: str, platform: str, reference: Reference, segments: list[Segment],
-                *, first_seen: float, decided: float, claims: list[Reference] | None = None) -> Incident:
+                *, first_seen: float, decided: float, claims: list[Reference] | None = None,
+                aired: tuple[float, float] | None = None) -> Incident:
+        aired_at, delay = aired or (None, None)
         incident = self.incidents.create(stream_id=stream_id, account=account, platform=platform,
                                          reference=reference, segments=segments, first_seen=first_seen,
-                                         decided=decided)
+                                         decided=decided, aired_at=aired_at, delay=delay)
         return self.incidents.add_claims(incident.id, claims) if claims else incident
 
     def _publish(self, event_type: str, incident: Incident, stream: dict[str, Any] | None = None) -> Event:
@@ -260,6 +262,10 @@ class LiveStream:
     notify: Notify
     #: An incident was opened on the stream (True: and the stream is cut), before its event goes out.
     opened: Callable[[bool], None]
+    #: When a stream time played, on the wall clock: its time plus the stream's least arrival
+    #: skew (a frame decoded late, e.g. while the demuxer probed, is placed when it aired), as
+    #: live references place their moments (:mod:`guard.live_reference`); default ``arrival_at``.
+    wall_at: Callable[[float], float] | None = None
 
 
 @dataclass
@@ -382,8 +388,11 @@ class LiveCase:
         stream = self.stream
         first = min(segments, key=lambda s: s.query_start)
         first_seen = stream.arrival_at(first.query_start)
+        if reference.live_status is not None and reference.aired_start is None:  # cached before it first aired
+            reference = self.act.reference(reference.id) or reference
         incident = self.act._record(stream.id, stream.account, stream.platform, reference, segments,
-                                    first_seen=first_seen, decided=now, claims=claims)
+                                    first_seen=first_seen, decided=now, claims=claims,
+                                    aired=aired(reference, first, (stream.wall_at or stream.arrival_at)(first.query_start)))
         event_type = _decision(reference, incident)
         self.cut = event_type == "stream.cut"
         stream.opened(self.cut)
@@ -446,6 +455,16 @@ class LiveCase:
         current.reported_end = incident.query_end
         event = self.act._publish("incident.updated", incident, self.stream.describe())
         self.stream.notify("incident.updated", detail, incident, event.id)
+
+
+def aired(reference: Reference, first: Segment, played: float) -> tuple[float, float] | None:
+    """For a live reference's copy: when the copied moment aired on the reference's feed
+    (wall clock) and the restream's delay behind it (s; negative when the restream runs ahead
+    of the feed guard ingests), given when the copy's first frame played on the restream."""
+    if reference.aired_start is None:
+        return None
+    aired_at = reference.aired_start + first.reference_start
+    return aired_at, played - aired_at
 
 
 def _by_reference(segments: list[Segment]) -> list[tuple[int, list[Segment]]]:

@@ -137,7 +137,13 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(readable=False, path_type=Path))
+@click.option("--live", "live_url", metavar="URL", default=None,
+              help="Ingest a live feed (rtmp, srt, udp, HLS or HTTP-FLV URL) as it airs, until it ends or Ctrl-C.")
+@click.option("--retain", "retain_hours", type=click.FloatRange(min=0.001), default=None, metavar="HOURS",
+              help="With --live: keep only the last HOURS of it (a 24/7 channel).")
+@click.option("--max-seconds", type=click.FloatRange(min=1), default=None,
+              help="With --live: end the reference after this many seconds have aired.")
 @click.option("--title", callback=_name_option, help="Title (default: the file name). Only with a single PATH.")
 @click.option("--owner", default="default", show_default=True, callback=_name_option,
               help="Rights holder that owns the reference.")
@@ -150,13 +156,25 @@ def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
               help="What may raise an incident: copies of its picture (video), of its sound (audio), or either.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, match, as_json) -> None:
-    """Register reference videos.
+def ingest(obj: _Context, paths, live_url, retain_hours, max_seconds, title, owner, policy, min_seconds, allowlist,
+           match, as_json) -> None:
+    """Register reference videos, or a live feed as it airs (--live).
 
     \b
-    Example:
+    Examples:
       guard ingest game7.mp4 --title "Finals game 7" --owner nba --policy cut --min-seconds 8
+      guard ingest --live srt://feeds.example:9000 --title "Finals game 7 (live)" --owner nba --policy cut
     """
+    if live_url is not None:
+        if paths:
+            raise click.UsageError("give either PATHS or --live URL")
+        _ingest_live(obj, live_url, title=title or "live feed", owner=owner, policy=policy, min_seconds=min_seconds,
+                     match=match, retain_hours=retain_hours, max_seconds=max_seconds, as_json=as_json)
+        return
+    if not paths:
+        raise click.UsageError("give the PATHS to ingest, or --live URL")
+    if retain_hours is not None or max_seconds is not None:
+        raise click.UsageError("--retain and --max-seconds go with --live")
     if title and len(paths) > 1:
         raise click.UsageError("--title needs a single PATH")
     refs = []
@@ -177,6 +195,30 @@ def ingest(obj: _Context, paths, title, owner, policy, min_seconds, allowlist, m
     if as_json:
         click.echo(json.dumps([{**r.to_dict(), "warnings": r.warnings, "overlaps": r.overlaps} for r in refs],
                               indent=2))
+
+
+def _ingest_live(obj: _Context, url: str, *, as_json: bool, **options) -> None:
+    """Ingest a live reference until its feed ends, Ctrl-C or --max-seconds; say how it went."""
+    guard = obj.guard
+    ingest = guard.start_live_reference(url, **options)
+    ref = ingest.reference
+    if not as_json:
+        click.echo(f"live reference {ref.id}  {_safe(ref.title)}: ingesting {_safe(ref.source)} (Ctrl-C ends it)")
+    try:
+        ingest.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ingest.stop()
+        ingest.wait(30.0)
+    ref, status = ingest.reference, ingest.status
+    if as_json:
+        click.echo(json.dumps({**ref.to_dict(), "appends": status.appends, "error": status.error}, indent=2))
+        return
+    click.echo(f"{ref.live_status} {ref.id}  {_safe(ref.title)}  ({status.aired_seconds:.1f} s aired, "
+               f"{status.frames} frames, {len(status.gaps)} gaps)" + (f": {_safe(status.error)}" if status.error else ""))
+    if ref.live_status == "failed":
+        raise SystemExit(2)
 
 
 @cli.command()

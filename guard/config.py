@@ -167,6 +167,11 @@ class LiveSettings(_Section):
     thumbnail_width: int = Field(160, ge=8)
     #: Match the sound of monitored streams too (their first audio stream), beside the picture.
     audio: bool = True
+    #: How far (s) a restream may run ahead of a live reference's feed and still be caught when
+    #: the feed catches up: monitors started while a live reference airs keep this much more window.
+    reference_lead: float = Field(30.0, ge=0)
+    #: How often (s) a live reference's ingest commits what aired (what monitors can match).
+    reference_append_interval: float = Field(0.5, gt=0)
 
 
 class WebhookSettings(_Section):

@@ -88,15 +88,18 @@ class IncidentStore:
         segments: list[Segment],
         first_seen: float,
         decided: float | None = None,
+        aired_at: float | None = None,
+        delay: float | None = None,
     ) -> Incident:
-        """Record a new incident for ``reference`` on a stream from the matcher's segments."""
+        """Record a new incident for ``reference`` on a stream from the matcher's segments
+        (``aired_at``/``delay``: a live reference's, see :class:`Incident`)."""
         decided = time.time() if decided is None else decided
         parts = [segment_dict(s) for s in segments]
         incident_id = self.repository.create(
             stream_id=stream_id, account=account, platform=platform, reference_id=reference.id,
             reference_title=reference.title, owner=reference.owner, policy=reference.policy,
             score=max(s["score"] for s in parts), span=_span(parts), segments=parts, first_seen=first_seen,
-            decided=decided,
+            decided=decided, aired_at=aired_at, delay=delay,
         )
         return self.get(incident_id)
 

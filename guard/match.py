@@ -23,7 +23,8 @@ Everything is deterministic: ties break on reference id, then time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import itertools
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 import numpy as np
@@ -49,6 +50,10 @@ def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids >> ID_SHIFT, ids & ((1 << ID_SHIFT) - 1)
 
 
+#: Lineages of :class:`RefFrames` (see :attr:`RefFrames.lineage`).
+_LINEAGES = itertools.count(1)
+
+
 @dataclass
 class RefFrames:
     """What the matcher needs to know about one reference."""
@@ -59,6 +64,14 @@ class RefFrames:
     codes: np.ndarray
     #: The rights holder: references of different owners may both claim one copy.
     owner: str = ""
+    #: Frames that only ever grew from one first view share it (a live reference's appends,
+    #: see :meth:`grown`); a reloaded or replaced reference gets a new one.
+    lineage: int = field(default_factory=lambda: next(_LINEAGES))
+
+    def grown(self, times: np.ndarray, codes: np.ndarray) -> RefFrames:
+        """The same reference with more frames (``times``/``codes`` extend this one's)."""
+        return replace(self, times=times, codes=codes)
+
 
 
 @dataclass
@@ -128,7 +141,8 @@ def _reference_times(
     for k, ref_id in enumerate(unique.tolist()):
         ref = refs.get(ref_id)
         if ref is not None:
-            mine = inverse == k
+            # frames past the view's end: the index already holds a live reference's newer appends
+            mine = (inverse == k) & (frames < len(ref.times))
             known[mine] = True
             times[mine] = ref.times[frames[mine]]
     return times, known

@@ -105,6 +105,15 @@ class Reference:
     has_keyframes: bool = False
     #: Which copies may raise an incident: ``video``, ``audio`` or ``any`` (see MATCH_POLICIES).
     match: str = "any"
+    #: ``live`` while its broadcast is fingerprinted as it airs, then ``ended`` or ``failed``;
+    #: None for an ordinary reference.
+    live_status: str | None = None
+    #: Wall-clock Unix time of its media time 0 (a live reference's), None when unknown.
+    aired_start: float | None = None
+    #: How many seconds of a live reference are kept (older codes are trimmed); None keeps all.
+    retain_seconds: float | None = None
+    #: Media-time ``(start, end)`` spans where a live reference's feed dropped, by start.
+    gaps: list[tuple[float, float]] = field(default_factory=list)
     #: What the matcher will not find of it, said once when it is registered (not stored).
     warnings: list[str] = field(default_factory=list, compare=False)
     #: Other owners' references that hold the same footage, found when it is registered (not
@@ -116,6 +125,7 @@ class Reference:
         """JSON-ready form (without the registration-time ``warnings`` and ``overlaps``)."""
         out = asdict(self)
         del out["warnings"], out["overlaps"]
+        out["gaps"] = [[start, end] for start, end in self.gaps]
         return out
 
 

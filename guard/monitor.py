@@ -160,9 +160,11 @@ class SlidingWindow:
         self.sound_times = np.zeros(0)  # block starts
         self.sound_arrivals = np.zeros(0)
         self.thumbs: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self.skew: float | None = None  # least wall-clock arrival minus stream time so far
 
     def add(self, times: np.ndarray, arrivals: np.ndarray) -> None:
         """Append read frames and drop those older than the window."""
+        self._skew(times, arrivals)
         self.times = np.concatenate([self.times, times])
         self.arrivals = np.concatenate([self.arrivals, arrivals])
         if len(self.times):
@@ -172,6 +174,7 @@ class SlidingWindow:
 
     def add_sound(self, starts: np.ndarray, arrivals: np.ndarray) -> None:
         """Append sound blocks (their starts and first samples' arrivals); drop those older than the window."""
+        self._skew(starts, arrivals)
         self.sound_times = np.concatenate([self.sound_times, starts])
         self.sound_arrivals = np.concatenate([self.sound_arrivals, arrivals])
         if len(self.sound_times):
@@ -196,6 +199,16 @@ class SlidingWindow:
             return time.time()
         k = int(np.clip(np.searchsorted(self.sound_times, t, side="right") - 1, 0, len(self.sound_times) - 1))
         return float(self.sound_arrivals[k] + np.clip(t - self.sound_times[k], 0.0, 1.0))
+
+    def _skew(self, times: np.ndarray, arrivals: np.ndarray) -> None:
+        if len(times):
+            least = float(np.min(arrivals - times))
+            self.skew = least if self.skew is None else min(self.skew, least)
+
+    def wall_at(self, t: float) -> float:
+        """When stream time ``t`` played on the wall clock: ``t`` plus the least arrival skew
+        (frames decoded in a burst, e.g. after the demuxer probed, arrived late)."""
+        return self.arrival_at(t) if self.skew is None else t + self.skew
 
     def thumb_at(self, t: float) -> tuple[float, np.ndarray] | None:
         """The thumbnail nearest stream time ``t``."""
@@ -268,7 +281,7 @@ class StreamMonitor:
         self._case = ports.act.live_case(LiveStream(
             id=stream_id, account=account, platform=platform, describe=lambda: self.snapshot().to_dict(),
             arrival_at=lambda t: self._window.arrival_at(t), frame_at=lambda t: self._window.thumb_at(t),
-            notify=self._emit, opened=self._opened,
+            notify=self._emit, opened=self._opened, wall_at=lambda t: self._window.wall_at(t),
         ))
         self._last_eval = 0.0
         self._new_frames = False
@@ -372,18 +385,9 @@ class StreamMonitor:
     # -- per batch ----------------------------------------------------------------------------
 
     def _live_options(self, watcher: PlaylistWatcher | None = None) -> decode.LiveOptions:
-        live = self.live
         target = watcher.state.target_duration if watcher is not None and watcher.state is not None else 0.0
-        return decode.LiveOptions(
-            sample_fps=self.settings.sample_fps, fast=self.settings.fast_decode,
-            threads=live.decoder_threads, open_timeout=live.open_timeout, stall_timeout=live.stall_timeout,
-            reconnect=self.options.reconnect and not self.options.realtime,
-            reconnect_initial=live.reconnect_initial, reconnect_max=live.reconnect_max,
-            give_up_after=live.give_up_after, realtime=self.options.realtime,
-            thumbnail_width=live.thumbnail_width, protocol_whitelist=self.options.whitelist, hls=self.options.hls,
-            hls_target_duration=target, hls_ended=self._playlist_ended(watcher), audio=live.audio,
-            audio_rate=self.searcher.audio_signal.params.sample_rate,
-        )
+        return live_decode_options(self.settings, self.options, self.searcher.audio_signal.params.sample_rate,
+                                   hls_target_duration=target, hls_ended=self._playlist_ended(watcher))
 
     @staticmethod
     def _playlist_ended(watcher: PlaylistWatcher | None):
@@ -399,9 +403,15 @@ class StreamMonitor:
 
     def _window_seconds(self) -> float:
         index = self.searcher.index
+        index.sync()  # references another process registered, live ones among them
         refs = [*index.refs.values(), *(index.audio_refs().values() if hasattr(index, "audio_refs") else ())]
         longest = max((r.min_seconds for r in refs), default=0.0)
-        return max(self.live.window_seconds, longest + 2 * self.settings.match.max_gap + 2.0)
+        seconds = max(self.live.window_seconds, longest + 2 * self.settings.match.max_gap + 2.0)
+        if hasattr(index, "on_air") and index.on_air():
+            # a restream ahead of a live reference's feed is matched when the feed catches up:
+            # its frames must still be in the window then
+            seconds = max(seconds, self.live.reference_lead + longest + 2 * self.settings.match.max_gap)
+        return seconds
 
     def _on_batch(self, batch: decode.LiveBatch) -> bool:
         """Take one batch; True when monitoring must stop (the stream was cut)."""
@@ -593,7 +603,7 @@ class MonitorManager:
         ``realtime=True`` with a local path plays the file at its own pace (rehearsal); URLs
         must pass :func:`guard.urlpolicy.check_url` under the store's settings.
         """
-        location, options = self._options(url, realtime, av_options)
+        location, options = live_location(url, self.settings, realtime, av_options)
         stream_id = stream_id or "s-" + uuid.uuid4().hex[:12]
         if not _STREAM_ID.match(stream_id):
             raise InputError(f"stream id {stream_id!r}: use letters, digits and . _ : - (at most 128)")
@@ -631,29 +641,6 @@ class MonitorManager:
         self.ports.act.start()
         thread.start()
         return monitor.snapshot()
-
-    def _options(self, url: str, realtime: bool, av_options: dict | None) -> tuple[str, MonitorOptions]:
-        """The location to open and how; refuses what the URL policy forbids."""
-        if "://" not in url:
-            path = Path(url)
-            if not path.is_file():
-                if _PROTOCOL_PREFIX.match(url):  # concat:, pipe:, subfile:, data: ...
-                    check_url(url)  # raises URLPolicyError naming the scheme
-                raise InputError(f"{url}: no such file")
-            if not realtime:
-                raise InputError(f"{url}: local files are monitored only in real-time rehearsal mode (realtime=True)")
-            # "file:" + absolute path: FFmpeg never reads a protocol prefix out of a file name.
-            return f"file:{path.resolve()}", MonitorOptions(realtime=True, whitelist="file", av_options=av_options)
-        allow_private = self.settings.allow_private_addresses
-        try:
-            checked = check_url(url, allow_private_addresses=allow_private, timeout=self.settings.live.open_timeout)
-        except StreamError as exc:
-            # An HLS playlist that cannot be fetched yet (404 while the stream starts): the scheme and
-            # host passed, the monitor waits for the playlist and checks it before reading anything.
-            checked = check_url(url, allow_private_addresses=allow_private, fetch_playlists=False)
-            log.info("%s: playlist not available yet (%s); the monitor will wait for it", redact(url), exc)
-        return url, MonitorOptions(realtime=realtime, whitelist=checked.whitelist, hls=checked.is_hls,
-                                   av_options=av_options)
 
     def stop(self, stream_id: str, timeout: float = 15.0) -> StreamInfo:
         """Stop a stream and wait (up to ``timeout``) for its thread to end. A stream of another
@@ -785,7 +772,8 @@ class MonitorManager:
             record, request = claimed
             url = request["url"]
             try:
-                location, options = self._options(url, bool(request.get("realtime")), request.get("av_options"))
+                location, options = live_location(url, self.settings, bool(request.get("realtime")),
+                                                  request.get("av_options"))
                 self._launch(location, options, stream_id=record.id, account=record.account,
                              platform=record.platform, on_event=None)
             except Exception as exc:  # noqa: BLE001 — the claimed stream must not stay "starting"
@@ -806,6 +794,47 @@ class MonitorManager:
             if not info.active or (deadline is not None and time.monotonic() >= deadline):
                 return info
             time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+
+
+def live_location(url: str, settings: Settings, realtime: bool = False,
+                  av_options: dict | None = None) -> tuple[str, MonitorOptions]:
+    """Where to pull a live source from and how, for monitored streams and live references
+    alike; refuses what the URL policy (:mod:`guard.urlpolicy`) forbids under ``settings``."""
+    if "://" not in url:
+        path = Path(url)
+        if not path.is_file():
+            if _PROTOCOL_PREFIX.match(url):  # concat:, pipe:, subfile:, data: ...
+                check_url(url)  # raises URLPolicyError naming the scheme
+            raise InputError(f"{url}: no such file")
+        if not realtime:
+            raise InputError(f"{url}: local files are monitored only in real-time rehearsal mode (realtime=True)")
+        # "file:" + absolute path: FFmpeg never reads a protocol prefix out of a file name.
+        return f"file:{path.resolve()}", MonitorOptions(realtime=True, whitelist="file", av_options=av_options)
+    allow_private = settings.allow_private_addresses
+    try:
+        checked = check_url(url, allow_private_addresses=allow_private, timeout=settings.live.open_timeout)
+    except StreamError as exc:
+        # An HLS playlist that cannot be fetched yet (404 while the stream starts): the scheme and
+        # host passed, the monitor waits for the playlist and checks it before reading anything.
+        checked = check_url(url, allow_private_addresses=allow_private, fetch_playlists=False)
+        log.info("%s: playlist not available yet (%s); the monitor will wait for it", redact(url), exc)
+    return url, MonitorOptions(realtime=realtime, whitelist=checked.whitelist, hls=checked.is_hls,
+                               av_options=av_options)
+
+
+def live_decode_options(settings: Settings, options: MonitorOptions, audio_rate: int,
+                        **more: Any) -> decode.LiveOptions:
+    """How to pull a checked live location (see :func:`live_location`) under ``settings.live``."""
+    live = settings.live
+    return decode.LiveOptions(
+        sample_fps=settings.sample_fps, fast=settings.fast_decode,
+        threads=live.decoder_threads, open_timeout=live.open_timeout, stall_timeout=live.stall_timeout,
+        reconnect=options.reconnect and not options.realtime,
+        reconnect_initial=live.reconnect_initial, reconnect_max=live.reconnect_max,
+        give_up_after=live.give_up_after, realtime=options.realtime,
+        thumbnail_width=live.thumbnail_width, protocol_whitelist=options.whitelist, hls=options.hls,
+        audio=live.audio, audio_rate=audio_rate, **more,
+    )
 
 
 def _stream_record(info: StreamInfo) -> StreamRecord:

@@ -23,6 +23,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -57,6 +58,56 @@ class _TrackIndex:
         self.index_path = index_path
         self.meta_path = meta_path
         self.refs: dict[int, RefFrames] = {}
+        #: The chunk position (see :meth:`ReferenceRepository.chunk_position`) the tracks were read
+        #: at, and the one the saved files hold.
+        self.chunks = 0
+        self.saved_chunks = -1
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def append(self, ref_id: int, times: np.ndarray, codes: np.ndarray) -> bool:
+        """Index a live reference's newly aired frames (after those it has); whether it is here."""
+        ref = self.refs.get(ref_id)
+        if ref is None or not len(times):
+            return ref is not None
+        start = len(ref.times)
+        self._index_more(ref_id, start, times, codes)
+        self.refs[ref_id] = ref.grown(*self._extended(ref_id, ref, times, codes))
+        return True
+
+    def _index_more(self, ref_id: int, start: int, times: np.ndarray, codes: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _extended(self, ref_id: int, ref: RefFrames, times: np.ndarray, codes: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """``ref``'s times and codes followed by these, as views of buffers that double when full:
+        a 24 h reference grows by a few frames every half second without being copied each time.
+        Earlier views stay valid: only the part past their end is written."""
+        n, more = len(ref.times), len(times)
+        times_buffer, codes_buffer = self._buffers.get(ref_id, (None, None))
+        if times_buffer is None or codes_buffer is None or ref.times.base is not times_buffer \
+                or n + more > len(times_buffer):
+            capacity = max(2 * (n + more), 64)
+            times_buffer = np.empty(capacity, np.float64)
+            codes_buffer = np.empty((capacity, ref.codes.shape[1] if ref.codes.ndim == 2 else codes.shape[1]),
+                                    np.uint8)
+            times_buffer[:n], codes_buffer[:n] = ref.times, ref.codes
+            self._buffers[ref_id] = (times_buffer, codes_buffer)
+        times_buffer[n:n + more], codes_buffer[n:n + more] = times, codes
+        return times_buffer[:n + more], codes_buffer[:n + more]
+
+    def forget_buffers(self) -> None:
+        """The tracks were read again: earlier growth buffers are not theirs."""
+        self._buffers.clear()
+
+    def meta_fields(self) -> dict[str, Any]:
+        """What the JSON beside a saved index records besides the generation."""
+        return {"format": INDEX_FORMAT, "signal": self.description, "chunks": self.saved_chunks}
+
+    def reflects(self, meta: Any, generation: int) -> bool:
+        """Whether saved files with this JSON record hold the tracks read at ``generation``."""
+        return (isinstance(meta, dict) and meta.get("format") == INDEX_FORMAT
+                and meta.get("generation") == generation and meta.get("signal") == self.description
+                and meta.get("chunks", 0) == self.chunks)
 
     @property
     def description(self) -> dict:
@@ -96,10 +147,12 @@ class SignalIndex(_TrackIndex):
 
     # -- files --------------------------------------------------------------------------------
 
-    def load_or_rebuild(self, generation: int, refs: dict[int, RefFrames]) -> None:
-        """Take ``refs`` (the catalog's tracks at ``generation``) and the saved index if it
-        reflects them, else rebuild the index and save it."""
-        self.refs = refs
+    def load_or_rebuild(self, generation: int, refs: dict[int, RefFrames], chunks: int = 0) -> None:
+        """Take ``refs`` (the catalog's tracks at ``generation``, with live references' chunks
+        up to position ``chunks``) and the saved index if it reflects them, else rebuild the
+        index and save it."""
+        self.refs, self.chunks = refs, chunks
+        self.forget_buffers()
         self._flat = None
         if not self._load(generation):
             self._rebuild(generation)
@@ -109,21 +162,17 @@ class SignalIndex(_TrackIndex):
             meta = json.loads(self.meta_path.read_text())
         except (OSError, ValueError):
             return False
-        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
-            log.info("%s index files are of another format: rebuilding", self.signal.name)
-            return False
-        if meta.get("generation") != generation:
-            log.info("%s index is stale (generation %s, catalog %s): rebuilding", self.signal.name,
-                     meta.get("generation"), generation)
-            return False
-        if meta.get("signal") != self.description:
-            log.info("%s index was built for another signal description: rebuilding", self.signal.name)
+        if not self.reflects(meta, generation):
+            log.info("%s index is stale or of another format (generation %s, catalog %s): rebuilding",
+                     self.signal.name, meta.get("generation") if isinstance(meta, dict) else None, generation)
             return False
         if not isinstance(self.index, FaissBinaryIndex):
             return False  # other index kinds are not saved: built from the catalog on open
         permutation = meta.get("permutation") or "unrecorded"
-        return self._adopt(lambda: FaissBinaryIndex.load(self.index_path, self.signal.bits, permutation=permutation),
-                           StoreError)
+        adopted = self._adopt(lambda: FaissBinaryIndex.load(self.index_path, self.signal.bits, permutation=permutation),
+                              StoreError)
+        self.saved_chunks = self.chunks if adopted else self.saved_chunks
+        return adopted
 
     def _rebuild(self, generation: int) -> None:
         index = self.signal.index_factory(size_hint=self.vectors())
@@ -136,13 +185,13 @@ class SignalIndex(_TrackIndex):
         """Write the index file, then the JSON that says which generation it reflects."""
         if isinstance(self.index, FaissBinaryIndex):
             self.index.save(self.index_path)
+        self.saved_chunks = self.chunks
         self.save_meta(generation)
 
     def save_meta(self, generation: int) -> None:
         """Record that the index (unchanged since it was saved) reflects ``generation``."""
         layout = self.index.describe() if hasattr(self.index, "describe") else {}
-        meta = {**layout, "format": INDEX_FORMAT, "generation": generation, "signal": self.description,
-                "vectors": len(self.index)}
+        meta = {**layout, **self.meta_fields(), "generation": generation, "vectors": len(self.index)}
         _replace_file(self.meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
 
     # -- changes and queries ------------------------------------------------------------------
@@ -151,6 +200,10 @@ class SignalIndex(_TrackIndex):
         """Index one reference's track."""
         self.index.add(vector_ids(ref_id, len(frames.times)), frames.codes)
         self.refs[ref_id] = frames
+        self._flat = None
+
+    def _index_more(self, ref_id: int, start: int, times: np.ndarray, codes: np.ndarray) -> None:
+        self.index.add(vector_ids(ref_id, start + len(times))[start:], codes)
         self._flat = None
 
     def remove(self, ref_id: int) -> bool:
@@ -191,10 +244,12 @@ class AudioIndex(_TrackIndex):
         self.signal: AudioLandmarks = signal
         self.index = LandmarkIndex()
 
-    def load_or_rebuild(self, generation: int, refs: dict[int, RefFrames]) -> None:
-        """Take ``refs`` (the catalog's tracks at ``generation``) and the saved table if it
-        reflects them, else rebuild the table and save it."""
-        self.refs = refs
+    def load_or_rebuild(self, generation: int, refs: dict[int, RefFrames], chunks: int = 0) -> None:
+        """Take ``refs`` (the catalog's tracks at ``generation``, with live references' chunks
+        up to position ``chunks``) and the saved table if it reflects them, else rebuild the
+        table and save it."""
+        self.refs, self.chunks = refs, chunks
+        self.forget_buffers()
         if not self._load(generation):
             self._rebuild(generation)
 
@@ -203,11 +258,12 @@ class AudioIndex(_TrackIndex):
             meta = json.loads(self.meta_path.read_text())
         except (OSError, ValueError):
             return False
-        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT or meta.get("generation") != generation \
-                or meta.get("signal") != self.description:
+        if not self.reflects(meta, generation):
             log.info("%s index is stale or of another format: rebuilding", self.signal.name)
             return False
-        return self._adopt(lambda: LandmarkIndex.load(self.index_path), FormatError)
+        adopted = self._adopt(lambda: LandmarkIndex.load(self.index_path), FormatError)
+        self.saved_chunks = self.chunks if adopted else self.saved_chunks
+        return adopted
 
     def _rebuild(self, generation: int) -> None:
         index = LandmarkIndex()
@@ -219,18 +275,21 @@ class AudioIndex(_TrackIndex):
     def save(self, generation: int) -> None:
         """Write the table (aside, then renamed over the old one), then its JSON record."""
         _replace_file(self.index_path, self.index.save)
+        self.saved_chunks = self.chunks
         self.save_meta(generation)
 
     def save_meta(self, generation: int) -> None:
         """Record that the table (unchanged since it was saved) reflects ``generation``."""
-        meta = {"kind": "landmarks", "format": INDEX_FORMAT, "generation": generation, "signal": self.description,
-                "vectors": len(self.index)}
+        meta = {"kind": "landmarks", **self.meta_fields(), "generation": generation, "vectors": len(self.index)}
         _replace_file(self.meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
 
     def add(self, ref_id: int, frames: RefFrames) -> None:
         """Index one reference's landmarks."""
         self.index.add(ref_id, frames.times, hashes_of(frames.codes))
         self.refs[ref_id] = frames
+
+    def _index_more(self, ref_id: int, start: int, times: np.ndarray, codes: np.ndarray) -> None:
+        self.index.add(ref_id, times, hashes_of(codes))
 
     def remove(self, ref_id: int) -> bool:
         """Take a reference's landmarks out; whether it had any."""
@@ -271,6 +330,9 @@ class ReferenceIndex:
         self._signals: dict[str, Signal] = {signal.name: signal}
         self._indexes: dict[str, AnyIndex] = {signal.name: self._new_index(signal.name)}
         self._match: dict[int, str] = {}  # each reference's match policy
+        self._on_air: set[int] = set()  # live references still airing
+        self._chunks = 0  # the position of the last live append taken (ReferenceRepository.chunk_position)
+        self.last_append = 0.0  # when one was last taken (time.time())
         self.sync()
 
     # -- the running signal's index (what the matcher uses) -----------------------------------
@@ -340,7 +402,8 @@ class ReferenceIndex:
     # -- consistency --------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Bring the in-memory view up to the catalog (load or rebuild indexes if stale)."""
+        """Bring the in-memory view up to the catalog (load or rebuild indexes if stale), and
+        take what live references aired since (see :meth:`_follow`)."""
         with self._lock:
             generation, revision = self.references.versions()
             if generation != self._generation:
@@ -350,24 +413,50 @@ class ReferenceIndex:
             elif revision != self._revision:
                 self._refresh_policies()
             self._revision = revision
+            self._follow()
 
     def _load(self, generation: int) -> None:
+        position = self.references.chunk_position()  # before the tracks: no chunk is read twice
         refs = {r.id: r for r in self.references.all()}
         self._match = {r.id: r.match for r in refs.values()}
+        self._on_air = {r.id for r in refs.values() if r.live_status == "live"}
         frames: dict[str, dict[int, RefFrames]] = {self.signal.name: {}}
-        for ref_id, track in self.references.tracks():
+        for ref_id, track in self.references.tracks(through=position):
             ref = refs.get(ref_id)
             if ref is not None:  # None: added after the references were read; the next sync takes it
                 frames.setdefault(track.signal, {})[ref_id] = _frames(ref, track)
         indexes = {}
         for name, tracks in frames.items():
             index = self._indexes[name] if name in self._indexes else self._new_index(name)
-            index.load_or_rebuild(generation, tracks)
+            index.load_or_rebuild(generation, tracks, position)
             indexes[name] = index
         self._indexes = indexes
+        self._chunks = position
+
+    def _follow(self) -> None:
+        """Index the frames live references appended since the last look, without a rebuild:
+        the chunks are read in the order they were committed, each exactly once."""
+        position = self.references.chunk_position()
+        if position <= self._chunks:
+            return
+        for chunk in self.references.chunks_after(self._chunks, through=position):
+            index = self._indexes.get(chunk.signal)
+            if index is not None:  # a signal no reference had: the reference's next reload takes it
+                index.append(chunk.ref_id, chunk.times, chunk.codes)
+        self._chunks = position
+        for index in self._indexes.values():
+            index.chunks = position
+        self.last_append = time.time()
+
+    def on_air(self) -> set[int]:
+        """Ids of the live references still airing (their tracks grow)."""
+        with self._lock:
+            return set(self._on_air)
 
     def _refresh_policies(self) -> None:
-        for ref in self.references.all():
+        references = self.references.all()
+        self._on_air = {r.id for r in references if r.live_status == "live"}
+        for ref in references:
             self._match[ref.id] = ref.match
             for index in self._indexes.values():
                 if ref.id in index.refs:
@@ -426,6 +515,8 @@ class ReferenceIndex:
                 return
             changed = set()
             self._match[ref.id] = ref.match
+            if ref.live_status == "live":
+                self._on_air.add(ref.id)
             for track in tracks:
                 if track.signal not in self._indexes:
                     self._indexes[track.signal] = self._new_index(track.signal)
@@ -442,6 +533,7 @@ class ReferenceIndex:
                 return
             changed = {name for name, index in self._indexes.items() if index.remove(ref_id)}
             self._match.pop(ref_id, None)
+            self._on_air.discard(ref_id)
             self._generation += 1
             self._save(changed)
 

@@ -38,11 +38,14 @@ from typing import Protocol, cast
 import numpy as np
 
 from guard import audio_match, calibration
+from guard.audio_fingerprint import hashes_of
 from guard.config import MatchSettings
 from guard.index.base import Hits, merge_hits
-from guard.index.landmarks import LandmarkHits
+from guard.index.brute import BruteForceIndex, masked_search
+from guard.index.landmarks import LandmarkHits, LandmarkIndex
 from guard.match import (
     Alignment,
+    vector_ids,
     Hypothesis,
     RefFrames,
     align,
@@ -181,20 +184,22 @@ class Searcher:
         return LiveAudioSearch(self, seconds)
 
     def search(self, codes: np.ndarray, masked: MaskedCodes | None = None,
-               mirrored: np.ndarray | None = None) -> tuple[Hits, Hits | None]:
+               mirrored: np.ndarray | None = None, among: Among | None = None) -> tuple[Hits, Hits | None]:
         """Index hits of each frame's readings: its plain code's merged with its masked
         reading's (only frames whose mask shows something are searched masked), and its
         mirrored code's (None without ``mirrored``). Plain and mirrored codes go to the index
-        in one query: each query has a fixed cost (FAISS starts its threads)."""
+        in one query: each query has a fixed cost (FAISS starts its threads). ``among``: search
+        these reference frames instead of the index (a live reference's newly aired ones)."""
         m = self.settings
+        view: IndexView | Among = self.index if among is None else among
         both = codes if mirrored is None else np.concatenate([codes, mirrored])
-        found = self.index.search(both, m.seed_radius, m.max_hits_per_frame)
+        found = view.search(both, m.seed_radius, m.max_hits_per_frame)
         if mirrored is None:
-            return self._with_masked(found, masked), None
+            return self._with_masked(found, masked, view), None
         plain, flipped = _split_at(found, len(codes))
-        return self._with_masked(plain, masked), flipped
+        return self._with_masked(plain, masked, view), flipped
 
-    def _with_masked(self, hits: Hits, masked: MaskedCodes | None) -> Hits:
+    def _with_masked(self, hits: Hits, masked: MaskedCodes | None, view: IndexView | Among) -> Hits:
         """``hits`` with each masked frame's own merged in (as :func:`merge_hits` would over all)."""
         m = self.settings
         if masked is None:
@@ -202,8 +207,7 @@ class Searcher:
         rows = np.flatnonzero(masked.masks.any(axis=1))
         if not len(rows):
             return hits
-        hidden = self.index.search_masked(masked.codes[rows], masked.masks[rows], m.seed_radius,
-                                          m.max_hits_per_frame)
+        hidden = view.search_masked(masked.codes[rows], masked.masks[rows], m.seed_radius, m.max_hits_per_frame)
         per_frame = split_hits(hits)
         merged = split_hits(merge_hits(join_hits([per_frame[r] for r in rows]), hidden, m.max_hits_per_frame))
         for row, found in zip(rows.tolist(), merged):
@@ -216,6 +220,39 @@ class Searcher:
         if not self.settings.mirror or not len(codes):
             return None
         return self.signal.mirror(codes)
+
+
+class Among:
+    """A few reference frames searched by brute force, as the index would search them: the
+    frames a live reference aired since the last decision, against a window's kept frames."""
+
+    def __init__(self, ids: np.ndarray, codes: np.ndarray):
+        self.index = BruteForceIndex(codes.shape[1] * 8)
+        self.index.add(ids, codes)
+
+    def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
+        """Hits of plain (or mirrored) codes within ``radius`` bits."""
+        return self.index.search(codes, radius, max_hits)
+
+    def search_masked(self, codes: np.ndarray, masks: np.ndarray, radius: int, max_hits: int) -> Hits:
+        """Hits of masked codes over the bits their masks show."""
+        return masked_search(codes, masks, self.index.ids, self.index.codes, radius, max_hits)
+
+
+def grown_frames(refs: Mapping[int, RefFrames], seen: Mapping[int, tuple[int, int]]) -> dict[int, int] | None:
+    """How each reference changed since ``seen`` (id → ``(lineage, frames)`` at the last look):
+    ``{id: frames seen}`` for those that only grew (live references that aired more), or None
+    when one was added, removed, reloaded or shortened (then everything is searched again)."""
+    if refs.keys() != seen.keys():
+        return None
+    grown = {}
+    for ref_id, ref in refs.items():
+        lineage, frames = seen[ref_id]
+        if ref.lineage != lineage or len(ref.times) < frames:
+            return None
+        if len(ref.times) > frames:
+            grown[ref_id] = frames
+    return grown
 
 
 def _offset_at(segment: Segment, query_time: float) -> float:
@@ -357,7 +394,7 @@ class LiveSearch:
         self._first = 0  # number of the window's first frame since the stream started
         self._hits: dict[str, list[tuple[np.ndarray, np.ndarray] | None]] = {PLAIN: [], MIRRORED: []}
         self._verified: dict[str, dict[tuple[int, float, float], _Verified]] = {PLAIN: {}, MIRRORED: {}}
-        self._refs: list[RefFrames] = []
+        self._refs: dict[int, tuple[int, int]] = {}  # id → (lineage, frames) the kept hits were found with
 
     def __len__(self) -> int:
         return len(self.times)
@@ -411,14 +448,37 @@ class LiveSearch:
 
     def _check_references(self, refs: Mapping[int, RefFrames]) -> None:
         """Kept hits and alignments hold for the references they were found with: when one
-        was added, removed or reloaded, every frame is searched again."""
-        current = list(refs.values())
-        if len(current) == len(self._refs) and all(a is b for a, b in zip(current, self._refs)):
+        was added, removed or reloaded, every frame is searched again; when live references
+        only aired more, the kept frames are searched among their new frames alone (a pirate
+        ahead of the feed is found as soon as the feed catches up) and their hypotheses are
+        aligned again."""
+        grown = grown_frames(refs, self._refs)
+        self._refs = {ref_id: (ref.lineage, len(ref.times)) for ref_id, ref in refs.items()}
+        if grown is None:
+            for kind, kept in self._hits.items():
+                kept[:] = [None] * len(kept)
+                self._verified[kind] = {}
+        elif grown:
+            self._search_among(grown, refs)
+
+    def _search_among(self, grown: dict[int, int], refs: Mapping[int, RefFrames]) -> None:
+        """Merge the hits of the kept (searched) frames among the grown references' new frames."""
+        rows = [i for i, hits in enumerate(self._hits[PLAIN]) if hits is not None]
+        if not rows:
             return
-        self._refs = current
-        for kind, kept in self._hits.items():
-            kept[:] = [None] * len(kept)
-            self._verified[kind] = {}
+        ids = np.concatenate([vector_ids(i, len(refs[i].times))[first:] for i, first in grown.items()])
+        codes = np.concatenate([refs[i].codes[first:] for i, first in grown.items()])
+        mirrored = None if self.mirrored is None else self.mirrored[rows]
+        plain, flipped = self.searcher.search(self.codes[rows], self.masked.take(rows), mirrored, Among(ids, codes))
+        max_hits = self.searcher.settings.max_hits_per_frame
+        for kind, found in ((PLAIN, plain), (MIRRORED, flipped)):
+            kept = self._hits[kind]
+            if found is None or kept[rows[0]] is None:
+                continue
+            merged = merge_hits(join_hits([cast("tuple[np.ndarray, np.ndarray]", kept[r]) for r in rows]), found,
+                                max_hits)
+            for row, hits in zip(rows, split_hits(merged)):
+                kept[row] = hits
 
     def _search_new(self) -> None:
         """Search the index for the frames not searched yet (the newest ones)."""
@@ -509,7 +569,7 @@ class LiveAudioSearch:
         self._first = 0  # number of the window's first landmark since the stream started
         self._searched = 0  # landmarks numbered below this have their hits
         self._hits = _no_landmark_hits()  # query_index: landmark numbers
-        self._refs: list[RefFrames] = []
+        self._refs: dict[int, tuple[int, int]] = {}  # id → (lineage, landmarks) the kept hits were found with
 
     def __len__(self) -> int:
         return len(self.landmarks)
@@ -556,13 +616,34 @@ class LiveAudioSearch:
 
     def _check_references(self, refs: Mapping[int, RefFrames]) -> None:
         """Kept hits hold for the references they were found with: when one was added, removed
-        or reloaded, every landmark is looked up again."""
-        current = list(refs.values())
-        if len(current) == len(self._refs) and all(a is b for a, b in zip(current, self._refs)):
+        or reloaded, every landmark is looked up again; when live references only aired more,
+        the looked-up landmarks are matched with their new landmarks alone."""
+        grown = grown_frames(refs, self._refs)
+        self._refs = {ref_id: (ref.lineage, len(ref.times)) for ref_id, ref in refs.items()}
+        if grown is None:
+            self._hits = _no_landmark_hits()
+            self._searched = self._first
+        elif grown:
+            self._match_among(grown, refs)
+
+    def _match_among(self, grown: dict[int, int], refs: Mapping[int, RefFrames]) -> None:
+        """Add the hits of the looked-up landmarks among the grown references' new landmarks."""
+        searched = min(self._searched - self._first, len(self.landmarks))
+        if searched <= 0:
             return
-        self._refs = current
-        self._hits = _no_landmark_hits()
-        self._searched = self._first
+        table = LandmarkIndex()
+        for ref_id, first in grown.items():
+            table.add(ref_id, refs[ref_id].times[first:], hashes_of(refs[ref_id].codes[first:]))
+        found = table.search(self.landmarks.hashes[:searched])
+        query_index = np.concatenate([self._hits.query_index, found.query_index + self._first])
+        ref_ids = np.concatenate([self._hits.ref_ids, found.ref_ids])
+        ref_times = np.concatenate([self._hits.ref_times, found.ref_times])
+        order = np.lexsort((ref_times, ref_ids, query_index))  # as the index orders them
+        query_index, ref_ids, ref_times = query_index[order], ref_ids[order], ref_times[order]
+        # a landmark the index already held (it may run ahead of the references' view) counts once
+        once = np.ones(len(order), bool)
+        once[1:] = (np.diff(query_index) != 0) | (np.diff(ref_ids) != 0) | (np.diff(ref_times) != 0)
+        self._hits = LandmarkHits(query_index[once], ref_ids[once], ref_times[once])
 
 
 def _no_landmark_hits() -> LandmarkHits:

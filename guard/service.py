@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -14,9 +15,9 @@ import numpy as np
 
 from guard import exchange
 from guard.act import Act
-from guard.audio_fingerprint import AudioFingerprinter, fingerprint_media
+from guard.audio_fingerprint import AudioFingerprinter, empty_video_track, fingerprint_media
 from guard.config import PROCESS_ROLES, Settings, parse_roles
-from guard.errors import FormatError, InputError
+from guard.errors import ConflictError, FormatError, InputError
 from guard.fingerprint import Fingerprinter, reference_warnings
 from guard.keyframes import KEYFRAME_INTERVAL, keyframes_of, stills_for_keyframes
 from guard.jobs import JobPorts, JobQueue, scan_file, service_handlers
@@ -29,7 +30,10 @@ from guard.storage import ReferenceRepository
 from guard.store import Catalog
 from guard.actions import ActionCenter
 from guard.incidents import Incident, IncidentStore
-from guard.monitor import EventCallback, LivePorts, MonitorManager, StreamInfo
+from guard.live_reference import LiveReferenceIngest, end_orphaned, process_token
+from guard.monitor import EventCallback, LivePorts, MonitorManager, StreamInfo, live_decode_options, live_location
+from guard.signals.audio import Landmarks
+from guard.urlpolicy import redact
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,8 @@ class Guard:
                                    audio=self.audio, match_file=self.searcher.match_file)
         self.jobs = JobQueue(self.catalog, service_handlers(self._job_ports), self.settings.job_workers,
                              self.settings.job_nice, run="jobs" in self.roles)
+        self._live_references: dict[int, LiveReferenceIngest] = {}
+        end_orphaned(self.reference_repository)  # live references whose ingest process crashed
 
     def start(self, poll_interval: float = 1.0) -> None:
         """Start the background parts of this process's roles (``guard serve``): ``jobs``
@@ -95,7 +101,12 @@ class Guard:
         self.streams.start_polling(poll_interval)
 
     def close(self) -> None:
-        """Stop the job workers (running jobs finish first) and release the catalog."""
+        """End this process's live references, stop the job workers (running jobs finish
+        first) and release the catalog."""
+        for ingest in self._live_references.values():
+            ingest.stop()
+        for ingest in self._live_references.values():
+            ingest.wait(30.0)
         self.streams.shutdown()
         self.actions.stop()
         self.jobs.shutdown(wait=True)
@@ -286,6 +297,68 @@ class Guard:
         ref = self.reference_repository.remove(ref_id)
         self.index.removed(ref_id)
         return ref
+
+    # -- live references ----------------------------------------------------------------------
+
+    def start_live_reference(
+        self,
+        url: str,
+        *,
+        title: str,
+        owner: str = "default",
+        policy: str = "flag",
+        min_seconds: float | None = None,
+        match: str = "any",
+        retain_hours: float | None = None,
+        max_seconds: float | None = None,
+        realtime: bool = False,
+        av_options: dict | None = None,
+    ) -> LiveReferenceIngest:
+        """Register a live reference and start fingerprinting its feed in a new thread (see
+        :mod:`guard.live_reference`); the URL passes the policy monitored streams pass
+        (:class:`~guard.errors.URLPolicyError` before anything is stored). ``retain_hours``
+        keeps only the last hours of it; ``max_seconds`` ends it after that much has aired."""
+        if retain_hours is not None and retain_hours <= 0:
+            raise InputError("retain_hours must be positive")
+        location, options = live_location(url, self.settings, realtime, av_options)
+        decode_options = live_decode_options(self.settings, options, self.audio.sample_rate)
+        tracks = [empty_video_track(self.fingerprinter), self.audio.track(Landmarks(), 0.0)]
+        ref = self.reference_repository.add_live(
+            owner=owner, title=title, policy=policy, source=redact(url) if "://" in url else os.path.basename(url),
+            min_seconds=self.settings.default_min_seconds if min_seconds is None else min_seconds,
+            tracks=tracks, match=match, retain_seconds=None if retain_hours is None else retain_hours * 3600.0,
+            process=process_token())
+        self.index.added(ref, tracks)
+        ingest = LiveReferenceIngest(self.reference_repository, self.fingerprinter, self.audio, ref, location,
+                                     decode_options, av_options=options.av_options, max_seconds=max_seconds,
+                                     append_interval=self.settings.live.reference_append_interval)
+        self._live_references[ref.id] = ingest
+        threading.Thread(target=ingest.run, name=f"guard-live-reference-{ref.id}", daemon=True).start()
+        log.info("live reference %d %r: ingesting %s", ref.id, title, ref.source)
+        return ingest
+
+    def ingest_live(self, url: str, **options: Any) -> Reference:
+        """Ingest a live reference until its feed ends (blocking; Ctrl-C ends it cleanly); the
+        options are :meth:`start_live_reference`'s. Returns the ended reference."""
+        ingest = self.start_live_reference(url, **options)
+        try:
+            ingest.wait()
+        finally:
+            ingest.stop()
+            ingest.wait(30.0)
+        return ingest.reference
+
+    def end_live_reference(self, ref_id: int, timeout: float = 30.0) -> Reference:
+        """End a live reference: its ingest here stops, or (ingested elsewhere) the catalog says
+        it ended and that ingest stops at its next append. :class:`ConflictError` if not live."""
+        ingest = self._live_references.get(ref_id)
+        if ingest is not None and not ingest.wait(0):
+            ingest.stop()
+            ingest.wait(timeout)
+            return self.reference(ref_id)
+        if self.reference(ref_id).live_status != "live":
+            raise ConflictError(f"reference {ref_id} is not live")
+        return self.reference_repository.end_live(ref_id)
 
     # -- scanning -----------------------------------------------------------------------------
 

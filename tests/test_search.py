@@ -42,6 +42,12 @@ class OracleIndex:
         ref = self.refs.pop(ref_id)
         self.index.remove(vector_ids(ref_id, len(ref.times)))
 
+    def grow(self, ref_id: int, times, codes) -> None:
+        """A live reference aired more frames."""
+        ref = self.refs[ref_id]
+        self.index.add(vector_ids(ref_id, len(ref.times) + len(times))[len(ref.times):], codes)
+        self.refs[ref_id] = ref.grown(np.concatenate([ref.times, times]), np.concatenate([ref.codes, codes]))
+
     def search(self, codes, radius, max_hits):
         return self.index.search(codes, radius, max_hits)
 
@@ -167,6 +173,35 @@ def test_references_added_or_removed_mid_stream_are_searched_for_in_the_whole_wi
     assert 4 in view.refs and 1 not in view.refs
     assert any(s.reference_id == 4 for s in found), "the copy already in the window when its reference came"
     assert live.queries > 2 * len(times), "the window was searched again after each change"
+
+
+def test_a_growing_live_reference_is_matched_as_a_full_match_would_without_searching_the_window_again():
+    """A live reference airs its frames as the stream plays: the stream copies it 5 s behind
+    the feed, then 8 s ahead of it (caught once the feed airs what it showed)."""
+    rng = np.random.default_rng(11)
+    view = _world(rng)
+    times, codes, masked = _stream(rng, view)
+    broadcast = _random_codes(rng, 300)  # what the feed airs: frame k at k / FPS
+    for p, t in enumerate(times):
+        aired = t - 5.0 if 10.0 <= t < 24.0 else t + 8.0 if 34.0 <= t < 46.0 else None
+        if aired is not None:
+            codes[p] = _flip(rng, broadcast[int(round(aired * FPS))][None], int(rng.integers(0, 30)))[0]
+            masked.masks[p] = 0
+    view.add(4, RefFrames("live feed", 4.0, np.zeros(0), np.zeros((0, BITS // 8), np.uint8)))
+    searcher = Searcher(view, MatchSettings(), SIGNAL, 1 / FPS)
+    live = searcher.live(24.0)
+
+    def air(at):
+        aired = len(view.refs[4].times)
+        now = int(times[min(at, len(times)) - 1] * FPS) + 1
+        if now > aired:
+            view.grow(4, np.arange(aired, now) / FPS, broadcast[aired:now])
+
+    found = _compare_as_it_goes(searcher, live, times, codes, masked, rng, air)
+    live_copies = sorted({(round(s.offset), s.reference_id) for s in found if s.reference_id == 4})
+    assert live_copies == [(-5, 4), (8, 4)], "behind the feed and ahead of it"
+    # Frames already searched were matched among the new frames only, never sent to the index again.
+    assert live.queries == 2 * len(times) + int(masked.masks.any(axis=1).sum())
 
 
 def test_a_quiet_window_searches_only_its_new_frames():

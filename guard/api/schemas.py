@@ -66,6 +66,32 @@ class ReferenceOut(BaseModel):
                                 "hash-only imports): incident evidence shows them beside the copy.")
     match: MatchPolicy = Field("any", description="Which copies may raise an incident: video (its picture), "
                                "audio (its sound) or any.")
+    live_status: Literal["live", "ended", "failed"] | None = Field(
+        None, description="For a live reference (a feed fingerprinted as it airs): live while it airs, then "
+                          "ended (or failed when nothing aired); null for a reference made from a file.")
+    aired_start: float | None = Field(None, description="Live references: the wall-clock time (Unix seconds) of "
+                                      "its media time 0; a moment t of it aired at aired_start + t.")
+    retain_seconds: float | None = Field(None, description="Live references: only the last this many seconds "
+                                         "are kept (null: all).")
+    gaps: list[tuple[float, float]] = Field(default_factory=list, description="Live references: media-time spans "
+                                            "(start, end) where the feed was away.")
+
+
+class LiveReferenceStart(BaseModel):
+    """A rights holder's live feed to fingerprint as it airs (a live reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_printable)] = Field(
+        description="rtmp(s), http(s) (HLS, FLV, …), srt or udp, under the URL policy of monitored streams.")
+    title: Name
+    policy: Policy = "flag"
+    min_seconds: MinSeconds | None = None
+    match: MatchPolicy = "any"
+    retain_hours: Annotated[float, Field(gt=0, le=24 * 365)] | None = Field(
+        None, description="Keep only the last this many hours of it (a 24/7 channel); default: all.")
+    max_seconds: Annotated[float, Field(ge=1, le=7 * 86400)] | None = Field(
+        None, description="End it after this many seconds have aired; default: when the feed ends.")
 
 
 class ReferencePage(BaseModel):
@@ -262,6 +288,10 @@ class IncidentSummary(BaseModel):
     conflict: bool = Field(False, description="References of several owners explain this copy (each owner sees it).")
     owners: list[str] = Field(default_factory=list, description="Every owner with a claim, the incident's own first.")
     claims: list[Claim] = Field(default_factory=list, description="Other owners' references claiming the copy.")
+    aired_at: str | None = Field(None, description="For a live reference's copy: when the copied moment aired on "
+                                 "the reference's feed (null for other references).")
+    delay: float | None = Field(None, description="For a live reference's copy: seconds the restream trails the feed "
+                                "(negative: ahead of the feed guard ingests).")
 
 
 class IncidentOut(IncidentSummary):

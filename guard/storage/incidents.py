@@ -17,7 +17,7 @@ _COLUMNS = (
     "id", "stream_id", "account", "platform", "reference_id", "reference_title", "owner", "policy",
     "status", "live", "score", "query_start", "query_end", "reference_start", "reference_end",
     "segments", "first_seen", "decided", "action_delivered", "updated", "ended", "reviewed",
-    "review_note",
+    "review_note", "aired_at", "delay",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM incidents"
 _EVIDENCE_COLUMNS = "id, incident_id, kind, media_time, width, height, created"
@@ -34,17 +34,19 @@ class IncidentRepository:
 
     def create(self, *, stream_id: str, account: str, platform: str, reference_id: int, reference_title: str,
                owner: str, policy: str, score: float, span: Span, segments: list[dict[str, Any]], first_seen: float,
-               decided: float) -> int:
-        """Record a new ``open``, live incident; return its id."""
+               decided: float, aired_at: float | None = None, delay: float | None = None) -> int:
+        """Record a new ``open``, live incident; return its id. ``aired_at`` and ``delay`` are a
+        live reference's: when the copied moment aired, and seconds from then to the decision."""
         with self.database.transaction() as db:
             return insert_returning_id(
                 db,
                 "INSERT INTO incidents (stream_id, account, platform, reference_id, reference_title,"
                 " owner, policy, status, live, score, query_start, query_end, reference_start,"
-                " reference_end, segments, first_seen, decided, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " reference_end, segments, first_seen, decided, updated, aired_at, delay)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (stream_id, account, platform, int(reference_id), reference_title, owner, policy, float(score),
-                 *span, json.dumps(segments), first_seen, decided, decided),
+                 *span, json.dumps(segments), first_seen, decided, decided,
+                 None if aired_at is None else float(aired_at), None if delay is None else float(delay)),
             )
 
     def add_claims(self, incident_id: int, claims: list[dict[str, Any]]) -> None:

@@ -269,6 +269,36 @@ ALTER TABLE refs ADD COLUMN match_policy TEXT NOT NULL DEFAULT 'any'
     CHECK (match_policy IN ('video', 'audio', 'any'));
 """
 
+#: Migration 6: live references (issue 13). A live reference's tracks grow by appended chunks
+#: (``seq`` is AUTOINCREMENT so it is never reused: ``sqlite_sequence`` holds the highest ever
+#: assigned, the position index readers follow); ``live_gaps`` are media-time spans where its
+#: feed dropped; an incident of a live reference records when the copied moment aired and how
+#: long after it the copy was decided.
+SCHEMA_6 = """
+ALTER TABLE refs ADD COLUMN live_status TEXT CHECK (live_status IN ('live', 'ended', 'failed'));
+ALTER TABLE refs ADD COLUMN aired_start REAL;
+ALTER TABLE refs ADD COLUMN retain_seconds REAL;
+ALTER TABLE refs ADD COLUMN live_process TEXT;
+ALTER TABLE refs ADD COLUMN live_error TEXT;
+CREATE INDEX refs_live ON refs(live_status) WHERE live_status IS NOT NULL;
+CREATE TABLE track_chunks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ref_id INTEGER NOT NULL REFERENCES refs(id) ON DELETE CASCADE,
+    signal TEXT NOT NULL,
+    times BLOB NOT NULL,
+    codes BLOB NOT NULL
+);
+CREATE INDEX track_chunks_track ON track_chunks(ref_id, signal, seq);
+CREATE TABLE live_gaps (
+    ref_id INTEGER NOT NULL REFERENCES refs(id) ON DELETE CASCADE,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL
+);
+CREATE INDEX live_gaps_ref ON live_gaps(ref_id, start);
+ALTER TABLE incidents ADD COLUMN aired_at REAL;
+ALTER TABLE incidents ADD COLUMN delay REAL
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the first release's schema", _first_release),
     Migration(2, "fingerprint tracks keyed by (reference, signal) with their pipeline; reference keyframes",
@@ -277,6 +307,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "ownership conflicts: other owners' references claiming an incident's copy",
               lambda db: _run_script(db, SCHEMA_4)),
     Migration(5, "per-reference match policy (video, audio or any)", lambda db: _run_script(db, SCHEMA_5)),
+    Migration(6, "live references: appended track chunks, feed gaps, live status; incidents' air time and delay",
+              lambda db: _run_script(db, SCHEMA_6)),
 )
 
 #: The schema version this guard writes and reads.

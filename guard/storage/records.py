@@ -109,6 +109,10 @@ class Incident:
     ended: float | None = None
     reviewed: float | None = None
     review_note: str | None = None
+    #: Of a live reference's incident: when the copied moment aired (wall-clock Unix seconds)
+    #: and how many seconds after that the copy was decided; None for other references.
+    aired_at: float | None = None
+    delay: float | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)
     #: Other owners' references that explain the same copy (an ownership conflict): each
     #: ``{"reference_id", "reference_title", "owner", "policy"}``; empty for most incidents.
@@ -132,11 +136,12 @@ class Incident:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: times as ISO 8601 strings, plus ``*_ts`` Unix seconds for precision."""
         out = asdict(self)
-        for key in ("first_seen", "decided", "action_delivered", "updated", "ended", "reviewed"):
+        for key in ("first_seen", "decided", "action_delivered", "updated", "ended", "reviewed", "aired_at"):
             out[f"{key}_ts"] = out[key]
             out[key] = iso(out[key])
         for key in ("score", "query_start", "query_end", "reference_start", "reference_end"):
             out[key] = round(out[key], 3)
+        out["delay"] = None if self.delay is None else round(self.delay, 3)
         out["duration"] = round(self.query_end - self.query_start, 3)
         out["detection_seconds"] = round(self.detection_seconds, 3)
         out["conflict"] = self.conflict

@@ -16,7 +16,8 @@ from guard.match import vector_ids
 from guard.models import Fingerprint
 from guard.pipeline import first_release_pipeline
 from guard.service import Guard
-from guard.storage import MIGRATIONS, SCHEMA_VERSION, Database, Migration, migrate
+from guard.storage import MIGRATIONS, SCHEMA_VERSION, Database, Migration, ReferenceRepository, migrate
+from guard.storage.incidents import IncidentRepository
 from guard.storage.migrations import SCHEMA_1
 from tests import media
 
@@ -127,7 +128,7 @@ def test_migration_5_gives_every_stored_reference_the_match_policy_any(tmp_path)
                      np.random.default_rng(0).integers(0, 256, (40, 32), dtype=np.uint8))
     home = tmp_path / "store"
     _first_release_store(home, {"old": ("old.mp4", fp)})
-    Database(home / "catalog.sqlite").close()  # opening migrates: 2, 3, 4 and 5
+    Database(home / "catalog.sqlite").close()  # opening migrates: 2, 3, 4, 5 and on
     db = sqlite3.connect(home / "catalog.sqlite")
     try:
         assert db.execute("SELECT match_policy FROM refs").fetchall() == [("any",)]
@@ -135,7 +136,56 @@ def test_migration_5_gives_every_stored_reference_the_match_policy_any(tmp_path)
             db.execute("UPDATE refs SET match_policy = 'smell'")
     finally:
         db.close()
-    assert _schema_version(home / "catalog.sqlite") == 5
+    assert _schema_version(home / "catalog.sqlite") == SCHEMA_VERSION
     with Guard(Settings(home=home)) as guard:
         [ref] = guard.references()
         assert ref.match == "any" and guard.update_reference(ref.id, match="video").match == "video"
+
+
+def _store_at(home, version: int, references: dict[str, tuple[str, Fingerprint]]) -> None:
+    """A store as the release with schema ``version`` left it: the first release's, then the
+    migrations up to ``version`` applied as that release applied them."""
+    _first_release_store(home, references)
+    db = sqlite3.connect(home / "catalog.sqlite", isolation_level=None)
+    try:
+        for migration in MIGRATIONS[1:version]:
+            migration.apply(db)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    finally:
+        db.close()
+
+
+def test_migration_6_keeps_every_reference_and_incident_and_adds_live_references(tmp_path):
+    fp = Fingerprint("mhash16", 1, 256, 4.0, 10.0, np.arange(40) / 4.0,
+                     np.random.default_rng(0).integers(0, 256, (40, 32), dtype=np.uint8))
+    home = tmp_path / "store"
+    _store_at(home, 5, {"old": ("old.mp4", fp)})
+    db = sqlite3.connect(home / "catalog.sqlite", isolation_level=None)
+    try:
+        db.execute("INSERT INTO incidents (stream_id, account, platform, reference_id, reference_title, owner, policy,"
+                   " status, score, query_start, query_end, reference_start, reference_end, first_seen, decided,"
+                   " updated) VALUES ('s1', 'fan', 'tube', 1, 'old', 'league', 'flag', 'open', 0.9, 0, 5, 0, 5,"
+                   " 100, 103, 103)")
+    finally:
+        db.close()
+    assert _schema_version(home / "catalog.sqlite") == 5
+    database = Database(home / "catalog.sqlite")
+    try:
+        assert _schema_version(home / "catalog.sqlite") == SCHEMA_VERSION
+        references = ReferenceRepository(database)
+        [ref] = references.all()
+        assert (ref.title, ref.match, ref.live_status, ref.aired_start, ref.retain_seconds, ref.gaps) == (
+            "old", "any", None, None, None, [])
+        [track] = references.tracks_of(ref.id)
+        assert np.array_equal(track.codes, fp.codes) and np.array_equal(track.times, fp.times)
+        assert references.chunk_position() == 0 and references.live() == []
+        [incident] = IncidentRepository(database).list()
+        assert (incident.reference_title, incident.aired_at, incident.delay) == ("old", None, None)
+        live = references.add_live(owner="league", title="Live", policy="flag", min_seconds=2.0, source="feed",
+                                   tracks=[Fingerprint("mhash16", 1, 256, 4.0, 0.0, np.zeros(0),
+                                                       np.zeros((0, 32), np.uint8))])
+        assert references.append(live.id, [("mhash16", fp.times, fp.codes)], duration=10.0) == 1
+        with pytest.raises(sqlite3.IntegrityError):
+            database.query("UPDATE refs SET live_status = 'paused'")
+    finally:
+        database.close()

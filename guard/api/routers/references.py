@@ -9,7 +9,17 @@ from fastapi.concurrency import run_in_threadpool
 
 from guard import exchange
 from guard.api.deps import GuardDep, Id, Limit, Offset, RightsHolderKey, owner_scope, visible
-from guard.api.schemas import IngestForm, JobOut, Name, Policy, ReferenceOut, ReferencePage, ReferenceUpdate, form_schema
+from guard.api.schemas import (
+    IngestForm,
+    JobOut,
+    LiveReferenceStart,
+    Name,
+    Policy,
+    ReferenceOut,
+    ReferencePage,
+    ReferenceUpdate,
+    form_schema,
+)
 from guard.api.uploads import UploadForm, receive_upload
 from guard.errors import ForbiddenError, InputError
 from guard.keys import ApiKey
@@ -94,6 +104,28 @@ async def import_reference(request: Request, response: Response, guard: GuardDep
         form.discard()
     response.headers["Location"] = f"/v1/references/{ref.id}"
     return ref.to_dict()
+
+
+@router.post("/live", status_code=status.HTTP_201_CREATED, response_model=ReferenceOut,
+             summary="Fingerprint a live feed as it airs (a live reference)")
+def start_live_reference(body: LiveReferenceStart, response: Response, guard: GuardDep, key: RightsHolderKey) -> dict:
+    """Pull the caller's broadcast feed and make every aired second matchable within about a
+    second; monitored restreams are matched against it at any delay. It stays ``live`` until
+    the feed ends, ``max_seconds`` or ``POST /v1/references/{id}/end``; the server process runs
+    the ingest."""
+    ingest = guard.start_live_reference(
+        body.url, title=body.title, owner=key.owner, policy=body.policy, min_seconds=body.min_seconds,
+        match=body.match, retain_hours=body.retain_hours, max_seconds=body.max_seconds)
+    response.headers["Location"] = f"/v1/references/{ingest.reference.id}"
+    return ingest.reference.to_dict()
+
+
+@router.post("/{ref_id:int}/end", response_model=ReferenceOut, summary="End a live reference")
+def end_live_reference(ref_id: Id, guard: GuardDep, key: RightsHolderKey) -> dict:
+    """Stop fingerprinting a live reference's feed: it becomes an ordinary reference (409 if it
+    is not live)."""
+    _get_visible(guard, key, ref_id)
+    return guard.end_live_reference(ref_id).to_dict()
 
 
 @router.get("", response_model=ReferencePage, summary="List references")

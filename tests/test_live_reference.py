@@ -1,0 +1,166 @@
+"""Live references over real protocols on loopback: a "broadcast feed" is published live and
+ingested as it airs (in another process, as ``guard ingest --live``), a transformed restream
+of it (re-encoded, a logo) is published live some seconds later (or earlier) and monitored by
+this process; the incident names the live reference and the restream's delay.
+
+Feeds are synthetic broadcasts at 320×180, 12 fps; references use ``min_seconds=2``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guard.config import LiveSettings, Settings
+from guard.service import Guard
+from guard_synth import broadcast as synth
+from tests.live_helpers import PacedPublisher, encode, free_port, reference_frames, udp_port_bound, wait_until
+
+pytestmark = pytest.mark.slow
+
+FEED_SEED = 21
+FEED_SECONDS = 40.0
+LIVE = dict(stall_timeout=3.0, give_up_after=30.0, reconnect_initial=0.2, reconnect_max=0.5, open_timeout=5.0,
+            incident_idle_seconds=30.0)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """The feed, its restream (a logo, re-encoded) and an unrelated stream, made once."""
+    folder = tmp_path_factory.mktemp("live-reference-media")
+    return {
+        "feed": encode(folder / "feed.ts", reference_frames(FEED_SEED, FEED_SECONDS)),
+        "restream": encode(folder / "restream.ts", (synth.logo(f) for f in reference_frames(FEED_SEED, FEED_SECONDS))),
+        "unrelated": encode(folder / "unrelated.ts", reference_frames(4242, 20.0)),
+    }
+
+
+def _frames_from(seed: int, start: float, duration: float):
+    return synth.broadcast(seed, (320, 180), 12, duration, start=start)
+
+
+def _settings(home: Path, **live) -> Settings:
+    return Settings(home=home, allow_private_addresses=True, live=LiveSettings(**{**LIVE, **live}))
+
+
+def _udp() -> tuple[str, int]:
+    port = free_port("udp")
+    return f"udp://127.0.0.1:{port}", port
+
+
+class IngestProcess:
+    """``guard ingest --live URL`` in a process of its own, as an operator runs it."""
+
+    def __init__(self, home: Path, url: str, *args: str):
+        # the feed may start some seconds after the ingest listens: it waits for it
+        env = {**os.environ, "GUARD_ALLOW_PRIVATE_ADDRESSES": "1",
+               **{f"GUARD_LIVE__{k.upper()}": str(v) for k, v in {**LIVE, "give_up_after": 60.0}.items()}}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "guard", "--home", str(home), "ingest", "--live", url, "--title", "Game 7",
+             "--owner", "league", "--min-seconds", "2", *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def end(self, sig: int = signal.SIGINT, timeout: float = 40.0) -> tuple[int, str, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=10)
+
+
+def _live_reference(guard: Guard, timeout: float = 30.0):
+    assert wait_until(lambda: any(r.live_status == "live" for r in guard.references()), timeout)
+    return next(r for r in guard.references() if r.live_status == "live")
+
+
+def _restream_caught(tmp_path, media, delay: float, unrelated: bool = False):
+    """Publish the feed, ingest it in another process, publish the restream ``delay`` s later
+    (negative: earlier) and monitor it here; return the guard, the live reference, the
+    restream's incidents and the publishers' real offset (s)."""
+    home = tmp_path / "home"
+    feed_url, feed_port = _udp()
+    pirate_url, pirate_port = _udp()
+    guard = Guard(_settings(home))
+    ingest = IngestProcess(home, feed_url)
+    try:
+        ref = _live_reference(guard)
+        assert wait_until(lambda: udp_port_bound(feed_port), 30)
+        guard.monitor(pirate_url, stream_id="pirate", account="pirate")
+        if unrelated:
+            other_url, other_port = _udp()
+            guard.monitor(other_url, stream_id="other", account="someone")
+        assert wait_until(lambda: udp_port_bound(pirate_port), 30)
+        first, second = ((media["feed"], feed_url), (media["restream"], pirate_url))[:: 1 if delay >= 0 else -1]
+        leader = PacedPublisher(*first).start()
+        others = [PacedPublisher(media["unrelated"], other_url).start()] if unrelated else []
+        time.sleep(abs(delay))
+        follower = PacedPublisher(*second).start()
+        feed, pirate = (leader, follower) if delay >= 0 else (follower, leader)
+        assert wait_until(lambda: guard.incidents.list(stream_id="pirate"), 40), ingest.end()[2][-3000:]
+        incidents = guard.incidents.list(stream_id="pirate")
+        offset = pirate.started_wall - feed.started_wall
+        for publisher in (leader, follower, *others):
+            publisher.stop()
+        return guard, ref, incidents, offset, (ingest, others)
+    except BaseException:
+        ingest.__exit__()
+        guard.close()
+        raise
+
+
+@pytest.mark.parametrize("delay", [5.0, -10.0], ids=["5s-behind", "10s-ahead"])
+def test_a_restream_of_a_feed_still_airing_is_caught_with_its_delay(tmp_path, media, delay):
+    guard, ref, incidents, offset, (ingest, _) = _restream_caught(tmp_path, media, delay, unrelated=delay > 0)
+    with ingest, guard:
+        incident = incidents[0]
+        assert incident.reference_id == ref.id and incident.reference_title == "Game 7"
+        assert incident.delay == pytest.approx(offset, abs=1.0), incident
+        aired_start = guard.reference(ref.id).aired_start
+        assert aired_start is not None and incident.aired_at == pytest.approx(aired_start + incident.reference_start,
+                                                                              abs=0.5)
+        # both clocks start with their stream: the restream shows moment t of the feed at its own t
+        assert incident.query_start == pytest.approx(incident.reference_start, abs=1.5)
+        if delay > 0:
+            assert guard.incidents.list(stream_id="other") == [], "an unrelated stream alongside gives nothing"
+        code, out, err = ingest.end()
+        assert code == 0, err[-2000:]
+        assert "ended" in out
+        ended = guard.reference(ref.id)
+        assert ended.live_status == "ended" and ended.duration >= incident.reference_end - 0.5 and ended.aired_start is not None
+        assert ended.has_keyframes
+
+
+def test_a_crashed_ingest_leaves_a_consistent_reference_that_ends_on_restart(tmp_path, media):
+    home = tmp_path / "home"
+    feed_url, feed_port = _udp()
+    with Guard(_settings(home)) as guard, IngestProcess(home, feed_url) as ingest:
+        ref = _live_reference(guard)
+        assert wait_until(lambda: udp_port_bound(feed_port), 30)
+        with PacedPublisher(media["feed"], feed_url):
+            assert wait_until(lambda: guard.reference(ref.id).duration > 12, 30)
+            ingest.end(signal.SIGKILL)
+        assert guard.reference(ref.id).live_status == "live", "nobody has noticed yet"
+    with Guard(_settings(home)) as restarted:  # the next start ends it
+        ended = restarted.reference(ref.id)
+        assert ended.live_status == "ended" and ended.duration > 12
+        track = next(t for t in restarted.tracks(ref.id) if t.signal == restarted.fingerprinter.signal.name)
+        assert len(track) == ended.frames and np.all(np.diff(track.times) > 0)
+        assert len(restarted.index.refs[ref.id].times) == len(track), "the index agrees with the catalog"
+        copy = encode(tmp_path / "vod.ts", (synth.logo(f) for f in _frames_from(FEED_SEED, 2.0, 8.0)))
+        found = restarted.scan(copy).segments
+        assert found and found[0].reference_id == ref.id
+        assert found[0].reference_start == pytest.approx(2.0, abs=1.0)
