@@ -164,3 +164,75 @@ def test_a_crashed_ingest_leaves_a_consistent_reference_that_ends_on_restart(tmp
         found = restarted.scan(copy).segments
         assert found and found[0].reference_id == ref.id
         assert found[0].reference_start == pytest.approx(2.0, abs=1.0)
+
+
+def _in_process(tmp_path, **live):
+    return Guard(_settings(tmp_path / "home", **live))
+
+
+def test_a_feed_that_drops_for_10_s_keeps_one_timeline_with_a_gap_and_no_false_match(tmp_path, media):
+    """The feed airs 0–12 s, is away 10 s, comes back at 22 s; a restream of the whole game 5 s
+    behind it is matched before and after the gap at one alignment, never across it."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    before = encode(folder / "before.ts", _frames_from(FEED_SEED, 0.0, 12.0))
+    after = encode(folder / "after.ts", _frames_from(FEED_SEED, 22.0, 16.0))
+    feed_url, feed_port = _udp()
+    pirate_url, pirate_port = _udp()
+    with _in_process(tmp_path) as guard:
+        ingest = guard.start_live_reference(feed_url, title="Game 7", owner="league", min_seconds=2)
+        assert wait_until(lambda: udp_port_bound(feed_port), 30)
+        guard.monitor(pirate_url, stream_id="pirate", account="pirate")
+        assert wait_until(lambda: udp_port_bound(pirate_port), 30)
+        with PacedPublisher(before, feed_url) as first:
+            time.sleep(5.0)
+            with PacedPublisher(media["restream"], pirate_url) as pirate:
+                assert first.done.wait(20)
+                time.sleep(22.0 - (time.time() - first.started_wall))  # away until the game's 22nd second
+                with PacedPublisher(after, feed_url) as second:
+                    assert second.done.wait(30)
+                    assert wait_until(lambda: guard.reference(ingest.reference.id).duration > 35, 10)
+                offset = pirate.started_wall - first.started_wall
+                pirate.stop()
+        ingest.stop()
+        assert ingest.wait(30)
+        ref = guard.reference(ingest.reference.id)
+        assert ref.live_status == "ended"
+        assert len(ref.gaps) == 1 and ref.gaps[0] == pytest.approx((12.0, 22.0), abs=1.5), ref.gaps
+        incidents = guard.incidents.list(stream_id="pirate")
+        assert incidents and all(i.reference_id == ref.id for i in incidents)
+        assert all(i.delay == pytest.approx(offset, abs=1.0) for i in incidents), incidents
+        segments = [s for i in incidents for s in guard.incidents.get(i.id).segments]
+        assert all(abs(s["offset"]) < 1.5 for s in segments), "one alignment before and after the gap"
+        assert max(s["reference_end"] for s in segments) > 26.0, "matched again after the feed came back"
+        track = next(t for t in guard.tracks(ref.id) if t.signal == guard.fingerprinter.signal.name)
+        start, end = ref.gaps[0]
+        assert not np.any((track.times > start + 0.5) & (track.times < end - 0.5)), "nothing aired in the gap"
+        assert np.all(np.diff(track.times) > 0)
+
+
+def test_retention_drops_old_fingerprints_from_the_catalog_and_the_index_together(tmp_path, media):
+    feed_url, feed_port = _udp()
+    retain = 8.0
+    with _in_process(tmp_path) as guard:
+        ingest = guard.start_live_reference(feed_url, title="24/7 channel", owner="league", min_seconds=2,
+                                            retain_hours=retain / 3600)
+        assert wait_until(lambda: udp_port_bound(feed_port), 30)
+        with PacedPublisher(media["feed"], feed_url) as feed:
+            assert wait_until(lambda: guard.reference(ingest.reference.id).duration > 30, 45)
+            feed.stop()
+        ingest.stop()
+        assert ingest.wait(30)
+        ref_id = ingest.reference.id
+        end = guard.reference(ref_id).duration
+        track = next(t for t in guard.tracks(ref_id) if t.signal == guard.fingerprinter.signal.name)
+        assert track.times[0] >= end - retain - 3.0 and track.times[-1] >= end - 1.0
+        assert all(k.media_time >= track.times[0] - 2.0 for k in guard.reference_keyframes(ref_id))
+        guard.index.sync()
+        assert np.array_equal(guard.index.refs[ref_id].times, track.times), "the index dropped them too"
+        early = encode(tmp_path / "early.ts", _frames_from(FEED_SEED, 1.0, 6.0))
+        late = encode(tmp_path / "late.ts", _frames_from(FEED_SEED, end - 7.0, 6.0))
+        assert guard.scan(early).segments == [], "what retention dropped is no longer matched"
+        assert [s.reference_id for s in guard.scan(late).segments] == [ref_id]
+    with _in_process(tmp_path) as reopened:
+        assert np.array_equal(reopened.index.refs[ref_id].times, track.times)
