@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -43,6 +43,7 @@ from guard.fingerprint import Fingerprinter
 from guard.keyframes import KEYFRAME_INTERVAL, keyframe
 from guard.models import Keyframe, Reference
 from guard.signals.audio import Landmarks
+from guard.urlpolicy import PlaylistWatcher
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class LiveReferenceIngest:
     def __init__(self, catalog: LiveCatalog, fingerprinter: Fingerprinter, audio: AudioFingerprinter,
                  reference: Reference, location: str, options: decode.LiveOptions, *,
                  av_options: dict[str, str] | None = None, max_seconds: float | None = None,
-                 append_interval: float = 0.5):
+                 append_interval: float = 0.5, playlist: PlaylistWatcher | None = None):
         self.catalog = catalog
         self.reference = reference
         self.location = location
@@ -107,6 +108,10 @@ class LiveReferenceIngest:
         self.max_seconds = max_seconds
         self.append_interval = append_interval
         self.status = LiveReferenceStatus(reference.id)
+        #: An HLS feed's playlist, re-checked while it plays (a refused one stops the ingest; its
+        #: end tells a finished feed from a demuxer that gave up waiting for a segment).
+        self.playlist = playlist
+        self._refused: GuardError | None = None
         self._signal = fingerprinter.signal.name
         self._readings = fingerprinter.session()
         self._audio_signal = audio.signal.name
@@ -137,7 +142,8 @@ class LiveReferenceIngest:
         ``failed``. Never raises for the feed's failures: they are the reference's status."""
         error: str | None = None
         try:
-            for batch in decode.live_batches(self.location, self.options, self._stop, self._on_status,
+            options = self._watch_playlist()
+            for batch in decode.live_batches(self.location, options, self._stop, self._on_status,
                                              self.av_options):
                 self._take(batch)
                 if time.monotonic() - self._last_append >= self.append_interval:
@@ -150,7 +156,33 @@ class LiveReferenceIngest:
         except Exception as exc:  # noqa: BLE001 — the reference must end consistently whatever happened
             error = f"internal error: {exc!r}"
             log.exception("live reference %d: internal error", self.reference.id)
-        return self._finish(error)
+        finally:
+            if self.playlist is not None:
+                self.playlist.stop()
+        return self._finish(str(self._refused) if self._refused is not None else error)
+
+    def _watch_playlist(self) -> decode.LiveOptions:
+        """For an HLS feed: start re-checking its playlist; the read options that use it."""
+        playlist = self.playlist
+        if playlist is None:
+            return self.options
+        playlist.on_refused = self._refuse
+        playlist.check()
+        if playlist.error is not None:
+            raise playlist.error
+        playlist.start()
+
+        def ended() -> bool:
+            playlist.check()  # a fresh look: the demuxer has just stopped
+            return playlist.ended or playlist.error is not None
+
+        target = playlist.state.target_duration if playlist.state is not None else 0.0
+        return replace(self.options, hls=True, hls_target_duration=target, hls_ended=ended)
+
+    def _refuse(self, exc: GuardError) -> None:
+        # from the watcher's thread: stop reading; the reference ends failed or ended with the reason
+        self._refused = exc
+        self._stop.set()
 
     # -- per batch ----------------------------------------------------------------------------
 

@@ -31,9 +31,17 @@ from guard.store import Catalog
 from guard.actions import ActionCenter
 from guard.incidents import Incident, IncidentStore
 from guard.live_reference import LiveReferenceIngest, end_orphaned, process_token
-from guard.monitor import EventCallback, LivePorts, MonitorManager, StreamInfo, live_decode_options, live_location
+from guard.monitor import (
+    PLAYLIST_CHECK_INTERVAL,
+    EventCallback,
+    LivePorts,
+    MonitorManager,
+    StreamInfo,
+    live_decode_options,
+    live_location,
+)
 from guard.signals.audio import Landmarks
-from guard.urlpolicy import redact
+from guard.urlpolicy import PlaylistWatcher, redact
 
 log = logging.getLogger(__name__)
 
@@ -329,9 +337,13 @@ class Guard:
             tracks=tracks, match=match, retain_seconds=None if retain_hours is None else retain_hours * 3600.0,
             process=process_token())
         self.index.added(ref, tracks)
+        playlist = PlaylistWatcher(url, allow_private_addresses=self.settings.allow_private_addresses,
+                                   interval=PLAYLIST_CHECK_INTERVAL,
+                                   timeout=self.settings.live.open_timeout) if options.hls else None
         ingest = LiveReferenceIngest(self.reference_repository, self.fingerprinter, self.audio, ref, location,
                                      decode_options, av_options=options.av_options, max_seconds=max_seconds,
-                                     append_interval=self.settings.live.reference_append_interval)
+                                     append_interval=self.settings.live.reference_append_interval,
+                                     playlist=playlist)
         self._live_references[ref.id] = ingest
         threading.Thread(target=ingest.run, name=f"guard-live-reference-{ref.id}", daemon=True).start()
         log.info("live reference %d %r: ingesting %s", ref.id, title, ref.source)
