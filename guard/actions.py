@@ -64,6 +64,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import queue
 import random
 import secrets
 import ssl
@@ -72,7 +73,6 @@ import time
 import urllib.parse
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple, Sequence
 
 import httpx
@@ -176,7 +176,10 @@ class ActionCenter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        #: A fixed set of delivery threads started with the dispatcher: a lazily growing pool would
+        #: add threads (and their catalog connections) long after start, which reads as a leak.
+        self._workers: list[threading.Thread] = []
+        self._queue: queue.SimpleQueue[DueDelivery | None] = queue.SimpleQueue()
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -330,7 +333,11 @@ class ActionCenter:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
-            self._pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="guard-webhook")
+            self._queue = queue.SimpleQueue()
+            self._workers = [threading.Thread(target=self._work, args=(self._queue,), name=f"guard-webhook-{n}",
+                                              daemon=True) for n in range(self.settings.workers)]
+            for worker in self._workers:
+                worker.start()
             self._thread = threading.Thread(target=self._run, name="guard-outbox", daemon=True)
             self._thread.start()
 
@@ -343,14 +350,16 @@ class ActionCenter:
         """Stop the dispatcher; deliveries in flight finish (bounded by the HTTP timeout). The
         HTTP client's connections are closed (a later delivery opens new ones)."""
         with self._start_lock:
-            thread, pool = self._thread, self._pool
+            thread, workers = self._thread, self._workers
             if thread is not None:
                 self._stop.set()
                 self._wake.set()
                 thread.join(timeout)
-                if pool is not None:
-                    pool.shutdown(wait=True)
-                self._thread = self._pool = None
+                for _ in workers:
+                    self._queue.put(None)
+                for worker in workers:
+                    worker.join()
+                self._thread, self._workers = None, []
         with self._http_lock:
             client, self._http = self._http, None
         if client is not None:
@@ -377,14 +386,12 @@ class ActionCenter:
             time.sleep(0.05)
 
     def _run(self) -> None:
-        pool = self._pool
-        assert pool is not None  # start() makes it before the thread
         while not self._stop.is_set():
             try:
                 for row in self._claim():
                     with self._inflight_lock:
                         self._inflight += 1
-                    pool.submit(self._deliver_safely, row)
+                    self._queue.put(row)
                 delay = self._next_due_in()
             except Exception:  # noqa: BLE001 — the dispatcher must survive a bad row or a busy catalog
                 log.exception("outbox dispatcher error")
@@ -405,6 +412,10 @@ class ActionCenter:
         if due is None:
             return 5.0
         return min(max(due - time.time(), 0.02), 5.0)
+
+    def _work(self, rows: queue.SimpleQueue[DueDelivery | None]) -> None:
+        while (row := rows.get()) is not None:
+            self._deliver_safely(row)
 
     def _deliver_safely(self, row: DueDelivery) -> None:
         try:

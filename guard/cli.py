@@ -362,15 +362,21 @@ def import_cmd(obj: _Context, path: Path, owner, title, policy, min_seconds, mat
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the scan result as JSON.")
+@click.option("--live", is_flag=True,
+              help="Fingerprint a live feed as it airs and catch a delayed restream of it (UDP on loopback).")
 @click.pass_obj
-def demo(obj: _Context, as_json: bool) -> None:
+def demo(obj: _Context, as_json: bool, live: bool) -> None:
     """Make a reference broadcast and a pirated copy, register one, scan the other.
 
-    The files go to <store>/demo/; the reference is registered once and reused.
+    The files go to <store>/demo/; the reference is registered once and reused. With --live,
+    a generated game feed and, 8 s later, a pirate restream of it are published on loopback;
+    guard ingests the feed live, monitors the restream and prints the incident with its delay
+    (in under a minute; its own store is <store>/demo/live/store, made afresh each run).
     """
-    from guard.demo import run_demo
+    from guard.demo import run_demo, run_live_demo
 
-    report = run_demo(obj.guard, echo=None if as_json else click.echo)
+    echo = None if as_json else click.echo
+    report = run_live_demo(obj.settings, echo=echo) if live else run_demo(obj.guard, echo=echo)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     if not report["found"]:

@@ -28,6 +28,7 @@ from av.container import InputContainer
 from av.audio.frame import AudioFrame
 from av.audio.stream import AudioStream
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from guard.errors import InputError, StreamError
@@ -195,13 +196,14 @@ class Stills:
         self.interval = interval
         self.width = width
         self.frames: list[tuple[float, np.ndarray]] = []
+        self._scaler = _Scaler()
 
     def _watch(self, samples: Iterable[tuple[float, float | None, VideoFrame]]
                ) -> Iterator[tuple[float, float | None, VideoFrame]]:
         due = 0.0
         for t, wall, frame in samples:
             if t + 1e-6 >= due:
-                self.frames.append((t, _thumbnail(frame, self.width)))
+                self.frames.append((t, self._scaler.thumbnail(frame, self.width)))
                 due = (np.floor(t / self.interval + 1e-6) + 1) * self.interval
             yield t, wall, frame
 
@@ -314,10 +316,10 @@ def _batches(samples: Iterable[tuple[float, float | None, VideoFrame]], live: Li
     arrivals: list[float] = []
     thumbs: list[np.ndarray] = []
     size: tuple[int, int] | None = None
+    scaler = _Scaler()
     for t, wall, frame in samples:
         times.append(t)
-        greys.append(frame.reformat(width=GREY_SIZE, height=GREY_SIZE, format="gray",
-                                    interpolation="AREA").to_ndarray())
+        greys.append(scaler.grey(frame))
         if live is None:
             full = len(times) >= BATCH_SIZE
         else:
@@ -327,7 +329,7 @@ def _batches(samples: Iterable[tuple[float, float | None, VideoFrame]], live: Li
                 size = (frame.width, frame.height)
             assert wall is not None  # live samples carry their arrival
             arrivals.append(wall)
-            thumbs.append(_thumbnail(frame, live.thumbnail_width))
+            thumbs.append(scaler.thumbnail(frame, live.thumbnail_width))
             full = len(times) >= BATCH_SIZE or wall - arrivals[0] >= live.flush_interval
         if full:
             yield _batch(times, greys, arrivals, thumbs, size)
@@ -343,10 +345,24 @@ def _batch(times: list[float], greys: list[np.ndarray], arrivals: list[float], t
     return LiveBatch(np.asarray(times, dtype=np.float64), np.stack(greys), np.asarray(arrivals), thumbs, *size)
 
 
-def _thumbnail(frame: VideoFrame, width: int) -> np.ndarray:
-    """A small RGB image of ``frame``, ``width`` wide (even height, aspect kept)."""
-    height = max(2, int(round(width * frame.height / max(frame.width, 1) / 2)) * 2)
-    return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+class _Scaler:
+    """swscale on the calling thread through one context per output kind, kept for a whole
+    decode. ``frame.reformat`` gives every frame a context of its own whose worker threads
+    (one per core) start and end with it: thread churn in every live monitor, and cost."""
+
+    def __init__(self) -> None:
+        self._grey = VideoReformatter()
+        self._rgb = VideoReformatter()
+
+    def grey(self, frame: VideoFrame) -> np.ndarray:
+        """``frame`` as a GREY_SIZE² grey image (area averaging)."""
+        return self._grey.reformat(frame, width=GREY_SIZE, height=GREY_SIZE, format="gray", interpolation="AREA",
+                                   threads=1).to_ndarray()
+
+    def thumbnail(self, frame: VideoFrame, width: int) -> np.ndarray:
+        """A small RGB image of ``frame``, ``width`` wide (even height, aspect kept)."""
+        height = max(2, int(round(width * frame.height / max(frame.width, 1) / 2)) * 2)
+        return self._rgb.reformat(frame, width=width, height=height, format="rgb24", threads=1).to_ndarray()
 
 
 def _frame_interval(stream: VideoStream) -> float:
@@ -922,6 +938,7 @@ class _LiveReader:
         self.sound = None if audio is None else _LiveSound(audio, self.name, options.audio_rate, clock,
                                                            self.video is not None, warned)
         self.size: tuple[int, int] | None = None
+        self.scaler = _Scaler()
         self._clear()
 
     def _clear(self) -> None:
@@ -988,10 +1005,9 @@ class _LiveReader:
                 self.notify("resolution", f"{self.size[0]}x{self.size[1]} -> {frame.width}x{frame.height}")
             self.size = (frame.width, frame.height)
         self.times.append(self.sampler.time)
-        self.greys.append(frame.reformat(width=GREY_SIZE, height=GREY_SIZE, format="gray",
-                                         interpolation="AREA").to_ndarray())
+        self.greys.append(self.scaler.grey(frame))
         self.arrivals.append(wall)
-        self.thumbs.append(_thumbnail(frame, self.options.thumbnail_width))
+        self.thumbs.append(self.scaler.thumbnail(frame, self.options.thumbnail_width))
         return True
 
     def _due(self, wall: float, sampled: bool) -> bool:
@@ -1230,8 +1246,7 @@ def thumbnail_at(source: str | os.PathLike[str], t: float, width: int = 160) -> 
                 break
         if best is None:
             return None
-        height = max(2, int(round(width * best.height / max(best.width, 1) / 2)) * 2)
-        return best.reformat(width=width, height=height, format="rgb24").to_ndarray()
+        return _Scaler().thumbnail(best, width)
     except av.error.FFmpegError:
         return None
     finally:

@@ -1,13 +1,22 @@
-"""``guard demo``: a reference broadcast, a pirated copy of part of it, and the scan that finds it."""
+"""``guard demo``: a reference broadcast, a pirated copy of part of it, and the scan that finds it.
+
+``guard demo --live`` (:func:`run_live_demo`): a broadcast feed fingerprinted as it airs and a
+pirate restream of it, both published live on loopback, and the incident naming the feed.
+"""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 from guard_synth import broadcast as synth
+from guard.config import Settings
+from guard.errors import GuardError
+from guard.incidents import Incident
 from guard.service import Guard
+from guard_synth.publish import PacedPublisher, free_port, remux_interleaved, udp_port_bound
 
 DEMO_OWNER = "demo"
 DEMO_TITLE = "guard demo: league final (synthetic)"
@@ -83,3 +92,107 @@ def run_demo(guard: Guard, echo: Callable[[str], None] | None = None) -> dict:
         "scan": result.to_dict(),
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
+
+
+LIVE_DEMO_TITLE = "guard demo: live league final (synthetic feed)"
+LIVE_FEED_SECONDS, LIVE_FPS, LIVE_SIZE = 40.0, 25, (400, 224)
+LIVE_DELAY = 8.0
+LIVE_TIMEOUT = 40.0
+
+
+def _make_live_media(folder: Path) -> tuple[Path, Path]:
+    """The feed (picture and music) and the pirate's restream of it (scaled, boxed, a logo,
+    re-encoded at a low rate), both interleaved MPEG-TS ready to publish at real-time pace."""
+    feed, restream = folder / "feed.ts", folder / "restream.ts"
+    if feed.exists() and restream.exists():
+        return feed, restream
+    music = synth.audio_track(2026, LIVE_FEED_SECONDS, style="music")
+    frames = synth.broadcast(2026, LIVE_SIZE, LIVE_FPS, LIVE_FEED_SECONDS, photos=synth.PHOTOS[:8])
+    synth.make_video(folder / "feed.mp4", frames, LIVE_FPS, audio=music)
+    frames = synth.broadcast(2026, LIVE_SIZE, LIVE_FPS, LIVE_FEED_SECONDS, photos=synth.PHOTOS[:8])
+    synth.make_video(folder / "restream.mp4", (_pirate(f) for f in frames), LIVE_FPS, audio=music,
+                     bit_rate=250_000, audio_bit_rate=64_000)
+    for name in ("feed", "restream"):
+        remux_interleaved(folder / f"{name}.mp4", folder / f"{name}.ts")
+        (folder / f"{name}.mp4").unlink()
+    return feed, restream
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def run_live_demo(settings: Settings, echo: Callable[[str], None] | None = None) -> dict:
+    """Publish a broadcast feed and, :data:`LIVE_DELAY` s later, a pirate restream of it, both
+    over UDP on loopback; fingerprint the feed as it airs (a live reference) while monitoring
+    the restream, and report the incident with the restream's delay.
+
+    The demo's store is ``<store>/demo/live/store``, made afresh on each run (loopback
+    addresses are allowed there only). Returns a report: the reference, the incident, the
+    publishers' real offset and timings.
+    """
+    say = echo or (lambda _msg: None)
+    folder = settings.home / "demo" / "live"
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    say(f"making a {LIVE_FEED_SECONDS:.0f} s broadcast feed and its pirate restream → {folder}")
+    feed_path, restream_path = _make_live_media(folder)
+    made = time.perf_counter()
+    store = folder / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    feed_port, pirate_port = free_port("udp"), free_port("udp")
+    feed_url, pirate_url = f"udp://127.0.0.1:{feed_port}", f"udp://127.0.0.1:{pirate_port}"
+    guard = Guard(settings.replace(home=store, allow_private_addresses=True))
+    publishers: list[PacedPublisher] = []
+    try:
+        ingest = guard.start_live_reference(feed_url, title=LIVE_DEMO_TITLE, owner=DEMO_OWNER, policy="cut",
+                                            min_seconds=3.0)
+        guard.monitor(pirate_url, stream_id="pirate", account="pirate-channel")
+        if not _wait(lambda: udp_port_bound(feed_port) and udp_port_bound(pirate_port), 20.0):
+            raise GuardError("the live demo's UDP listeners did not open")
+        say(f"live reference {ingest.reference.id} listens on {feed_url}; monitoring the restream on {pirate_url}")
+        feed = PacedPublisher(feed_path, feed_url, audio=True).start()
+        publishers.append(feed)
+        say(f"feed on air; the pirate restreams it (scaled, boxed, a logo, 250 kb/s) {LIVE_DELAY:.0f} s later")
+        if not _wait(lambda: feed.started_wall is not None, 10.0):
+            raise GuardError(f"the demo feed could not be published: {feed.error}")
+        assert feed.started_wall is not None
+        time.sleep(max(0.0, feed.started_wall + LIVE_DELAY - time.time()))
+        pirate = PacedPublisher(restream_path, pirate_url, audio=True).start()
+        publishers.append(pirate)
+        found = _wait(lambda: bool(guard.incidents.list(stream_id="pirate")), LIVE_TIMEOUT)
+        detected = time.perf_counter()
+        incidents = guard.incidents.list(stream_id="pirate")
+        offset = (pirate.started_wall or 0.0) - feed.started_wall
+        for incident in incidents:
+            say(_describe(incident, offset))
+        if not found:
+            say("incident: none (this is a bug: please report it)")
+        reference = guard.end_live_reference(ingest.reference.id)
+        say(f"live reference {reference.id} {reference.live_status}: {reference.duration:.1f} s fingerprinted")
+    finally:
+        for publisher in publishers:
+            publisher.stop()
+        guard.close()
+    timings = {"make_media_s": made - started, "live_s": detected - made}
+    say("timings: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f} s" for k, v in timings.items()))
+    return {
+        "reference": reference.to_dict(),
+        "found": found,
+        "incidents": [incident.to_dict() for incident in incidents],
+        "publisher_offset_s": round(offset, 3),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+def _describe(incident: Incident, offset: float) -> str:
+    aired = time.strftime("%H:%M:%S", time.localtime(incident.aired_at)) if incident.aired_at else "?"
+    delay = f"{incident.delay:.1f} s" if incident.delay is not None else "?"
+    return (f"incident {incident.id}: stream {incident.stream_id!r} restreams live reference {incident.reference_id} "
+            f"'{incident.reference_title}' (aired {aired}), delay {delay} (published {offset:.1f} s later); "
+            f"decided {incident.detection_seconds:.1f} s after its first copied frame, policy {incident.policy}")

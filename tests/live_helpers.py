@@ -3,7 +3,7 @@
 Real publishers on loopback, all bounded and stoppable:
 
 - :class:`PacedPublisher` — PyAV remuxes an encoded file at its own pace as MPEG-TS to
-  ``udp://127.0.0.1:PORT``.
+  ``udp://127.0.0.1:PORT`` (from :mod:`guard_synth.publish`, shared with ``guard demo --live``).
 - :class:`HLSPublisher` — writes an HLS live playlist segment by segment into a folder that
   :class:`FolderServer` serves over HTTP (segments roll over: only the last few are listed).
 - :class:`FFmpegPublisher` — Debian's ``ffmpeg`` CLI for what PyAV cannot publish: an RTMP or
@@ -21,7 +21,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -34,31 +33,17 @@ import numpy as np
 from guard_synth import broadcast as synth
 from guard.actions import verify_signature
 from guard_synth.encode import write_video
+# Re-exported: the tests and scripts/bench_live.py take them from here.
+from guard_synth.publish import PacedPublisher as PacedPublisher
+from guard_synth.publish import PublisherThread as _Thread
+from guard_synth.publish import free_port
+from guard_synth.publish import udp_port_bound as udp_port_bound
 from guard.errors import WebhookError
 
 SIZE = (320, 180)
 FPS = 12
 #: Styles of the unrelated stream content (no photos, which every seed draws from).
 OTHER_STYLES = ("shapes",)
-
-
-def free_port(kind: str = "tcp") -> int:
-    """A port nothing listens on right now (for UDP or TCP on 127.0.0.1)."""
-    sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, sock_type) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def udp_port_bound(port: int) -> bool:
-    """Whether a socket of this machine is bound to UDP ``port`` (read from /proc: probing by
-    binding the port would race with the program under test binding it)."""
-    suffix = f":{port:04X}"
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        with contextlib.suppress(OSError), open(table) as rows:
-            if any(row.split()[1].endswith(suffix) for row in list(rows)[1:]):
-                return True
-    return False
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
@@ -112,88 +97,6 @@ def stream_frames(
 
 
 # -- publishers -------------------------------------------------------------------------------
-
-
-class _Thread:
-    def __init__(self):
-        self.stop_event = threading.Event()
-        self.done = threading.Event()
-        self.started_wall: float | None = None
-        self.first_time: float | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._guarded, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def _guarded(self):
-        try:
-            self._run()
-        except BaseException as exc:  # noqa: BLE001 — surfaced to the test through .error
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def entered_at(self, media_time: float) -> float:
-        """Wall-clock time media time ``media_time`` (s from the file start) entered the stream."""
-        assert self.started_wall is not None, "publisher has not sent anything yet"
-        return self.started_wall + media_time - (self.first_time or 0.0)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.stop_event.set()
-        self._thread.join(timeout)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class PacedPublisher(_Thread):
-    """Remux ``source`` to ``url`` (MPEG-TS over UDP) at real-time pace with PyAV.
-
-    ``loops`` replays the file, timestamps continuing. Stops at the end, or when stopped.
-    """
-
-    def __init__(self, source: Path, url: str, fmt: str = "mpegts", loops: int = 1):
-        super().__init__()
-        self.source, self.url, self.fmt, self.loops = source, url, fmt, loops
-
-    def _run(self):
-        with av.open(self.source) as src:
-            in_stream = src.streams.video[0]
-            out = av.open(self.url, mode="w", format=self.fmt)
-            try:
-                out_stream = out.add_stream_from_template(in_stream)
-                duration = float(in_stream.duration * in_stream.time_base) if in_stream.duration else 0.0
-                for loop in range(self.loops):
-                    src.seek(0)
-                    shift = loop * duration
-                    for packet in src.demux(in_stream):
-                        if self.stop_event.is_set():
-                            return
-                        if packet.dts is None:
-                            continue
-                        t = float(packet.dts * in_stream.time_base) + shift
-                        self._pace(t)
-                        if shift:
-                            step = int(round(shift / in_stream.time_base))
-                            packet.pts, packet.dts = packet.pts + step, packet.dts + step
-                        packet.stream = out_stream
-                        out.mux(packet)
-            finally:
-                with contextlib.suppress(Exception):
-                    out.close()
-
-    def _pace(self, t: float) -> None:
-        now = time.time()
-        if self.first_time is None:
-            self.first_time, self.started_wall = t, now
-        wait = self.started_wall + (t - self.first_time) - now
-        if wait > 0:
-            self.stop_event.wait(wait)
 
 
 class HLSPublisher(_Thread):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -140,6 +141,24 @@ def test_demo_finds_the_copy(tmp_path):
     assert match["reference_start"] == pytest.approx(expected["reference_start"], abs=1.0)
     again = json.loads(run(tmp_path / "demo-store", "demo", "--json", check_code=0).stdout)
     assert again["reference"]["id"] == report["reference"]["id"]  # registered once, reused
+
+
+@pytest.mark.slow
+def test_live_demo_catches_the_restream_with_its_delay(tmp_path):
+    proc = run(tmp_path / "demo-store", "demo", "--live", check_code=0)
+    lines = proc.stdout.splitlines()
+    (line,) = [line for line in lines if line.startswith("incident ")]
+    reported = float(re.search(r"delay (-?[\d.]+) s \(published ([\d.]+) s later\)", line).group(1))
+    published = float(re.search(r"published ([\d.]+) s later", line).group(1))
+    assert "live reference" in line and "guard demo: live league final" in line
+    assert reported == pytest.approx(published, abs=1.0)
+    assert any(line.startswith("live reference") and " ended: " in line for line in lines), proc.stdout
+
+    report = json.loads(run(tmp_path / "demo-store", "demo", "--live", "--json", check_code=0).stdout)
+    (incident,) = report["incidents"]
+    assert report["reference"]["live_status"] == "ended"
+    assert incident["reference_id"] == report["reference"]["id"]  # a fresh store: the new feed only
+    assert incident["delay"] == pytest.approx(report["publisher_offset_s"], abs=1.0)
 
 
 # -- hostile import files and control characters in output (issue 16) ----------------------------

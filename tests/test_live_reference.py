@@ -21,7 +21,9 @@ import pytest
 from guard.config import LiveSettings, Settings
 from guard.service import Guard
 from guard_synth import broadcast as synth
-from tests.live_helpers import PacedPublisher, encode, free_port, reference_frames, udp_port_bound, wait_until
+from guard_synth.encode import write_video
+from guard_synth.publish import remux_interleaved
+from tests.live_helpers import FolderServer, HLSPublisher, PacedPublisher, encode, free_port, reference_frames, udp_port_bound, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +89,7 @@ def _live_reference(guard: Guard, timeout: float = 30.0):
     return next(r for r in guard.references() if r.live_status == "live")
 
 
-def _restream_caught(tmp_path, media, delay: float, unrelated: bool = False):
+def _restream_caught(tmp_path, media, delay: float, unrelated: bool = False, feed: str = "feed"):
     """Publish the feed, ingest it in another process, publish the restream ``delay`` s later
     (negative: earlier) and monitor it here; return the guard, the live reference, the
     restream's incidents and the publishers' real offset (s)."""
@@ -99,15 +101,26 @@ def _restream_caught(tmp_path, media, delay: float, unrelated: bool = False):
     try:
         ref = _live_reference(guard)
         assert wait_until(lambda: udp_port_bound(feed_port), 30)
-        guard.monitor(pirate_url, stream_id="pirate", account="pirate")
+
+        def watch_pirate():
+            guard.monitor(pirate_url, stream_id="pirate", account="pirate")
+            assert wait_until(lambda: udp_port_bound(pirate_port), 30)
+
+        late = delay > 20.0  # a monitor waiting that long for its stream would give up first
+        if not late:
+            watch_pirate()
         if unrelated:
             other_url, other_port = _udp()
             guard.monitor(other_url, stream_id="other", account="someone")
-        assert wait_until(lambda: udp_port_bound(pirate_port), 30)
-        first, second = ((media["feed"], feed_url), (media["restream"], pirate_url))[:: 1 if delay >= 0 else -1]
+            assert wait_until(lambda: udp_port_bound(other_port), 30)
+        first, second = ((media[feed], feed_url), (media["restream"], pirate_url))[:: 1 if delay >= 0 else -1]
         leader = PacedPublisher(*first).start()
         others = [PacedPublisher(media["unrelated"], other_url).start()] if unrelated else []
-        time.sleep(abs(delay))
+        if late:
+            time.sleep(delay - 5.0)
+            watch_pirate()
+        assert wait_until(lambda: leader.started_wall is not None, 10)
+        time.sleep(max(0.0, leader.started_wall + abs(delay) - time.time()))
         follower = PacedPublisher(*second).start()
         feed, pirate = (leader, follower) if delay >= 0 else (follower, leader)
         assert wait_until(lambda: guard.incidents.list(stream_id="pirate"), 40), ingest.end()[2][-3000:]
@@ -142,6 +155,15 @@ def test_a_restream_of_a_feed_still_airing_is_caught_with_its_delay(tmp_path, me
         ended = guard.reference(ref.id)
         assert ended.live_status == "ended" and ended.duration >= incident.reference_end - 0.5 and ended.aired_start is not None
         assert ended.has_keyframes
+
+
+def test_a_restream_90_s_behind_a_feed_still_airing_is_caught(tmp_path, media):
+    media = {**media, "long_feed": encode(tmp_path / "long_feed.ts", reference_frames(FEED_SEED, 105.0))}
+    guard, ref, incidents, offset, (ingest, _) = _restream_caught(tmp_path, media, 90.0, feed="long_feed")
+    with ingest, guard:
+        assert incidents[0].reference_id == ref.id
+        assert incidents[0].delay == pytest.approx(offset, abs=1.0), incidents[0]
+        assert guard.reference(ref.id).live_status == "live", "caught while the feed still airs"
 
 
 def test_a_crashed_ingest_leaves_a_consistent_reference_that_ends_on_restart(tmp_path, media):
@@ -236,3 +258,60 @@ def test_retention_drops_old_fingerprints_from_the_catalog_and_the_index_togethe
         assert [s.reference_id for s in guard.scan(late).segments] == [ref_id]
     with _in_process(tmp_path) as reopened:
         assert np.array_equal(reopened.index.refs[ref_id].times, track.times)
+
+
+def test_a_restream_carrying_only_the_feeds_sound_is_caught_by_it(tmp_path):
+    """The restream shows another picture but carries the feed's sound 4 s behind it: the live
+    reference's landmarks grow as it airs and the restream is matched by them."""
+    rate = 16000
+    song = synth.audio_track(5, 24.0, rate, "music")
+    feed = remux_interleaved(write_video(tmp_path / "feed.mp4", reference_frames(FEED_SEED, 24.0), 12, audio=song,
+                                         sample_rate=rate, options={"g": "12"}), tmp_path / "feed.ts")
+    other = remux_interleaved(write_video(tmp_path / "other.mp4", reference_frames(4242, 24.0), 12, audio=song,
+                                          sample_rate=rate, options={"g": "12"}), tmp_path / "other.ts")
+    feed_url, feed_port = _udp()
+    pirate_url, pirate_port = _udp()
+    with _in_process(tmp_path) as guard:
+        ingest = guard.start_live_reference(feed_url, title="Concert", owner="label", min_seconds=3)
+        assert wait_until(lambda: udp_port_bound(feed_port), 30)
+        guard.monitor(pirate_url, stream_id="fan", account="fan")
+        assert wait_until(lambda: udp_port_bound(pirate_port), 30)
+        with PacedPublisher(feed, feed_url, audio=True) as first:
+            time.sleep(4.0)
+            with PacedPublisher(other, pirate_url, audio=True) as pirate:
+                assert wait_until(lambda: guard.incidents.list(stream_id="fan"), 30)
+                offset = pirate.started_wall - first.started_wall
+        ingest.stop()
+        assert ingest.wait(30)
+        assert ingest.status.landmarks > 100
+        incident = guard.incidents.list(stream_id="fan")[0]
+        assert incident.reference_id == ingest.reference.id
+        assert {s["modality"] for s in guard.incidents.get(incident.id).segments} == {"audio"}
+        assert incident.delay == pytest.approx(offset, abs=1.0), incident
+
+
+def test_an_hls_feed_is_ingested_as_it_airs(tmp_path, media):
+    """A feed published as a live HLS playlist (segments rolling out) is a live reference like
+    any other; the feed guard sees trails its publisher by a segment or two, so the delay it
+    reports is at most the publishers' offset."""
+    folder = tmp_path / "hls"
+    pirate_url, pirate_port = _udp()
+    publisher = HLSPublisher(media["feed"], folder, segment_seconds=1.0, list_size=3)
+    with FolderServer(folder) as server, _in_process(tmp_path) as guard:
+        publisher.start()
+        assert wait_until(lambda: publisher.playlist.exists(), 10)
+        ingest = guard.start_live_reference(server.url("live.m3u8"), title="Game 7", owner="league", min_seconds=2)
+        guard.monitor(pirate_url, stream_id="pirate", account="pirate")
+        assert wait_until(lambda: udp_port_bound(pirate_port), 30)
+        assert wait_until(lambda: guard.reference(ingest.reference.id).duration > 2, 20)
+        time.sleep(max(0.0, publisher.started_wall + 8.0 - time.time()))
+        with PacedPublisher(media["restream"], pirate_url) as pirate:
+            assert wait_until(lambda: guard.incidents.list(stream_id="pirate"), 30)
+            offset = pirate.started_wall - publisher.started_wall
+        publisher.stop()
+        ingest.stop()
+        assert ingest.wait(30)
+        incident = guard.incidents.list(stream_id="pirate")[0]
+        assert incident.reference_id == ingest.reference.id
+        assert offset - 5.0 <= incident.delay <= offset + 1.0, (incident.delay, offset)
+        assert guard.reference(ingest.reference.id).live_status == "ended"

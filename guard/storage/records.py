@@ -110,7 +110,8 @@ class Incident:
     reviewed: float | None = None
     review_note: str | None = None
     #: Of a live reference's incident: when the copied moment aired (wall-clock Unix seconds)
-    #: and how many seconds after that the copy was decided; None for other references.
+    #: and the restream's delay behind it (s: when the copy of that moment played on the stream
+    #: minus when it aired; negative when the restream runs ahead); None for other references.
     aired_at: float | None = None
     delay: float | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)

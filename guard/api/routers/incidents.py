@@ -50,7 +50,7 @@ def incident_out(incident: Incident) -> dict:
 #: Fields of an incident in listings (the full record, with segments and evidence, is one GET away).
 SUMMARY_FIELDS = ("id", "stream_id", "account", "platform", "reference_id", "reference_title", "owner", "policy",
                   "status", "live", "review_note")
-SUMMARY_TIMES = ("first_seen", "decided", "updated", "ended", "reviewed", "action_delivered")
+SUMMARY_TIMES = ("first_seen", "decided", "updated", "ended", "reviewed", "action_delivered", "aired_at")
 SUMMARY_NUMBERS = ("score", "query_start", "query_end", "reference_start", "reference_end")
 
 
@@ -61,6 +61,7 @@ def incident_summary(incident: Incident) -> dict:
     out.update({name: round(getattr(incident, name), 3) for name in SUMMARY_NUMBERS})
     out.update({name: iso(getattr(incident, name)) for name in SUMMARY_TIMES})
     out["duration"] = round(incident.query_end - incident.query_start, 3)
+    out["delay"] = None if incident.delay is None else round(incident.delay, 3)
     return out
 
 
