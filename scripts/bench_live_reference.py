@@ -18,7 +18,8 @@ group (false incidents). All runs of one delay play at once.
 Append: a store with three file references; this process (the reader, as a monitor's process)
 queries it in a loop — ``sync()`` (which takes the chunks the ingests committed since) and a
 search of a 24 s window of unrelated frames, what every monitor decision does — first idle, then
-while N feeds (picture and music) are ingested live by N ``guard ingest --live`` processes. Reported: query p50 / p99
+while N feeds (picture and music, published by Debian's ffmpeg CLI) are ingested live by N
+``guard ingest --live`` processes. Reported: query p50 / p99
 (idle and while appending), how far the reader's view trails the feeds (wall clock now minus the
 newest aired moment it can match, sampled at every query), the ingests' CPU per aired second,
 and disk (catalog growth) and memory (reader RSS growth) per hour of live reference.
@@ -49,7 +50,7 @@ from guard.service import Guard  # noqa: E402
 from guard_synth.encode import write_video  # noqa: E402
 from guard_synth.publish import remux_interleaved  # noqa: E402
 from tests.live_helpers import (  # noqa: E402
-    FFmpegPublisher, PacedPublisher, encode, free_port, reference_frames, udp_port_bound, wait_until,
+    OTHER_STYLES, FFmpegPublisher, PacedPublisher, encode, free_port, reference_frames, udp_port_bound, wait_until,
 )
 
 SIZE, FPS = (320, 180), 12
@@ -136,7 +137,9 @@ def _latency_group(folder: Path, delay: float, protocols: list[str], runs: int, 
             restream = encode(folder / f"restream-{seed}.ts",
                               (synth.logo(synth.resize(f, (240, 136))) for f in reference_frames(seed, seconds)))
             jobs.append({"protocol": protocol, "seed": seed, "feed": feed, "restream": restream})
-    others = [encode(folder / f"other-{delay:g}-{n}.ts", reference_frames(7000 + n, TAIL + 10.0))
+    # Unrelated streams avoid the photo styles: photo pans of two seeds can show the same photo.
+    others = [encode(folder / f"other-{delay:g}-{n}.ts",
+                     synth.broadcast(7000 + int(delay) * 10 + n, SIZE, FPS, TAIL + 10.0, styles=OTHER_STYLES))
               for n in range(negatives)]
     ingests: list[Ingest] = []
     publishers: list = []
@@ -344,7 +347,9 @@ def _append_run(guard: Guard, home: Path, feeds: list[Path], codes: np.ndarray, 
         ingests = [Ingest(home, url, f"live {n}") for n, url in enumerate(urls)]
         for url, feed in zip(urls, feeds):
             _wait_listening("udp", url)
-            publishers.append(PacedPublisher(feed, url, audio=True).start())
+            # ffmpeg publishes from processes of its own: publisher threads here would share the
+            # reader's interpreter lock and slow its queries down themselves
+            publishers.append(FFmpegPublisher(feed, url + "?pkt_size=1316", "mpegts").start())
 
         def airing() -> list:
             return [r for r in guard.references() if r.id not in before and r.aired_start is not None]

@@ -23,7 +23,7 @@ from guard.service import Guard
 from guard_synth import broadcast as synth
 from guard_synth.encode import write_video
 from guard_synth.publish import remux_interleaved
-from tests.live_helpers import FolderServer, HLSPublisher, PacedPublisher, encode, free_port, reference_frames, udp_port_bound, wait_until
+from tests.live_helpers import FPS, OTHER_STYLES, SIZE, FolderServer, HLSPublisher, PacedPublisher, encode, free_port, reference_frames, udp_port_bound, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,8 @@ def media(tmp_path_factory):
     return {
         "feed": encode(folder / "feed.ts", reference_frames(FEED_SEED, FEED_SECONDS)),
         "restream": encode(folder / "restream.ts", (synth.logo(f) for f in reference_frames(FEED_SEED, FEED_SECONDS))),
-        "unrelated": encode(folder / "unrelated.ts", reference_frames(4242, 20.0)),
+        # photo pans of two seeds can show the same photo: unrelated content avoids them
+        "unrelated": encode(folder / "unrelated.ts", synth.broadcast(4242, SIZE, FPS, 20.0, styles=OTHER_STYLES)),
     }
 
 
