@@ -42,6 +42,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from guard_synth import broadcast as synth
+from guard_synth import layouts
 from guard_synth import music as audio_fx
 from guard_synth import recordings
 from guard_synth.encode import write_video
@@ -111,7 +112,19 @@ FAMILIES: dict[str, list[dict]] = {
     # A streamer talking over the broadcast at equal loudness (0 dB over the copy), a
     # webcam inset over a frozen screen.
     "audio_commentary": [{"picture": "streamer", "commentary_snr_db": 0.0}],
+    # Issue 14 (after the others, so no earlier query changes its reference): the copy in part
+    # of the picture, the whole stream drawn around it (guard_synth.layouts). A streamer's
+    # layout (window of 15/30/60 % of the frame, webcam, chat, alerts); a TV in a room filmed
+    # by a phone at 10/18/25°; a stadium's big screen (22/30/38 % of the frame) behind a crowd.
+    "streamer_layout": [{"layout": "streamer", "area": a, "position": p} for a, p in
+                        ((0.15, "tr"), (0.30, "bl"), (0.60, "center"))],
+    "camcorder_tv": [{"layout": "tv", "angle": a} for a in (10.0, 18.0, 25.0)],
+    "camcorder_stadium": [{"layout": "stadium", "fill": f, "angle": a} for f, a in
+                          ((0.22, 4.0), (0.30, -6.0), (0.38, 8.0))],
 }
+
+#: Families whose copy fills only part of the picture, inside a layout (issue 14).
+LAYOUT_FAMILIES = ("streamer_layout", "camcorder_tv", "camcorder_stadium")
 
 #: The sound of the real-recording references (:attr:`Profile.recording_references`), cycled:
 #: (picture style, layers). A layer is ``[kind, gain]`` or ``[kind, gain, what]``: synthetic
@@ -153,6 +166,8 @@ class Profile:
     recording_references: int = 0
     recording_ref_size: tuple[int, int] = (640, 360)
     recording_ref_seconds: tuple[float, float] = (60.0, 120.0)
+    #: Negatives of streamer layouts around unrelated content (issue 14), after the others.
+    streamer_negative_seconds: float = 0.0
 
 
 FULL = Profile(
@@ -172,6 +187,7 @@ FULL = Profile(
     negative_size=(320, 180),
     negative_fps=8.0,
     recording_references=3,
+    streamer_negative_seconds=3600.0,
 )
 
 QUICK = Profile(
@@ -406,6 +422,8 @@ def query_specs(profile: Profile, seed: int, refs: list[dict]) -> list[dict]:
             if "audio" in ref:
                 spec["ref_audio"] = ref["audio"]
                 spec["recordings"] = dict(ref["recordings"])
+            if family in LAYOUT_FAMILIES:
+                spec["truth"].update(layout_truth(layout_renderer(spec, tuple(spec["ref_size"]))))
             if "commentary_snr_db" in variant:
                 talk, used = _recorded([["recorded_speech", 1.0, "other"]])
                 spec["commentary"] = talk[0]
@@ -438,6 +456,31 @@ def negative_specs(profile: Profile, seed: int) -> list[dict]:
             spec["audio"] = _negative_audio(kind, spec["style"])
         spec["file"] = f"negatives/{_file_name(spec['id'], spec)}"
         specs.append(spec)
+    return specs + streamer_negative_specs(profile, seed)
+
+
+def streamer_negative_specs(profile: Profile, seed: int) -> list[dict]:
+    """Streamer layouts around unrelated content (no photos: shapes and concerts) adding up to
+    ``streamer_negative_seconds``: the layout alone must not look like a copy (issue 14)."""
+    specs = []
+    total, per_file = profile.streamer_negative_seconds, profile.negative_file_seconds
+    for i in range(math.ceil(total / per_file) if total > 0 else 0):
+        spec = {
+            "id": f"neg_streamer{i:02d}",
+            "style": "streamer_layout",
+            "layout": {"content_styles": ["shapes", "concert"]},
+            "seed": derive_seed(seed, "streamer-negative", i),
+            "size": list(profile.negative_size),
+            "fps": profile.negative_fps,
+            "duration": round(min(per_file, total - i * per_file), 2),
+            "photos": list(OTHER_PHOTOS),
+            "sample_rate": profile.sample_rate,
+            "preset": profile.preset,
+            # the game's sound under the streamer's voice
+            "audio": {"kind": "streamer", "layers": [["music", 0.6], ["speech", 0.9]]},
+        }
+        spec["file"] = f"negatives/{_file_name(spec['id'], spec)}"
+        specs.append(spec)
     return specs
 
 
@@ -466,7 +509,10 @@ def _times(fps: float, seconds: float) -> list[float]:
 def render_programme(spec: dict, path: Path) -> None:
     """A reference or a negative: one programme, with its soundtrack."""
     size = tuple(spec["size"])
-    render = content_renderer(spec["style"], spec["seed"], size, spec["photos"], spec.get("render_width"))
+    if "layout" in spec:
+        render = layouts.unrelated_layout(spec["seed"], size, styles=spec["layout"]["content_styles"])
+    else:
+        render = content_renderer(spec["style"], spec["seed"], size, spec["photos"], spec.get("render_width"))
     frames = (render(t) for t in _times(spec["fps"], spec["duration"]))
     write_video(path, frames, spec["fps"], audio=programme_sound(spec), sample_rate=spec["sample_rate"],
                 options={"preset": spec["preset"]})
@@ -479,7 +525,7 @@ def programme_sound(spec: dict) -> np.ndarray:
     sr, seconds = spec["sample_rate"], spec["duration"]
     layers = audio if isinstance(audio, list) else (audio or {}).get("layers")
     pcm = programme_audio(spec["style"], spec["seed"], 0.0, seconds, sr, layers)
-    if not isinstance(audio, dict) or audio["kind"] == "recorded_music":
+    if not isinstance(audio, dict) or audio["kind"] in ("recorded_music", "streamer"):
         return pcm
     if audio["kind"] == "commentary":
         talk = _talk(audio["talk"], derive_seed(spec["seed"], "talk"), seconds, sr)
@@ -530,7 +576,30 @@ def _frame_transform(spec: dict, out_size: tuple[int, int]) -> Callable[[np.ndar
             return synth.resize(synth.camcord(small, seed=geo * 1000 + j % 997), (w, h))
 
         return camcord
+    if family in LAYOUT_FAMILIES:
+        layout = layout_renderer(spec, out_size)
+        return lambda f, t, j: layout(f, t)
     return lambda f, t, j: f
+
+
+def layout_renderer(spec: dict, out_size: tuple[int, int]):
+    """The layout a :data:`LAYOUT_FAMILIES` query is drawn in, ``renderer(frame, t)``: the whole
+    stream (fillers too) goes through it, as through a pirate's capture."""
+    v = spec["variant"]
+    seed = spec["filler_seed"] % 100_000
+    if v["layout"] == "streamer":
+        return layouts.streamer_layout(v["area"], v["position"], seed, out_size)
+    if v["layout"] == "tv":
+        return layouts.camcorded_tv(seed, v["angle"], out_size)
+    return layouts.stadium_screen(seed, out_size, v["fill"], v["angle"])
+
+
+def layout_truth(layout) -> dict:
+    """Where the copy is in a layout query's picture (output pixels): the streamer's game
+    window ``[x0, y0, x1, y1]``, or the filmed screen's corners (tl, tr, br, bl, at rest)."""
+    if hasattr(layout, "box"):
+        return {"window": [int(c) for c in layout.box]}
+    return {"screen": [[float(x), float(y)] for x, y in layout.quad]}
 
 
 def _query_size(spec: dict) -> tuple[int, int]:
@@ -727,11 +796,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--jobs", type=int, default=1, help="render processes (the machine has 2 cores)")
     parser.add_argument("--queries-per-family", type=int, default=None)
+    parser.add_argument("--streamer-negative-seconds", type=float, default=None,
+                        help="seconds of streamer layouts around unrelated content among the negatives")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     profile = QUICK if args.quick else FULL
     if args.queries_per_family:
         profile = replace(profile, queries_per_family=args.queries_per_family)
+    if args.streamer_negative_seconds is not None:
+        profile = replace(profile, streamer_negative_seconds=args.streamer_negative_seconds)
     manifest = build(args.folder, profile, args.seed, args.jobs)
     b = manifest["build"]
     hours = sum(n["duration"] for n in manifest["negatives"]) / 3600
