@@ -414,6 +414,10 @@ class ActionCenter:
         return min(max(due - time.time(), 0.02), 5.0)
 
     def _work(self, rows: queue.SimpleQueue[DueDelivery | None]) -> None:
+        try:  # this thread's catalog connection, opened now rather than at its first delivery
+            self.repository.next_due()
+        except Exception:  # noqa: BLE001 — a busy catalog now is retried at the first delivery
+            log.exception("webhook worker could not open the catalog")
         while (row := rows.get()) is not None:
             self._deliver_safely(row)
 

@@ -100,7 +100,10 @@ class MatchSettings(_Section):
     lasted 0.16 of it (scripts/measure_conflicts.py): both are kept, an ownership conflict
     (see :mod:`guard.act`). With ``mirror``, the horizontally flipped query is searched as well
     (for signals that can flip codes; twice the index work); a mirrored copy must last
-    ``mirror_min_factor`` times the reference's ``min_seconds``.
+    ``mirror_min_factor`` times the reference's ``min_seconds``. With ``regions``, windows found
+    inside scanned frames (a streamer's layout, a picture-in-picture; :mod:`guard.regions`) are
+    searched too, each as a query of its own; such a copy must last ``region_min_factor`` times
+    the reference's ``min_seconds``.
     """
 
     seed_radius: int = Field(32, ge=0)
@@ -123,6 +126,8 @@ class MatchSettings(_Section):
     conflict_cover: float = Field(0.3, ge=0)
     mirror: bool = True
     mirror_min_factor: float = Field(2.0, ge=0)
+    regions: bool = True
+    region_min_factor: float = Field(1.5, ge=0)
     rates: tuple[float, ...] = Field((1.0, 0.95, 1.05, 0.9, 1.1), min_length=1)
     #: Scores become the calibrated probability of a copy and segments under ``min_probability``
     #: (None: the model's decision threshold) are dropped (:mod:`guard.calibration`); off: raw

@@ -13,9 +13,9 @@ from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 
-from guard import decode, preprocess
+from guard import decode, preprocess, regions
 from guard.config import MatchSettings
-from guard.models import Fingerprint, MaskedCodes
+from guard.models import Fingerprint, MaskedCodes, RegionReadings
 from guard.pipeline import pipeline_description
 from guard.signals import FrameSignal, get_frame_signal, hamming
 
@@ -39,6 +39,8 @@ class Readings:
     times: np.ndarray
     codes: np.ndarray
     masked: MaskedCodes | None = None
+    #: Readings of the windows inside the frames (rows index :attr:`times`), when looked for.
+    regions: RegionReadings | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -53,11 +55,13 @@ class QuerySession:
     (``"live"``: masked readings with each batch's readings).
     """
 
-    def __init__(self, signal: FrameSignal, overlays: Overlays = None):
+    def __init__(self, signal: FrameSignal, overlays: Overlays = None, windows: bool = False):
         if overlays not in (None, "file", "live"):
             raise ValueError(f"overlays must be None, 'file' or 'live', not {overlays!r}")
         self.signal = signal
         self.overlays = overlays
+        #: Windows inside the frames (:mod:`guard.regions`) get readings of their own.
+        self.windows = regions.RegionTracker() if windows else None
         self._previous: np.ndarray | None = None
         self._cells: list[np.ndarray] = []
         self._motion: list[np.ndarray] = []
@@ -72,6 +76,8 @@ class QuerySession:
         frames = preprocess.crop_resize(batch.grey, boxes, self.signal.input_size)
         keep = preprocess.informative(frames)
         readings = Readings(batch.times[keep], self.signal.hash_batch(frames[keep]))
+        if self.windows is not None:
+            readings.regions = self._window_readings(batch.grey, keep)
         if self.overlays is None:
             return readings
         cells, motion = frames[keep], self._motion_of(batch.grey, boxes)[keep]
@@ -84,6 +90,26 @@ class QuerySession:
         usable, overlaid = preprocess.trailing_still_overlay(history, len(motion))
         readings.masked = self._masked(cells, usable, overlaid)
         return readings
+
+    def _window_readings(self, grey: np.ndarray, keep: np.ndarray) -> RegionReadings:
+        """Readings of the windows in view of each kept frame (rows among the kept frames)."""
+        assert self.windows is not None
+        in_view = self.windows.add(grey)
+        rows, tracks, boxes, crops = [], [], [], []
+        h, w = grey.shape[1:]
+        for row, frame in enumerate(np.flatnonzero(keep)):
+            for track in in_view[frame]:
+                top, bottom, left, right = track.box
+                rows.append(row)
+                tracks.append(track.id)
+                boxes.append((left / w, top / h, right / w, bottom / h))
+                crops.append((grey[frame], track.box))
+        if not rows:
+            return RegionReadings.join([], self.signal.code_bytes)
+        frames = preprocess.crop_resize(np.stack([g for g, _ in crops]), np.asarray([b for _, b in crops]),
+                                        self.signal.input_size)
+        return RegionReadings(np.asarray(rows, np.int64), np.asarray(tracks, np.int64),
+                              np.asarray(boxes, np.float32), self.signal.hash_batch(frames))
 
     def finish(self) -> MaskedCodes | None:
         """With ``overlays="file"``: the masked readings of every frame read so far, each judged
@@ -131,9 +157,9 @@ class Fingerprinter:
             grey_size=decode.GREY_SIZE, preprocess_version=preprocess.PREPROCESS_VERSION,
         )
 
-    def session(self, overlays: Overlays = None) -> QuerySession:
+    def session(self, overlays: Overlays = None, windows: bool = False) -> QuerySession:
         """A :class:`QuerySession` with this fingerprinter's signal."""
-        return QuerySession(self.signal, overlays)
+        return QuerySession(self.signal, overlays, windows)
 
     def hash_batch(self, batch: decode.FrameBatch) -> tuple[np.ndarray, np.ndarray]:
         """Times and codes of one batch's informative frames on its own, bars removed."""
@@ -166,12 +192,16 @@ class Fingerprinter:
         overlays: bool = False,
     ) -> Fingerprint:
         """Fingerprint a stream of batches, stopping after ``max_seconds`` of media if given."""
-        session = self.session("file" if overlays else None)
-        times, codes, last = [], [], 0.0
+        session = self.session("file" if overlays else None, windows=overlays)
+        times, codes, windows, last, count = [], [], [], 0.0, 0
         for batch in batches:
             readings = session.add(batch)
             times.append(readings.times)
             codes.append(readings.codes)
+            if readings.regions is not None and len(readings.regions):
+                readings.regions.rows += count
+                windows.append(readings.regions)
+            count += len(readings)
             last = float(batch.times[-1]) + 1.0 / self.sample_fps
             if progress:
                 progress(last)
@@ -189,6 +219,7 @@ class Fingerprinter:
         )
         if overlays and len(fp):
             fp.masked = session.finish()
+            fp.regions = RegionReadings.join(windows, self.signal.code_bytes)
         return fp
 
 

@@ -577,3 +577,18 @@ def with_mirrored(
 def _overlap(a: Segment, b: Segment) -> float:
     inter = min(a.query_end, b.query_end) - max(a.query_start, b.query_start)
     return max(inter, 0.0) / max(min(a.duration, b.duration), 1e-9)
+
+
+def with_regions(
+    segments: list[Segment], windowed: list[Segment], refs: Mapping[int, RefFrames], min_factor: float
+) -> list[Segment]:
+    """``segments`` plus those found in windows inside the query frames (modality
+    ``video-region``, with their ``region``), each lasting at least ``min_factor`` times its
+    reference's ``min_seconds``; one that restates a segment of the same reference is dropped
+    (the whole frame's reading wins; of windows restating each other, the longest)."""
+    kept = list(segments)
+    for w in sorted(windowed, key=lambda s: (-s.duration, -s.score)):  # a window's variants: the longest
+        if w.duration >= min_factor * refs[w.reference_id].min_seconds and not any(
+                s.reference_id == w.reference_id and _overlap(s, w) > 0.5 for s in kept):
+            kept.append(w)
+    return sorted(kept, key=lambda s: (s.query_start, s.reference_id))

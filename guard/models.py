@@ -54,6 +54,29 @@ class MaskedCodes:
 
 
 @dataclass
+class RegionReadings:
+    """Readings of windows inside query frames (a streamer's game window, a picture-in-picture;
+    see :mod:`guard.regions`): one row per frame and window in view of it."""
+
+    rows: np.ndarray  # (m,) int64: the frame's index among the query's frames
+    tracks: np.ndarray  # (m,) int64: the window's track id (the same window over time)
+    boxes: np.ndarray  # (m, 4) float32: x0, y0, x1, y1 as shares of the frame's width and height
+    codes: np.ndarray  # (m, bits // 8) uint8
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @staticmethod
+    def join(parts: list["RegionReadings"], code_bytes: int) -> "RegionReadings":
+        """One set of readings from several (rows already absolute)."""
+        if not parts:
+            return RegionReadings(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.float32),
+                                  np.zeros((0, code_bytes), np.uint8))
+        return RegionReadings(*(np.concatenate([getattr(p, name) for p in parts])
+                                for name in ("rows", "tracks", "boxes", "codes")))
+
+
+@dataclass
 class Fingerprint:
     """One track of a video: one packed code of one signal per informative sampled frame,
     with its time. A reference has one track per signal.
@@ -72,6 +95,8 @@ class Fingerprint:
     codes: np.ndarray  # (n, bits // 8) uint8
     masked: MaskedCodes | None = None
     pipeline: dict[str, Any] = field(default_factory=dict)
+    #: The window readings of a scanned video (never stored with references).
+    regions: RegionReadings | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -172,6 +197,9 @@ class Segment:
     #: Share of the matched frames that are temporally unique (closer to the aligned reference
     #: frame than to the reference seconds away, see :mod:`guard.match`); 1.0 where not measured.
     uniqueness: float = 1.0
+    #: Of a ``video-region`` segment: where the copy sits in the query frame, ``[x0, y0, x1, y1]``
+    #: as shares of its width and height.
+    region: list[float] | None = None
 
     @property
     def duration(self) -> float:
@@ -185,6 +213,8 @@ class Segment:
             if isinstance(value, float):
                 out[key] = round(value, 3)
         out["duration"] = round(self.duration, 3)
+        if self.region is not None:
+            out["region"] = [round(float(v), 4) for v in self.region]
         return out
 
 

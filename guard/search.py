@@ -55,8 +55,9 @@ from guard.match import (
     segments_of,
     vote,
     with_mirrored,
+    with_regions,
 )
-from guard.models import Fingerprint, MaskedCodes, Segment
+from guard.models import Fingerprint, MaskedCodes, RegionReadings, Segment
 from guard.signals import FrameSignal
 from guard.signals.audio import AudioLandmarks, Landmarks
 
@@ -123,7 +124,7 @@ class Searcher:
         """Copied segments of a scanned file: its picture's (:meth:`match`) and its sound's
         (:meth:`match_audio`), fused where they agree (:func:`fuse`), then only those each
         reference's match policy lets raise an incident (:func:`allowed_by_policy`)."""
-        video = self.match(fp.times, fp.codes, fp.masked, raw=True) if len(fp) else []
+        video = self.match(fp.times, fp.codes, fp.masked, raw=True, regions=fp.regions) if len(fp) else []
         audio = self.match_audio(landmarks) if landmarks is not None and len(landmarks) else []
         return self.decide(video, audio)
 
@@ -161,10 +162,11 @@ class Searcher:
                                          {i: r.min_seconds for i, r in refs.items()})
 
     def match(self, times: np.ndarray, codes: np.ndarray, masked: MaskedCodes | None = None,
-              raw: bool = False) -> list[Segment]:
+              raw: bool = False, regions: RegionReadings | None = None) -> list[Segment]:
         """Copied segments in a sequence of query frames: times (s), plain codes and the masked
         readings of frames partly hidden by a still overlay, if any; mirrored codes are
-        derived and searched too (``settings.mirror``)."""
+        derived and searched too (``settings.mirror``), and the readings of windows inside the
+        frames when given (``settings.regions``)."""
         self.index.sync()
         refs, m = dict(self.index.refs), self.settings  # one view, whatever other threads register
         mirrored = self.mirrored(codes)
@@ -173,7 +175,28 @@ class Searcher:
         if mirrored is not None and flipped_hits is not None:  # search() gives both or neither
             flipped = find_segments(times, mirrored, flipped_hits, refs, self.frame_period, m)
             segments = with_mirrored(segments, flipped, refs, m.mirror_min_factor)
+        if regions is not None and len(regions) and m.regions:
+            segments = with_regions(segments, self.window_segments(times, regions, refs), refs,
+                                    m.region_min_factor)
         return segments if raw else calibration.decide(segments, m)  # raw: before fusion (match_file)
+
+    def window_segments(self, times: np.ndarray, regions: RegionReadings,
+                        refs: Mapping[int, RefFrames]) -> list[Segment]:
+        """Copied segments in the windows inside the query frames, each window (track) matched
+        as a query of its own, so its frames vote together: modality ``video-region``, with the
+        window's median box over the segment as ``region``."""
+        m = self.settings
+        per_reading = split_hits(self.index.search(regions.codes, m.seed_radius, m.max_hits_per_frame))
+        found = []
+        for track in np.unique(regions.tracks):
+            rows = np.flatnonzero(regions.tracks == track)
+            frames = regions.rows[rows]
+            hits = join_hits([per_reading[r] for r in rows.tolist()])
+            for segment in find_segments(times[frames], regions.codes[rows], hits, refs, self.frame_period, m):
+                inside = rows[(times[frames] >= segment.query_start) & (times[frames] <= segment.query_end)]
+                box = np.median(regions.boxes[inside if len(inside) else rows], axis=0)
+                found.append(replace(segment, modality="video-region", region=[float(v) for v in box]))
+        return found
 
     def live(self, seconds: float) -> LiveSearch:
         """An incremental matcher for a live window of the last ``seconds``."""
