@@ -69,3 +69,15 @@ def tenants(client) -> Tenants:
         admin=header("admin", "ops"), nba=header("rights_holder", "nba"), fifa=header("rights_holder", "fifa"),
         yt=header("platform", "yt"), twitch=header("platform", "twitch"),
     )
+
+
+@pytest.fixture
+def open_client(settings):
+    """An app that may open loopback addresses (webhook receivers, live feeds), with keys of two
+    rights holders, a platform and an admin in ``client.keys``."""
+    with TestClient(create_app(settings.replace(allow_private_addresses=True))) as client:
+        keys = client.app.state.guard.keys
+        client.keys = {owner: {"Authorization": f"Bearer {keys.create(role, owner)[1]}"}
+                       for role, owner in [("rights_holder", "nba"), ("rights_holder", "fifa"), ("platform", "yt"),
+                                           ("admin", "ops")]}
+        yield client

@@ -11,22 +11,10 @@ from datetime import datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from guard.api import create_app
 from guard_synth import broadcast as synth
 
 from ...live_helpers import PacedPublisher, encode, free_port, udp_port_bound, wait_until
 from ..helpers import FPS, SIZE
-
-
-@pytest.fixture
-def live(settings):
-    """An app allowed to open loopback URLs, with keys of two rights holders and two platforms."""
-    with TestClient(create_app(settings.replace(allow_private_addresses=True))) as client:
-        keys = client.app.state.guard.keys
-        client.keys = {owner: {"Authorization": f"Bearer {keys.create(role, owner)[1]}"}
-                       for role, owner in [("rights_holder", "nba"), ("rights_holder", "fifa"), ("platform", "yt"),
-                                           ("admin", "ops")]}
-        yield client
 
 
 def _start(client: TestClient, headers: dict, **body) -> dict:
@@ -37,8 +25,8 @@ def _start(client: TestClient, headers: dict, **body) -> dict:
 
 
 @pytest.mark.slow
-def test_a_live_reference_started_by_api_catches_a_restream_with_its_delay(live, tmp_path):
-    client, keys = live, live.keys
+def test_a_live_reference_started_by_api_catches_a_restream_with_its_delay(open_client, tmp_path):
+    client, keys = open_client, open_client.keys
     feed = encode(tmp_path / "feed.ts", synth.broadcast(31, SIZE, FPS, 24), FPS)
     restream = encode(tmp_path / "restream.ts", (synth.logo(f, "tr") for f in synth.broadcast(31, SIZE, FPS, 24)), FPS)
     feed_port, pirate_port = free_port("udp"), free_port("udp")
@@ -77,8 +65,8 @@ def test_a_live_reference_started_by_api_catches_a_restream_with_its_delay(live,
     assert json.loads(exported.content)["title"] == "Game 7 (live)"
 
 
-def test_ending_a_feed_that_never_aired_leaves_a_failed_reference(live):
-    client, keys = live, live.keys
+def test_ending_a_feed_that_never_aired_leaves_a_failed_reference(open_client):
+    client, keys = open_client, open_client.keys
     port = free_port("udp")
     ref = _start(client, keys["nba"], url=f"udp://127.0.0.1:{port}", retain_hours=6)
     assert ref["live_status"] == "live"
@@ -90,8 +78,8 @@ def test_ending_a_feed_that_never_aired_leaves_a_failed_reference(live):
     assert client.post("/v1/references/999999/end", headers=keys["nba"]).status_code == 404
 
 
-def test_only_rights_holders_start_live_references(live):
-    client, keys = live, live.keys
+def test_only_rights_holders_start_live_references(open_client):
+    client, keys = open_client, open_client.keys
     body = {"url": f"udp://127.0.0.1:{free_port('udp')}", "title": "x"}
     assert client.post("/v1/references/live", headers=keys["yt"], json=body).status_code == 403
     assert client.post("/v1/references/live", json=body).status_code == 401
@@ -99,8 +87,8 @@ def test_only_rights_holders_start_live_references(live):
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "concat:/a.ts|/b.ts", "/dev/zero", "subfile:,,start,0,end,0,,:x",
                                  "pipe:0", "gopher://example.com/x"])
-def test_hostile_feed_urls_are_refused_before_anything_is_stored(live, url):
-    client, keys = live, live.keys
+def test_hostile_feed_urls_are_refused_before_anything_is_stored(open_client, url):
+    client, keys = open_client, open_client.keys
     r = client.post("/v1/references/live", headers=keys["nba"], json={"url": url, "title": "x"})
     assert r.status_code in (400, 422), r.text
     assert r.json()["error"]["status"] == r.status_code
@@ -116,8 +104,8 @@ def test_private_feed_addresses_are_refused_unless_allowed(client, tenants):
     assert client.get("/v1/references", headers=tenants.nba).json()["total"] == 0
 
 
-def test_live_reference_body_is_validated(live):
-    client, keys = live, live.keys
+def test_live_reference_body_is_validated(open_client):
+    client, keys = open_client, open_client.keys
     url = f"udp://127.0.0.1:{free_port('udp')}"
     for body in ({"url": url}, {"title": "x"}, {"url": url, "title": "x", "unknown": 1},
                  {"url": url, "title": "x", "retain_hours": 0}, {"url": url, "title": "x", "max_seconds": 0.5},

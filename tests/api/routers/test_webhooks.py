@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from fastapi.testclient import TestClient
 
 from guard.actions import verify_signature
-from guard.api import create_app
 
 from ..helpers import Receiver, scan_file, upload_reference
-
-
-@pytest.fixture
-def open_client(settings):
-    """An app whose webhooks may reach loopback receivers."""
-    with TestClient(create_app(settings.replace(allow_private_addresses=True))) as client:
-        keys = client.app.state.guard.keys
-        client.keys = {owner: {"Authorization": f"Bearer {keys.create(role, owner)[1]}"}
-                       for role, owner in [("rights_holder", "nba"), ("rights_holder", "fifa"), ("platform", "yt"),
-                                           ("admin", "ops")]}
-        yield client
 
 
 def test_register_test_event_and_deliveries(open_client, media):
