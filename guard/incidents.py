@@ -56,11 +56,12 @@ def to_timestamp(value: float | int | str | datetime | None) -> float | None:
 
 
 def segment_dict(segment: Segment) -> dict:
-    """The parts of a matcher segment an incident keeps."""
+    """The parts of a matcher segment an incident keeps (with the window a ``video-region``
+    copy sits in)."""
     keys = ("query_start", "query_end", "reference_start", "reference_end", "offset", "rate",
-            "matched_fraction", "score", "matched_frames", "mean_distance", "modality", "matches")
+            "matched_fraction", "score", "matched_frames", "mean_distance", "modality", "matches", "region")
     out = segment.to_dict()
-    return {k: out[k] for k in keys}
+    return {k: out[k] for k in keys if k in out}
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

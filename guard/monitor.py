@@ -273,9 +273,10 @@ class StreamMonitor:
         )
         self._stop = threading.Event()
         self._done = threading.Event()
-        self._readings = ports.fingerprinter.session(overlays="live")
+        self._readings = ports.fingerprinter.session(overlays="live", windows=self.settings.match.regions)
         self._window = SlidingWindow(self._window_seconds())
         self._search = ports.searcher.live(self._window.seconds)
+        self._windows = ports.searcher.live_windows(self._window.seconds)
         self._sound = ports.searcher.live_audio(self._window.seconds)
         self._landmarks = ports.searcher.audio_signal.extractor(query=True)
         self._case = ports.act.live_case(LiveStream(
@@ -424,6 +425,8 @@ class StreamMonitor:
             arrivals = batch.arrivals[np.searchsorted(batch.times, times)] if len(times) else times
             self._window.add(times, arrivals)
             self._search.add(times, readings.codes, readings.masked)
+            if readings.regions is not None:
+                self._windows.add(times, readings.regions)
             self._window.add_thumbs(batch.times, batch.thumbs)
             self._new_frames = self._new_frames or bool(len(times))
         if batch.audio:
@@ -482,7 +485,7 @@ class StreamMonitor:
         if not seen and not len(self._sound):
             return False
         # The picture's segments before calibration, the sound's, fused and decided as a file's are.
-        video = self._search.segments(raw=True) if seen else []
+        video = self._windows.with_windows(self._search.segments(raw=True)) if seen else []
         audio = self._sound.segments() if len(self._sound) else []
         segments = self.searcher.decide(video, audio)
         log.debug("stream %s: window %.2f-%.2f s (%d frames, %d landmarks): %d segment(s)", self.info.id,

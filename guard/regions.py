@@ -224,6 +224,8 @@ def overlap(a: Box, b: Box) -> float:
 #: A track's box is the median of its last this many detections: one thrown off (an alert
 #: popping up over the window's edge) is outvoted.
 BOX_MEMORY = 5
+#: A window no detection finds is still read where it was for this many detections (2 s).
+HOLD = 2
 
 
 @dataclass
@@ -233,6 +235,8 @@ class RegionTrack:
     id: int
     box: Box
     seen: list[Box] = field(default_factory=list)
+    #: Detections in a row that did not find this window.
+    missed: int = 0
 
     def saw(self, box: Box) -> None:
         """A new detection of this window."""
@@ -261,16 +265,35 @@ class RegionTracker:
             self._since += 1
             if len(self._history) == HISTORY and self._since >= EVERY:
                 self._since = 0
-                self._current = [self._track(box) for box in find_windows(np.stack(self._history))]
+                self._current = self._assign(find_windows(np.stack(self._history)))
             out.append(list(self._current))
         return out
 
-    def _track(self, box: Box) -> RegionTrack:
+    def _assign(self, boxes: list[Box]) -> list[RegionTrack]:
+        """The tracks of one detection's windows: each window goes to the track it overlaps most
+        (at least :data:`SAME_WINDOW`), each track takes at most one window per detection (a
+        window's larger variant, or a box taking in the webcam beside it, must not pull the
+        window's median box), the others start tracks of their own."""
+        pairs = sorted(((overlap(track.box, box), t, b) for t, track in enumerate(self._tracks)
+                        for b, box in enumerate(boxes)), reverse=True)
+        chosen: dict[int, RegionTrack] = {}
+        taken: set[int] = set()
+        for share, t, b in pairs:
+            if share < SAME_WINDOW:
+                break
+            if b not in chosen and t not in taken:
+                chosen[b] = self._tracks[t]
+                taken.add(t)
+                self._tracks[t].saw(boxes[b])
+        for b, box in enumerate(boxes):
+            if b not in chosen:
+                chosen[b] = RegionTrack(self._next_id, box, [box])
+                self._next_id += 1
+                self._tracks.append(chosen[b])
         for track in self._tracks:
-            if overlap(track.box, box) >= SAME_WINDOW:
-                track.saw(box)
-                return track
-        track = RegionTrack(self._next_id, box, [box])
-        self._next_id += 1
-        self._tracks.append(track)
-        return track
+            track.missed = 0 if track in chosen.values() else track.missed + 1
+        self._tracks = [track for track in self._tracks if track.missed <= HOLD]
+        # A window missed by a detection or two (still video inside it for a moment) is still
+        # there: it keeps being read, so its track's readings run on without holes — a hole
+        # would let a copy's span be stretched over frames never read.
+        return [*(chosen[b] for b in range(len(boxes))), *(t for t in self._tracks if t.missed)]

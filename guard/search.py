@@ -202,6 +202,10 @@ class Searcher:
         """An incremental matcher for a live window of the last ``seconds``."""
         return LiveSearch(self, seconds)
 
+    def live_windows(self, seconds: float) -> LiveWindowSearch:
+        """An incremental matcher for the windows inside a live window's frames (last ``seconds``)."""
+        return LiveWindowSearch(self, seconds)
+
     def live_audio(self, seconds: float) -> LiveAudioSearch:
         """An incremental matcher for the sound of a live window of the last ``seconds``."""
         return LiveAudioSearch(self, seconds)
@@ -571,6 +575,70 @@ class LiveSearch:
             return False
         last_counting = self.times[counting[-1]]
         return bool(fresh_times[0] < last_counting + period)
+
+
+class LiveWindowSearch:
+    """The windows inside a live stream's frames (a streamer's layout; :mod:`guard.regions`),
+    each window's track matched as a query of its own by a :class:`LiveSearch` over the last
+    ``seconds`` — what :meth:`Searcher.window_segments` gives for a file, incrementally: a
+    window holding the game adds up over its frames, chance hits in other windows do not.
+
+    :meth:`add` takes a batch's window readings; :meth:`with_windows` adds the windows'
+    segments (``video-region``, with their box) to the whole frames' (see
+    :func:`guard.match.with_regions`). A track gone from view for ``seconds`` is dropped.
+    """
+
+    def __init__(self, searcher: Searcher, seconds: float):
+        # Windows are read plain, as a file's are (a mirrored copy fills the frame).
+        self.searcher = Searcher(searcher.index, searcher.settings.model_copy(update={"mirror": False}), searcher.signal,
+                                 searcher.frame_period, searcher.audio_signal)
+        self.seconds = seconds
+        self._tracks: dict[int, tuple[LiveSearch, np.ndarray]] = {}  # id → (matcher, boxes of its frames)
+        self._newest = -np.inf
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    @property
+    def queries(self) -> int:
+        """Window readings sent to the index so far, by the tracks still followed."""
+        return sum(search.queries for search, _ in self._tracks.values())
+
+    def add(self, times: np.ndarray, regions: RegionReadings) -> None:
+        """Append the window readings of frames at ``times`` (``regions.rows`` index them)."""
+        if len(times):
+            self._newest = max(self._newest, float(times[-1]))
+        for track in np.unique(regions.tracks).tolist():
+            rows = np.flatnonzero(regions.tracks == track)
+            search, boxes = self._tracks.get(track) or (LiveSearch(self.searcher, self.seconds),
+                                                        np.zeros((0, 4), np.float32))
+            search.add(times[regions.rows[rows]], regions.codes[rows])
+            self._tracks[track] = (search, np.concatenate([boxes, regions.boxes[rows]])[-len(search):])
+        self._tracks = {track: kept for track, kept in self._tracks.items()
+                        if len(kept[0]) and kept[0].times[-1] >= self._newest - self.seconds}
+
+    def segments(self) -> list[Segment]:
+        """The copied segments in the windows (before calibration): modality ``video-region``,
+        with the window's median box over the segment as ``region``."""
+        found = []
+        for search, boxes in self._tracks.values():
+            if len(search) < self.searcher.settings.min_seed_frames:
+                continue
+            for segment in search.segments(raw=True):
+                inside = (search.times >= segment.query_start) & (search.times <= segment.query_end)
+                box = np.median(boxes[inside] if inside.any() else boxes, axis=0)
+                found.append(replace(segment, modality="video-region", region=[float(v) for v in box]))
+        return found
+
+    def with_windows(self, segments: list[Segment]) -> list[Segment]:
+        """The whole frames' ``segments`` (before calibration) with the windows' (see
+        :func:`guard.match.with_regions`)."""
+        if not self._tracks or not self.searcher.settings.regions:
+            return segments
+        windowed = self.segments()
+        refs = dict(self.searcher.index.refs)
+        windowed = [w for w in windowed if w.reference_id in refs]
+        return with_regions(segments, windowed, refs, self.searcher.settings.region_min_factor)
 
 
 class LiveAudioSearch:

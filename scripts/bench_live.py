@@ -3,6 +3,7 @@
     python scripts/bench_live.py latency [--runs 24] [--parallel 2]
     python scripts/bench_live.py audio-latency [--runs 12] [--negatives 4] [--parallel 2]
     python scripts/bench_live.py capacity [--streams 8,12,16,20] [--seconds 20] [--omp-threads N] [--audio [on|both]]
+                                          [--regions on|off|both] [--layout]
     python scripts/bench_live.py all
 
 Latency: live streams on loopback (UDP via PyAV; RTMP, SRT via Debian's ffmpeg CLI; HLS with
@@ -30,7 +31,10 @@ sets ``OMP_NUM_THREADS`` before FAISS loads: each FAISS search starts OpenMP thr
 start and spin-waiting cost more than a search of a few frames on a busy machine. ``--audio``
 publishes the streams with a soundtrack (music, AAC 96 kb/s mono 48 kHz), which guard decodes,
 fingerprints and matches beside the picture; ``--audio both`` measures each count without and
-with sound, back to back (the table's "sound" column).
+with sound, back to back (the table's "sound" column). ``--regions`` (issue 14) switches the
+reading of windows inside the frames (``match.regions``, on by default) off, on or both;
+``--layout`` shows the game in a streamer layout (a window of 30 % of the picture beside a
+webcam and a chat) so the region readings have windows to read.
 """
 
 from __future__ import annotations
@@ -54,8 +58,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from guard import decode  # noqa: E402
 from guard_synth import broadcast as synth  # noqa: E402
+from guard_synth import layouts  # noqa: E402
 from guard_synth.encode import write_video  # noqa: E402
-from guard.config import LiveSettings, Settings, WebhookSettings  # noqa: E402
+from guard.config import LiveSettings, MatchSettings, Settings, WebhookSettings  # noqa: E402
 from guard.service import Guard  # noqa: E402
 from tests.live_helpers import (  # noqa: E402
     FFmpegPublisher, FolderServer, HLSPublisher, PacedPublisher, WebhookReceiver, encode, free_port,
@@ -336,11 +341,14 @@ def bench_audio_latency(runs: int, parallel: int, protocols: list[str], negative
 # -- capacity ---------------------------------------------------------------------------------
 
 
-def _make_720p(path: Path, seconds: float, sound: bool = False) -> Path:
+def _make_720p(path: Path, seconds: float, sound: bool = False, layout: bool = False) -> Path:
     if path.exists():
         return path
-    print(f"rendering {seconds:.0f} s of 720p30{' with sound' if sound else ''} into {path} ...", file=sys.stderr)
+    print(f"rendering {seconds:.0f} s of 720p30{' with sound' if sound else ''}{' in a streamer layout' if layout else ''}"
+          f" into {path} ...", file=sys.stderr)
     small = synth.broadcast(99, (640, 360), 30, seconds)
+    if layout:  # the game in a window of 30 % of the picture, beside a webcam and a chat
+        small = layouts.map_frames(layouts.streamer_layout(0.3, "bl", 5, (640, 360)), small, 30)
     frames = (synth.resize(f, (1280, 720)) for f in small)
     # x264 veryfast defaults (3 B-frames, 2 s GOP) at 3 Mbit/s: a typical 720p30 live upload;
     # with sound, music as AAC at 96 kb/s, 48 kHz.
@@ -403,15 +411,15 @@ def _decode_cost(source: Path, seconds: float) -> float:
     return (_cpu() - start) / max(media, 1e-9)
 
 
-def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sound_modes: tuple[bool, ...] = (False,)
-                   ) -> None:
+def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sound_modes: tuple[bool, ...] = (False,),
+                   region_modes: tuple[bool, ...] = (True,), layout: bool = False) -> None:
     folder = Path(tempfile.mkdtemp(prefix="guard-bench-cap-"))
     sources, decode_costs = {}, {}
     for sound in sound_modes:
         # With sound, MP4: PyAV's MPEG-TS muxer would hold the sound back behind 10 s of picture
         # (not interleaved); ffmpeg's -c copy to MPEG-TS interleaves it as a live encoder does.
-        name = "guard-bench-720p30-sound.mp4" if sound else "guard-bench-720p30.ts"
-        sources[sound] = _make_720p(Path(tempfile.gettempdir()) / name, source_seconds, sound)
+        name = f"guard-bench-720p30{'-layout' if layout else ''}{'-sound.mp4' if sound else '.ts'}"
+        sources[sound] = _make_720p(Path(tempfile.gettempdir()) / name, source_seconds, sound, layout)
         decode_costs[sound] = _decode_cost(sources[sound], source_seconds)
         print(f"decode alone{' (picture + sound)' if sound else ''}: {decode_costs[sound]:.3f} CPU-s per "
               "stream-second", file=sys.stderr)
@@ -422,10 +430,11 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sou
     if not use_ffmpeg and any(sound_modes):
         raise SystemExit("--audio needs the ffmpeg CLI to publish streams with sound")
     rows = []
-    for n, sound in [(n, sound) for n in counts for sound in sound_modes]:
+    for n, sound, regions in [(n, sound, regions) for n in counts for sound in sound_modes for regions in region_modes]:
         source, decode_per_stream = sources[sound], decode_costs[sound]
-        settings = Settings(home=folder / f"home{n}{'-sound' if sound else ''}", allow_private_addresses=True,
-                            live=LiveSettings(stall_timeout=5.0, give_up_after=10.0))
+        settings = Settings(home=folder / f"home{n}{'-sound' if sound else ''}{'-regions' if regions else ''}",
+                            allow_private_addresses=True, live=LiveSettings(stall_timeout=5.0, give_up_after=10.0),
+                            match=MatchSettings(regions=regions))
         with Guard(settings) as guard:
             guard.ingest(ref, title="ref", owner="league", min_seconds=2.0)
             queries = QueryCounter(guard.index)
@@ -466,26 +475,26 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sou
         p95_lag = [_percentile(stream_lags, 95) for stream_lags in lags]
         # A stream with sound also has to be heard: ≥ 90 % of its sound decoded and placed.
         ok = sum(1 for c, lag, h in zip(coverage, p95_lag, heard) if c >= 0.9 and lag < 2.0 and (not sound or h >= 0.9))
-        rows.append((n, sound, ok, cpu / elapsed, cpu / elapsed / n, decode_per_stream, float(np.median(coverage)),
+        rows.append((n, sound, regions, ok, cpu / elapsed, cpu / elapsed / n, decode_per_stream, float(np.median(coverage)),
                      min(coverage), float(np.median(p95_lag)), max(p95_lag),
                      publishers_cores if use_ffmpeg else float("nan"),
                      machine_cores - cpu / elapsed - (publishers_cores if use_ffmpeg else 0.0), query_rate,
                      min(heard), landmark_rate))
-        print(f"  {n} streams{' with sound' if sound else ''}: {ok} keep up, CPU {cpu / elapsed:.2f} cores, "
+        print(f"  {n} streams{' with sound' if sound else ''}{' with region readings' if regions else ''}: {ok} keep up, CPU {cpu / elapsed:.2f} cores, "
               f"{query_rate:.1f} index queries/s and {landmark_rate:.0f} landmark lookups/s per stream, "
               f"least sound heard {min(heard):.0%} of real time", file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     omp = os.environ.get("OMP_NUM_THREADS", "default")
-    print(f"\n### Capacity: 720p30 H.264 over UDP, {seconds:.0f} s per step, {os.cpu_count()} cores, "
-          f"OMP_NUM_THREADS {omp}\n")
-    print("| streams | sound | keeping up | guard CPU (cores) | CPU per stream | decode share | publishers CPU | "
+    print(f"\n### Capacity: 720p30 H.264 over UDP{', the game in a streamer layout' if layout else ''}, {seconds:.0f} s "
+          f"per step, {os.cpu_count()} cores, OMP_NUM_THREADS {omp}\n")
+    print("| streams | sound | regions | keeping up | guard CPU (cores) | CPU per stream | decode share | publishers CPU | "
           "other jobs CPU | median frames kept | worst | median p95 lag | worst p95 lag | "
           "index queries/s per stream | least sound heard | landmark lookups/s per stream |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (n, sound, ok, cores, per, decode_per_stream, cov_med, cov_min, lag_med, lag_max, pub, other, query_rate,
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (n, sound, regions, ok, cores, per, decode_per_stream, cov_med, cov_min, lag_med, lag_max, pub, other, query_rate,
          heard, landmark_rate) in rows:
         share = min(decode_per_stream / per, 1.0) if per else float("nan")
-        print(f"| {n} | {'on' if sound else 'off'} | {ok} | {cores:.2f} | {per:.3f} | {share:.0%} | {pub:.2f} | "
+        print(f"| {n} | {'on' if sound else 'off'} | {'on' if regions else 'off'} | {ok} | {cores:.2f} | {per:.3f} | {share:.0%} | {pub:.2f} | "
               f"{max(other, 0.0):.2f} | {cov_med:.0%} | {cov_min:.0%} | {lag_med:.2f} s | {lag_max:.2f} s | "
               f"{query_rate:.1f} | {f'{heard:.0%}' if sound else '–'} | {f'{landmark_rate:.0f}' if sound else '–'} |")
     for sound, cost in decode_costs.items():
@@ -508,6 +517,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--audio", nargs="?", const="on", default="off", choices=["off", "on", "both"],
                         help="capacity: publish the streams with sound (both: without, then with)")
+    parser.add_argument("--regions", default="on", choices=["off", "on", "both"],
+                        help="capacity: read windows inside the frames (issue 14; both: without, then with)")
+    parser.add_argument("--layout", action="store_true",
+                        help="capacity: the streams show the game in a streamer layout (windows to read)")
     parser.add_argument("--omp-threads", type=int, default=None,
                         help="OMP_NUM_THREADS for FAISS (set before it loads; default: OpenMP's)")
     args = parser.parse_args()
@@ -521,7 +534,9 @@ def main() -> None:
         bench_audio_latency(args.runs, args.parallel, [p for p in protocols if p != "hls"], args.negatives)
     if args.what in ("capacity", "all"):
         sound_modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.audio]
-        bench_capacity([int(n) for n in args.streams.split(",")], args.seconds, 30.0, sound_modes)
+        region_modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.regions]
+        bench_capacity([int(n) for n in args.streams.split(",")], args.seconds, 30.0, sound_modes, region_modes,
+                       args.layout)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 
 from guard_synth import broadcast as synth
+from guard_synth import layouts
 from guard.config import LiveSettings, Settings, WebhookSettings
 from guard.errors import ConflictError, InputError, URLPolicyError
+from guard.regions import overlap
 from guard.service import Guard
 from tests.live_helpers import (
-    FFmpegPublisher, FolderServer, HLSPublisher, PacedPublisher, WebhookReceiver, encode, free_port,
+    FPS, SIZE, FFmpegPublisher, FolderServer, HLSPublisher, PacedPublisher, WebhookReceiver, encode, free_port,
     reference_frames, stream_frames, udp_port_bound, wait_until,
 )
 
@@ -505,3 +507,36 @@ def test_udp_copy_under_a_still_panel_is_flagged_through_its_live_masked_reading
     assert incident.reference_title == "Final" and incident.account == "pirate"
     assert incident.reference_start < COPY_FROM + 8.0 and incident.reference_end > COPY_FROM + 2.0
     assert [e["incident"]["id"] for e in receiver.wait_for("incident.flagged", 1, timeout=10)] == [incident.id]
+
+
+# -- issue 14: the game in a window of a streamer's layout --------------------------------------
+
+
+@needs_ffmpeg
+def test_udp_stream_in_a_streamer_layout_is_flagged_with_the_window(make_guard, receiver, tmp_path):
+    """A streamer shows the game in a window of 30 % of the picture beside a webcam and a
+    scrolling chat. Whole-frame readings miss it; the window's own readings, tracked live,
+    flag it and the incident says where in the frame the copy sits."""
+    layout = layouts.streamer_layout(0.30, "bl", 12, SIZE)
+    frames = stream_frames(copy_seed=REF_SEED, copy_from=COPY_FROM, lead=LEAD, copy=8.0, tail=TAIL)
+    source = encode(tmp_path / "layout.ts", layouts.map_frames(layout, frames, FPS))
+    guard = make_guard()
+    scanned = guard.fingerprint(source)
+    assert guard.match(scanned.times, scanned.codes) == [], "whole-frame readings alone do not find it"
+    port = free_port("udp")
+    url = f"udp://127.0.0.1:{port}"
+    guard.monitor(url, stream_id="layout", account="pirate")
+    assert wait_until(lambda: udp_port_bound(port), 10)
+    with FFmpegPublisher(source, f"{url}?pkt_size=1316"):
+        final = guard.streams.wait("layout", timeout=40)
+    assert final.status == "ended" and final.frames > 30, final
+    (incident,) = guard.incidents.list(stream_id="layout")
+    assert incident.reference_title == "Final" and incident.account == "pirate"
+    assert incident.reference_start < COPY_FROM + 8.0 and incident.reference_end > COPY_FROM + 2.0
+    windowed = [s for s in guard.incidents.get(incident.id).segments if s["modality"] == "video-region"]
+    assert windowed, "the copy is found in the window"
+    x0, y0, x1, y1 = layout.box
+    left, top, right, bottom = windowed[0]["region"]
+    assert overlap((top, bottom, left, right), (y0 / SIZE[1], y1 / SIZE[1], x0 / SIZE[0], x1 / SIZE[0])) >= 0.8
+    assert [e["incident"]["id"] for e in receiver.wait_for("incident.flagged", 1, timeout=10)] == [incident.id]
+

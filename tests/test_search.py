@@ -12,7 +12,7 @@ from guard.config import MatchSettings, Settings
 from guard.index import BruteForceIndex
 from guard.index.brute import masked_search
 from guard.match import RefFrames, vector_ids
-from guard.models import MaskedCodes, Segment
+from guard.models import MaskedCodes, RegionReadings, Segment
 from guard.search import LiveSearch, Searcher
 from guard.service import Guard
 from guard.signals import DEFAULT_SIGNAL, get_signal
@@ -153,6 +153,38 @@ def test_a_live_window_matched_incrementally_gives_what_a_full_match_gives(seed)
     # Every frame went to the index once per reading: plain, mirrored, masked where it has one.
     assert live.queries == 2 * len(times) + int(masked.masks.any(axis=1).sum())
 
+
+
+def test_the_windows_of_a_live_stream_matched_incrementally_give_what_a_full_match_gives():
+    """Two windows in view of every frame (a streamer's layout): one holds damaged copies of
+    the references, the other unrelated pictures; fed in batches, the live windows' segments
+    equal :meth:`Searcher.window_segments` of the readings still in the window."""
+    rng = np.random.default_rng(5)
+    view = _world(rng)
+    times, copied, _ = _stream(rng, view)
+    n = len(times)
+    regions = RegionReadings(np.repeat(np.arange(n), 2), np.tile([7, 9], n),
+                             np.tile(np.array([[0.1, 0.1, 0.5, 0.5], [0.6, 0.1, 0.9, 0.9]], np.float32), (n, 1)),
+                             np.stack([copied, _random_codes(rng, n)], axis=1).reshape(2 * n, -1))
+    searcher = Searcher(view, MatchSettings(mirror=False), SIGNAL, 1 / FPS)
+    live, seconds, at, found = searcher.live_windows(12.0), 12.0, 0, []
+    while at < n:
+        step = int(rng.integers(1, 5))
+        rows = np.flatnonzero((regions.rows >= at) & (regions.rows < at + step))
+        part = RegionReadings(regions.rows[rows] - at, regions.tracks[rows], regions.boxes[rows], regions.codes[rows])
+        live.add(times[at:at + step], part)
+        at = min(at + step, n)
+        first = int(np.searchsorted(times, times[at - 1] - seconds, side="left"))
+        kept = np.flatnonzero((regions.rows >= first) & (regions.rows < at))
+        window = RegionReadings(regions.rows[kept] - first, regions.tracks[kept], regions.boxes[kept],
+                                regions.codes[kept])
+        expected = searcher.window_segments(times[first:at], window, view.refs)
+        key = lambda s: (s.query_start, s.reference_id)  # noqa: E731
+        assert sorted(live.segments(), key=key) == sorted(expected, key=key), f"frames up to {at}"
+        found += live.segments()
+    assert found and {s.modality for s in found} == {"video-region"}
+    assert all(s.region == pytest.approx([0.1, 0.1, 0.5, 0.5]) for s in found)  # the copying window's
+    assert live.queries <= 2 * n  # every window reading went to the index once
 
 def test_references_added_or_removed_mid_stream_are_searched_for_in_the_whole_window():
     rng = np.random.default_rng(7)
