@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 
-from guard import decode, preprocess, regions
+from guard import decode, preprocess, regions, screens
 from guard.config import MatchSettings
 from guard.models import Fingerprint, MaskedCodes, RegionReadings
 from guard.pipeline import pipeline_description
@@ -62,6 +62,8 @@ class QuerySession:
         self.overlays = overlays
         #: Windows inside the frames (:mod:`guard.regions`) get readings of their own.
         self.windows = regions.RegionTracker() if windows else None
+        #: Screens filmed by a phone (:mod:`guard.screens`) get rectified readings of their own.
+        self.screens = screens.ScreenTracker() if windows else None
         self._previous: np.ndarray | None = None
         self._cells: list[np.ndarray] = []
         self._motion: list[np.ndarray] = []
@@ -92,24 +94,32 @@ class QuerySession:
         return readings
 
     def _window_readings(self, grey: np.ndarray, keep: np.ndarray) -> RegionReadings:
-        """Readings of the windows in view of each kept frame (rows among the kept frames)."""
-        assert self.windows is not None
-        in_view = self.windows.add(grey)
-        rows, tracks, boxes, crops = [], [], [], []
+        """Readings of the windows (a layout's) and the filmed screens (rectified) in view of
+        each kept frame (rows among the kept frames). Window tracks keep their ids, screen
+        tracks take negative ones; a screen that is one of the windows is read as the window."""
+        assert self.windows is not None and self.screens is not None
+        in_view, filmed = self.windows.add(grey), self.screens.add(grey)
         h, w = grey.shape[1:]
+        rows, tracks, boxes, images = [], [], [], []
         for row, frame in enumerate(np.flatnonzero(keep)):
-            for track in in_view[frame]:
-                top, bottom, left, right = track.box
+            windows = [track.box for track in in_view[frame]]
+            shown = [track for track in filmed[frame]
+                     if all(regions.overlap(track.box, box) < regions.SAME_WINDOW for box in windows)]
+            if windows:
+                images.append(preprocess.crop_resize(grey[[frame] * len(windows)], np.asarray(windows),
+                                                     self.signal.input_size))
+            if shown:
+                images.append(screens.rectify(grey[[frame] * len(shown)], [t.quad for t in shown],
+                                              self.signal.input_size))
+            for track_id, (top, bottom, left, right) in [*((t.id, t.box) for t in in_view[frame]),
+                                                         *((-1 - t.id, t.box) for t in shown)]:
                 rows.append(row)
-                tracks.append(track.id)
+                tracks.append(track_id)
                 boxes.append((left / w, top / h, right / w, bottom / h))
-                crops.append((grey[frame], track.box))
         if not rows:
             return RegionReadings.join([], self.signal.code_bytes)
-        frames = preprocess.crop_resize(np.stack([g for g, _ in crops]), np.asarray([b for _, b in crops]),
-                                        self.signal.input_size)
         return RegionReadings(np.asarray(rows, np.int64), np.asarray(tracks, np.int64),
-                              np.asarray(boxes, np.float32), self.signal.hash_batch(frames))
+                              np.asarray(boxes, np.float32), self.signal.hash_batch(np.concatenate(images)))
 
     def finish(self) -> MaskedCodes | None:
         """With ``overlays="file"``: the masked readings of every frame read so far, each judged

@@ -14,7 +14,9 @@ hits in other windows do not.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -46,6 +48,9 @@ NEAR_COPY = 0.85
 KEEP_SHARE, MIN_PART = 0.75, 0.2
 
 Box = tuple[int, int, int, int]  # top, bottom, left, right in grey pixels (rows top:bottom)
+Shape = TypeVar("Shape")  # what a detection finds: a box, a quadrilateral
+ShapeIn = TypeVar("ShapeIn", contravariant=True)
+T = TypeVar("T", bound="Track[Any]")
 
 
 def _line_positions(edges: np.ndarray, min_length: int) -> np.ndarray:
@@ -54,20 +59,32 @@ def _line_positions(edges: np.ndarray, min_length: int) -> np.ndarray:
     bridged = edges.copy()
     for shift in (1, 2):
         bridged[:, shift:-shift] |= edges[:, : -2 * shift] & edges[:, 2 * shift:]
-    padded = np.pad(bridged.astype(np.int8), ((0, 0), (1, 1)))
-    steps = np.diff(padded, axis=1)
-    found = []
-    for row in range(len(edges)):
-        starts, ends = np.flatnonzero(steps[row] == 1), np.flatnonzero(steps[row] == -1)
-        if len(starts) and (ends - starts).max() >= min_length:
-            found.append(row)
-    return np.asarray(found, dtype=np.int64)
+    steps = np.diff(np.pad(bridged.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    starts, ends = np.nonzero(steps == 1), np.nonzero(steps == -1)  # row-major: runs pair up
+    return np.unique(starts[0][ends[1] - starts[1] >= min_length]).astype(np.int64)
 
 
 def find_windows(history: np.ndarray) -> list[Box]:
-    """Rectangles of persistent edges with moving video inside, in a history ``(k, h, w)`` of
-    grey frames (k ≥ 2), most moving first; boxes are the inside of the drawn sides."""
-    frames = history.astype(np.float32)
+    """Windows with moving video inside, in a history ``(k, h, w)`` of grey frames (k ≥ 2):
+    rectangles of persistent edges (drawn borders), most moving first, boxes the inside of
+    the drawn sides; then at most :data:`MOTION_WINDOWS` borderless ones found by motion
+    contrast (:func:`motion_windows`) where no drawn window is."""
+    drawn, borderless = _windows(history.astype(np.float32))
+    return [*drawn, *borderless]
+
+
+def _windows(frames: np.ndarray) -> tuple[list[Box], list[Box]]:
+    """:func:`find_windows` in two lists: the drawn windows and the borderless ones."""
+    changes = np.abs(np.diff(frames, axis=0))
+    drawn = _drawn_windows(frames, changes)
+    borderless = [box for box in motion_windows(frames, changes)
+                  if all(overlap(box, other) < SAME_WINDOW for other in drawn)]
+    return drawn, borderless[:max(0, MAX_WINDOWS - len(drawn))]
+
+
+def _drawn_windows(frames: np.ndarray, changes: np.ndarray) -> list[Box]:
+    """Rectangles of persistent edges with moving video inside (``changes``: the absolute
+    differences of consecutive ``frames``), most moving first."""
     k, h, w = frames.shape
     vertical = np.abs(np.diff(frames, axis=2)).min(axis=0) > EDGE_LEVEL  # (h, w-1): between c, c+1
     horizontal = np.abs(np.diff(frames, axis=1)).min(axis=0) > EDGE_LEVEL  # (h-1, w)
@@ -75,7 +92,7 @@ def find_windows(history: np.ndarray) -> list[Box]:
     rows = _line_positions(horizontal, int(MIN_LINE * w))
     if len(columns) < 2 or len(rows) < 2:
         return []
-    moving = (np.abs(np.diff(frames, axis=0)) > MOTION_LEVEL).mean(axis=0) >= 0.5
+    moving = (changes > MOTION_LEVEL).mean(axis=0) >= 0.5
     boxes = _supported_rectangles(rows, columns, horizontal, vertical, h, w)
     if not len(boxes):
         return []
@@ -178,9 +195,9 @@ def _trim_border(box: Box, moving: np.ndarray, mean: np.ndarray) -> Box:
 
 
 def _supported_rectangles(rows: np.ndarray, columns: np.ndarray, horizontal: np.ndarray,
-                          vertical: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Every rectangle of candidate lines whose four sides are drawn (:data:`MIN_SUPPORT`),
-    of a plausible size; as inside boxes ``(n, 4)``: top, bottom, left, right."""
+                          vertical: np.ndarray, h: int, w: int, support: float = MIN_SUPPORT) -> np.ndarray:
+    """Every rectangle of candidate lines whose four sides are drawn (along ``support`` of
+    their length), of a plausible size; as inside boxes ``(n, 4)``: top, bottom, left, right."""
     # Prefix sums along each line give any side's drawn share at once, for all line pairs.
     along_rows = np.pad(np.cumsum(horizontal[rows], axis=1), ((0, 0), (1, 0)))  # (R, w+1)
     along_cols = np.pad(np.cumsum(vertical[:, columns].T, axis=1), ((0, 0), (1, 0)))  # (C, h+1)
@@ -202,7 +219,7 @@ def _supported_rectangles(rows: np.ndarray, columns: np.ndarray, horizontal: np.
         _drawn(along_cols[li], top, bottom).T / height,
         _drawn(along_cols[ri], top, bottom).T / height,
     ])
-    ok = (sides >= MIN_SUPPORT) & (area >= AREA_RANGE[0]) & (area <= AREA_RANGE[1])
+    ok = (sides >= support) & (area >= AREA_RANGE[0]) & (area <= AREA_RANGE[1])
     p, q = np.nonzero(ok)
     return np.stack([top[p], bottom[p], left[q], right[q]], axis=1)
 
@@ -212,6 +229,177 @@ def _drawn(prefix: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarra
     ``start``/``stop`` pair: ``(lines, pairs)``."""
     drawn: np.ndarray = prefix[:, stop] - prefix[:, start]
     return drawn
+
+
+#: Motion contrast (borderless windows: a picture pasted over another moving video). The
+#: motion of a pixel is its series of absolute changes between sampled frames, averaged over
+#: :data:`MOTION_ALONG` pixels along the line looked at (one pixel's series is mostly noise);
+#: a line between two pixels is scored by the contrast of the series :data:`MOTION_GAP`
+#: pixels apart across it (jumping the pixel the scaling blends from both sides):
+#: ``Σ|a − b| / (Σ(a + b) + MOTION_FLOOR per change)``, 0 for one video, near 1 for unrelated ones.
+MOTION_ALONG, MOTION_GAP, MOTION_FLOOR = 5, 3, 1.0
+#: A motion edge scores above this and at least as high as the lines ``MOTION_GAP`` pixels to
+#: either side (a ridge: inside one textured video the contrast is high but not a ridge).
+MOTION_EDGE = 0.3
+#: Each side of a borderless window is a motion edge along at least this share of its length
+#: (where both videos are flat or still there is no evidence either way).
+MOTION_SUPPORT = 0.6
+#: Each side, read over its whole length: the mean motion series of the band of
+#: :data:`BAND` pixels inside it and of the band outside it (one pixel off the side) contrast
+#: at least :data:`MIN_CONTRAST`, and the bands outside move (mean change at least
+#: :data:`OUTSIDE_MOTION` grey levels): both sides move, unrelated.
+BAND, MIN_CONTRAST, OUTSIDE_MOTION = 3, 0.3, 2.0
+#: A borderless window is a whole picture scaled down, so it has the frame's shape: in the
+#: square grey image its height and width differ by at most this many pixels (rounding at
+#: both ends of each side). Only such rectangles are tried, which keeps the chance of a
+#: rectangle of high contrast in one video (many tried, one kept) low.
+SCALED_FRAME = 2
+#: At most this many borderless windows per detection (the most contrasting): a picture in a
+#: picture is one; each window costs a hash and an index query per frame.
+MOTION_WINDOWS = 1
+#: A borderless window found before and missed by a detection is looked at where it was: it
+#: is still there when each side still contrasts this much (and the outside moves). Checking
+#: one known box needs less evidence than finding one among hundreds: on plain broadcasts a
+#: fixed box's sides contrast this much in a few % of histories, a picture in a picture's in
+#: about 90 % (a window missed by three detections in a row starts a new track, and its
+#: copy's segment breaks in two).
+KNOWN_CONTRAST = 0.15
+
+
+def still_borderless(frames: np.ndarray, box: Box) -> bool:
+    """Whether the borderless window ``box`` is still in ``frames`` ``(k, h, w)`` (float grey):
+    its sides contrast at least :data:`KNOWN_CONTRAST` and the video outside moves."""
+    changes = np.abs(np.diff(frames, axis=0))
+    summed = np.pad(changes.cumsum(axis=1).cumsum(axis=2), ((0, 0), (1, 0), (1, 0)))
+    contrast, outside = _side_contrast(summed, np.asarray([box], np.int64))
+    return bool(contrast[0] >= KNOWN_CONTRAST and outside[0] >= OUTSIDE_MOTION)
+
+
+def motion_windows(frames: np.ndarray, changes: np.ndarray) -> list[Box]:
+    """Borderless windows in ``frames`` ``(k, h, w)`` (float grey; ``changes`` their absolute
+    differences ``(k - 1, h, w)``): rectangles whose sides are motion edges — the video inside
+    moves unlike the moving video outside — with moving video inside not split by a motion
+    edge across it, shaped like the frame (:data:`SCALED_FRAME`); the most contrasting
+    first, boxes the inside of the sides."""
+    _, h, w = frames.shape
+    vertical, horizontal = _motion_edges(changes)
+    columns = _line_positions(vertical.T, int(MIN_LINE * h))
+    rows = _line_positions(horizontal, int(MIN_LINE * w))
+    if len(columns) < 2 or len(rows) < 2:
+        return []
+    boxes = _supported_rectangles(rows, columns, horizontal, vertical, h, w, MOTION_SUPPORT)
+    heights, widths = (boxes[:, 1] - boxes[:, 0]) * w, (boxes[:, 3] - boxes[:, 2]) * h
+    boxes = boxes[np.abs(heights - widths) <= SCALED_FRAME * max(h, w)]
+    if not len(boxes):
+        return []
+    summed_changes = np.pad(changes.cumsum(axis=1).cumsum(axis=2), ((0, 0), (1, 0), (1, 0)))
+    contrast, outside = _side_contrast(summed_changes, boxes)
+    moving = (changes > MOTION_LEVEL).mean(axis=0) >= 0.5
+    shares = _shares(np.pad(moving.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0))), boxes)
+    keep = (contrast >= MIN_CONTRAST) & (outside >= OUTSIDE_MOTION) & (shares >= MIN_MOVING)
+    chosen: list[Box] = []
+    for i in np.flatnonzero(keep)[np.argsort(-contrast[keep], kind="stable")]:
+        box = (int(boxes[i, 0]), int(boxes[i, 1]), int(boxes[i, 2]), int(boxes[i, 3]))
+        if len(chosen) == MOTION_WINDOWS:
+            break
+        if (all(overlap(box, other) < SAME_WINDOW for other in chosen)
+                and not _split(box, rows, columns, horizontal, vertical)):
+            chosen.append(_refined(summed_changes, box))
+    return chosen
+
+
+def _refined(summed: np.ndarray, box: Box) -> Box:
+    """``box`` with each side moved by at most one pixel to where the single lines just inside
+    and just outside it contrast most (``summed``: summed-area tables of the changes). Motion
+    edges compare pixels :data:`MOTION_GAP` apart, which places a side within a pixel; a
+    window's reading is a crop, and a crop a pixel off changes a small window's hash more
+    than the picture's own damage does."""
+    _, h1, w1 = summed.shape
+    sides = list(box)
+    for side in range(4):
+        at = sides[side] + np.arange(-1, 2)
+        if at[0] < 1 or at[-1] + 1 > (h1 if side < 2 else w1) - 1:
+            continue
+        first = side % 2 == 0  # top or left: the inside is after the line
+        inside, outside = (at, at + 1) if first else (at - 1, at), (at - 1, at) if first else (at, at + 1)
+        across = (np.full(3, sides[2]), np.full(3, sides[3])) if side < 2 else (np.full(3, sides[0]), np.full(3, sides[1]))
+        bands = [(*band, *across) if side < 2 else (*across, *band) for band in (inside, outside)]
+        series_in, series_out = _band_means(summed, bands[0]), _band_means(summed, bands[1])
+        score = np.abs(series_in - series_out).sum(axis=0) / (
+            (series_in + series_out).sum(axis=0) + MOTION_FLOOR * len(series_in))
+        sides[side] = int(at[int(np.argmax(score))])
+    return sides[0], sides[1], sides[2], sides[3]
+
+
+def _motion_edges(changes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Motion edges between neighbouring columns ``(h, w - 1)`` and rows ``(h - 1, w)``, as
+    :func:`find_windows` indexes persistent edges (``[:, c]`` lies between ``c`` and ``c + 1``)."""
+    k, h, w = changes.shape
+    floor = MOTION_FLOOR * k
+    before = (MOTION_GAP - 1) // 2  # pixels compared: c - before and c - before + MOTION_GAP
+    vertical = np.zeros((h, w - 1), np.float32)
+    along = _running_mean(changes, 1)
+    a, b = along[:, :, :-MOTION_GAP], along[:, :, MOTION_GAP:]
+    vertical[:, before:before + w - MOTION_GAP] = np.abs(a - b).sum(axis=0) / ((a + b).sum(axis=0) + floor)
+    horizontal = np.zeros((h - 1, w), np.float32)
+    along = _running_mean(changes, 2)
+    a, b = along[:, :-MOTION_GAP], along[:, MOTION_GAP:]
+    horizontal[before:before + h - MOTION_GAP] = np.abs(a - b).sum(axis=0) / ((a + b).sum(axis=0) + floor)
+    return _ridges(vertical.T).T, _ridges(horizontal)
+
+
+def _running_mean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean of :data:`MOTION_ALONG` neighbours along ``axis`` (edge values repeated)."""
+    half, n = MOTION_ALONG // 2, values.shape[axis]
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (half, MOTION_ALONG - 1 - half)
+    padded = np.moveaxis(np.pad(values, pad, mode="edge"), axis, 0)
+    total = padded[:n].copy()
+    for shift in range(1, MOTION_ALONG):
+        total += padded[shift:shift + n]
+    mean: np.ndarray = np.moveaxis(total, 0, axis) / MOTION_ALONG
+    return mean
+
+
+def _ridges(scores: np.ndarray) -> np.ndarray:
+    """Rows of ``scores`` (lines across the rows' direction) that are motion edges: above
+    :data:`MOTION_EDGE` and no lower than the rows :data:`MOTION_GAP` away on both sides."""
+    edges = np.zeros(scores.shape, bool)
+    g = MOTION_GAP
+    middle = scores[g:-g]
+    edges[g:-g] = (middle > MOTION_EDGE) & (middle >= scores[:-2 * g]) & (middle >= scores[2 * g:])
+    return edges
+
+
+def _side_contrast(summed: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For boxes ``(n, 4)``: the lowest contrast of the four sides (bands inside against bands
+    outside, see :data:`BAND`) and the least motion of the bands outside; a side on the
+    frame's edge (no band outside) counts as contrasting and moving."""
+    _, h1, w1 = summed.shape
+    top, bottom, left, right = boxes.T
+    inner = [(top + 1, top + 1 + BAND, left, right), (bottom - 1 - BAND, bottom - 1, left, right),
+             (top, bottom, left + 1, left + 1 + BAND), (top, bottom, right - 1 - BAND, right - 1)]
+    outer = [(top - 1 - BAND, top - 1, left, right), (bottom + 1, bottom + 1 + BAND, left, right),
+             (top, bottom, left - 1 - BAND, left - 1), (top, bottom, right + 1, right + 1 + BAND)]
+    contrast, outside = np.full(len(boxes), np.inf), np.full(len(boxes), np.inf)
+    for band_in, band_out in zip(inner, outer):
+        exists = (band_out[0] >= 0) & (band_out[2] >= 0) & (band_out[1] < h1) & (band_out[3] < w1)
+        series_in = _band_means(summed, band_in)
+        series_out = _band_means(summed, tuple(np.clip(v, 0, limit - 1) for v, limit in zip(band_out, (h1, h1, w1, w1))))
+        side = np.abs(series_in - series_out).sum(axis=0) / (
+            (series_in + series_out).sum(axis=0) + MOTION_FLOOR * len(series_in))
+        contrast = np.where(exists, np.minimum(contrast, side), contrast)
+        outside = np.where(exists, np.minimum(outside, series_out.mean(axis=0)), outside)
+    return contrast, outside
+
+
+def _band_means(summed: np.ndarray, band: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Mean of each band (top, bottom, left, right arrays) in every frame of ``summed`` (summed-area
+    tables ``(k, h + 1, w + 1)``): ``(k, n)``."""
+    top, bottom, left, right = band
+    total = summed[:, bottom, right] - summed[:, top, right] - summed[:, bottom, left] + summed[:, top, left]
+    means: np.ndarray = total / np.maximum((bottom - top) * (right - left), 1)
+    return means
 
 
 def overlap(a: Box, b: Box) -> float:
@@ -237,6 +425,8 @@ class RegionTrack:
     seen: list[Box] = field(default_factory=list)
     #: Detections in a row that did not find this window.
     missed: int = 0
+    #: Found by motion contrast (no drawn border): a detection missing it looks again where it was.
+    borderless: bool = False
 
     def saw(self, box: Box) -> None:
         """A new detection of this window."""
@@ -245,55 +435,113 @@ class RegionTrack:
         self.box = (top, bottom, left, right)
 
 
-class RegionTracker:
-    """Windows in view of each frame of a sequence fed batch by batch (files and live alike):
-    a detection every :data:`EVERY` frames over the trailing :data:`HISTORY` frames; a window
-    found again near where it was keeps its track."""
+class Track(Protocol[ShapeIn]):
+    """What :class:`Tracker` needs of a track: an id, a box, a count of detections in a row
+    that missed it, and a way to take a new detection of its shape."""
+
+    id: int
+    missed: int
+
+    @property
+    def box(self) -> Box: ...
+
+    def saw(self, shape: ShapeIn) -> None: ...
+
+
+class Tracker(Generic[Shape, T]):
+    """Things in view (windows, screens) of each frame of a sequence fed batch by batch (files
+    and live alike): a detection every :data:`EVERY` frames over the trailing :data:`HISTORY`
+    frames; a thing found again where it was keeps its track, and one a detection or two miss
+    (:data:`HOLD`) is still in view. Subclasses detect (:meth:`_detect`) and say how alike a
+    track and a detection are (:meth:`_likeness`) and how a track starts (:meth:`_start`)."""
 
     def __init__(self) -> None:
         self._history: list[np.ndarray] = []
         self._since = EVERY  # detect at the first full history
-        self._tracks: list[RegionTrack] = []
-        self._current: list[RegionTrack] = []
+        self._tracks: list[T] = []
+        self._current: list[T] = []
         self._next_id = 0
 
-    def add(self, greys: np.ndarray) -> list[list[RegionTrack]]:
-        """For each grey frame ``(n, h, w)``: the windows in view (tracks with their box)."""
+    def add(self, greys: np.ndarray) -> list[list[T]]:
+        """For each grey frame ``(n, h, w)``: the tracks in view, as they were at that frame
+        (copies: a later detection in the same batch moves the tracks, not earlier frames')."""
         out = []
         for grey in greys:
             self._history = [*self._history[-(HISTORY - 1):], grey]
             self._since += 1
             if len(self._history) == HISTORY and self._since >= EVERY:
                 self._since = 0
-                self._current = self._assign(find_windows(np.stack(self._history)))
-            out.append(list(self._current))
+                self._current = [copy.copy(t) for t in self._detect(np.stack(self._history).astype(np.float32))]
+            out.append(self._current)
         return out
 
-    def _assign(self, boxes: list[Box]) -> list[RegionTrack]:
-        """The tracks of one detection's windows: each window goes to the track it overlaps most
-        (at least :data:`SAME_WINDOW`), each track takes at most one window per detection (a
-        window's larger variant, or a box taking in the webcam beside it, must not pull the
-        window's median box), the others start tracks of their own."""
-        pairs = sorted(((overlap(track.box, box), t, b) for t, track in enumerate(self._tracks)
-                        for b, box in enumerate(boxes)), reverse=True)
-        chosen: dict[int, RegionTrack] = {}
+    def _detect(self, frames: np.ndarray) -> list[T]:
+        """One detection's tracks, from a history of float32 greys."""
+        raise NotImplementedError
+
+    def _likeness(self, track: T, shape: Shape) -> float:
+        """How alike a track and a detected shape are (the same thing from :data:`SAME_WINDOW`)."""
+        raise NotImplementedError
+
+    def _start(self, track_id: int, shape: Shape) -> T:
+        """A new track for a shape seen for the first time."""
+        raise NotImplementedError
+
+    def _assign(self, shapes: list[Shape]) -> list[T]:
+        """The tracks of one detection's shapes: each goes to the track it is most like (at least
+        :data:`SAME_WINDOW`), each track takes at most one shape per detection (a window's larger
+        variant, or a box taking in the webcam beside it, must not pull the window's median box),
+        the others start tracks of their own; then the tracks missed by this detection that are
+        still held (:data:`HOLD`)."""
+        pairs = sorted(((self._likeness(track, shape), t, s) for t, track in enumerate(self._tracks)
+                        for s, shape in enumerate(shapes)), key=lambda pair: pair[0], reverse=True)
+        chosen: dict[int, T] = {}
         taken: set[int] = set()
-        for share, t, b in pairs:
-            if share < SAME_WINDOW:
+        for likeness, t, s in pairs:
+            if likeness < SAME_WINDOW:
                 break
-            if b not in chosen and t not in taken:
-                chosen[b] = self._tracks[t]
+            if s not in chosen and t not in taken:
+                chosen[s] = self._tracks[t]
                 taken.add(t)
-                self._tracks[t].saw(boxes[b])
-        for b, box in enumerate(boxes):
-            if b not in chosen:
-                chosen[b] = RegionTrack(self._next_id, box, [box])
+                self._tracks[t].saw(shapes[s])
+        for s, shape in enumerate(shapes):
+            if s not in chosen:
+                chosen[s] = self._start(self._next_id, shape)
                 self._next_id += 1
-                self._tracks.append(chosen[b])
+                self._tracks.append(chosen[s])
+        found = {id(track) for track in chosen.values()}
         for track in self._tracks:
-            track.missed = 0 if track in chosen.values() else track.missed + 1
+            track.missed = 0 if id(track) in found else track.missed + 1
         self._tracks = [track for track in self._tracks if track.missed <= HOLD]
         # A window missed by a detection or two (still video inside it for a moment) is still
         # there: it keeps being read, so its track's readings run on without holes — a hole
         # would let a copy's span be stretched over frames never read.
-        return [*(chosen[b] for b in range(len(boxes))), *(t for t in self._tracks if t.missed)]
+        return [*(chosen[s] for s in range(len(shapes))), *(t for t in self._tracks if t.missed)]
+
+
+class RegionTracker(Tracker[Box, RegionTrack]):
+    """Windows in view of each frame (see :class:`Tracker`): drawn ones (:func:`find_windows`'
+    persistent edges) and borderless ones (motion contrast)."""
+
+    def _detect(self, frames: np.ndarray) -> list[RegionTrack]:
+        """One detection's tracks: the windows found, and the borderless windows found before
+        that it missed but that are still there (:func:`still_borderless`):
+        their motion evidence comes and goes (both videos still or alike for a moment) while
+        the picture stays where it is."""
+        drawn, borderless = _windows(frames)
+        found = [*drawn, *borderless]
+        for track in self._tracks:
+            if (track.borderless and len(found) < MAX_WINDOWS
+                    and all(overlap(track.box, box) < SAME_WINDOW for box in found)
+                    and still_borderless(frames, track.box)):
+                found.append(track.box)
+        tracks = self._assign(found)
+        for track in tracks[len(drawn):len(found)]:
+            track.borderless = True
+        return tracks
+
+    def _likeness(self, track: RegionTrack, shape: Box) -> float:
+        return overlap(track.box, shape)
+
+    def _start(self, track_id: int, shape: Box) -> RegionTrack:
+        return RegionTrack(track_id, shape, [shape])
