@@ -450,7 +450,7 @@ class LiveSearch:
         searcher = self.searcher
         searcher.index.sync()
         refs = dict(searcher.index.refs)  # one view for the decision, whatever other threads register
-        self._check_references(refs)
+        self.check_references(refs)
         self._search_new()
         masked = self.masked if self.masked.masks.any() else None
         segments = self._kind_segments(PLAIN, self.codes, masked, refs)
@@ -473,7 +473,7 @@ class LiveSearch:
         for kept in self._hits.values():
             del kept[:count]
 
-    def _check_references(self, refs: Mapping[int, RefFrames]) -> None:
+    def check_references(self, refs: Mapping[int, RefFrames]) -> None:
         """Kept hits and alignments hold for the references they were found with: when one
         was added, removed or reloaded, every frame is searched again; when live references
         only aired more, the kept frames are searched among their new frames alone (a pirate
@@ -507,9 +507,20 @@ class LiveSearch:
             for row, hits in zip(rows, split_hits(merged)):
                 kept[row] = hits
 
+    def unsearched(self) -> list[int]:
+        """The window's frames not searched yet (the newest ones), by row."""
+        return [i for i, hits in enumerate(self._hits[PLAIN]) if hits is None]
+
+    def searched(self, rows: list[int], found: Hits) -> None:
+        """Keep the plain index hits of ``rows`` (:meth:`unsearched`), searched by the caller
+        with others in one query; only for windows read plain (no masked, no mirrored readings)."""
+        self.queries += len(rows)
+        for row, hits in zip(rows, split_hits(found)):
+            self._hits[PLAIN][row] = hits
+
     def _search_new(self) -> None:
         """Search the index for the frames not searched yet (the newest ones)."""
-        rows = [i for i, hits in enumerate(self._hits[PLAIN]) if hits is None]
+        rows = self.unsearched()
         if not rows:
             return
         masked = self.masked.take(rows)
@@ -620,6 +631,7 @@ class LiveWindowSearch:
     def segments(self) -> list[Segment]:
         """The copied segments in the windows (before calibration): modality ``video-region``,
         with the window's median box over the segment as ``region``."""
+        self._search_new()
         found = []
         for search, boxes in self._tracks.values():
             if len(search) < self.searcher.settings.min_seed_frames:
@@ -629,6 +641,25 @@ class LiveWindowSearch:
                 box = np.median(boxes[inside] if inside.any() else boxes, axis=0)
                 found.append(replace(segment, modality="video-region", region=[float(v) for v in box]))
         return found
+
+    def _search_new(self) -> None:
+        """The new readings of every track in one index query (each query has a fixed cost)."""
+        index = self.searcher.index
+        index.sync()
+        refs = dict(index.refs)
+        for search, _ in self._tracks.values():
+            search.check_references(refs)  # what a reference change would search again, first
+        pending = [(search, search.unsearched()) for search, _ in self._tracks.values()]
+        pending = [(search, rows) for search, rows in pending if rows]
+        if not pending:
+            return
+        codes = np.concatenate([search.codes[rows] for search, rows in pending])
+        found, _ = self.searcher.search(codes)
+        parts = split_hits(found)
+        at = 0
+        for search, rows in pending:
+            search.searched(rows, join_hits(parts[at:at + len(rows)]))
+            at += len(rows)
 
     def with_windows(self, segments: list[Segment]) -> list[Segment]:
         """The whole frames' ``segments`` (before calibration) with the windows' (see
