@@ -215,46 +215,81 @@ def find_segments(query: Landmarks, hits: LandmarkHits, params: LandmarkParams,
     held = np.flatnonzero(np.isin(group, wanted, kind="table" if int(group.max()) < 1 << 24 else None))
     order = held[np.argsort(group[held], kind="stable")]
     grouped = group[order]
+    heard = _HeardTimes(query)
+    all_exact = bool(exact.all())
     candidates: list[tuple[int, Segment]] = []
     for hypothesis in hypotheses:
         key = hypothesis.ref_id * speeds + hypothesis.speed_index
         rows = order[np.searchsorted(grouped, key, "left"): np.searchsorted(grouped, key, "right")]
         shortest = min_seconds.get(hypothesis.ref_id, settings.min_seconds)
-        candidates += _segments_of(hypothesis, query, hits.query_index[rows], hits.ref_times[rows], exact[rows],
-                                   params, titles.get(hypothesis.ref_id, ""), shortest, settings)
+        candidates += _segments_of(hypothesis, query, hits.query_index[rows], hits.ref_times[rows],
+                                   None if all_exact else exact[rows], heard, params,
+                                   titles.get(hypothesis.ref_id, ""), shortest, settings)
     return _resolve(candidates, settings.max_overlap)
 
 
+class _HeardTimes:
+    """The query's landmark times heard at each assumed speed, sorted, made once per speed asked."""
+
+    def __init__(self, query: Landmarks):
+        self.query = query
+        self._sorted: dict[int, npt.NDArray[np.float64]] = {}
+
+    def count(self, speed_index: int, start: float, end: float) -> int:
+        """How many landmarks heard at ``speed_index`` lie in [``start``, ``end``]."""
+        times = self._sorted.get(speed_index)
+        if times is None:
+            times = np.sort(self.query.times[(self.query.speeds & ~np.uint8(SHIFTED)) == speed_index])
+            self._sorted[speed_index] = times
+        return int(np.searchsorted(times, end, "right") - np.searchsorted(times, start, "left"))
+
+
+def _distinct(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``np.unique(values)``, without sorting (or hashing) when they already come in order."""
+    if len(values) < 2 or not np.all(values[1:] >= values[:-1]):
+        return np.unique(values)
+    first: npt.NDArray[np.bool_] = np.concatenate([[True], values[1:] != values[:-1]])
+    return values[first]
+
+
 def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, q_index: npt.NDArray[np.int64],
-                 ref_times: npt.NDArray[np.float64], exact: npt.NDArray[np.bool_], params: LandmarkParams,
-                 title: str, min_seconds: float, settings: AudioMatchSettings) -> list[tuple[int, Segment]]:
+                 ref_times: npt.NDArray[np.float64], exact: npt.NDArray[np.bool_] | None, heard: _HeardTimes,
+                 params: LandmarkParams, title: str, min_seconds: float,
+                 settings: AudioMatchSettings) -> list[tuple[int, Segment]]:
     """The runs of the hypothesis' supporting landmarks long and strong enough, with their votes
-    (``q_index``, ``ref_times``: the hits of its reference heard at its assumed speed;
-    ``exact``: which of them may vote, the others only support)."""
+    (``q_index``, ``ref_times``: the hits of its reference heard at its assumed speed, in the
+    index's order; ``exact``: which of them may vote, the others only support; None: all vote)."""
     speed = float(params.query_speeds[hypothesis.speed_index])
-    offsets = ref_times - speed * query.times[q_index]
+    q_times = query.times[q_index]
+    offsets = ref_times - speed * q_times
     near = np.abs(offsets - hypothesis.offset) <= settings.tolerance + settings.offset_bin
     if not near.any():
         return []
     # Refine the alignment: the median offset, then a line through the hits near it (the
     # copy's speed is rarely one of the assumed ones), then the hits near that line.
     offset, rate = float(np.median(offsets[near])), speed
+    fitted_to: npt.NDArray[np.bool_] | None = None
+    on_line: npt.NDArray[np.bool_] | None = None
     for _ in range(2):
-        close = np.abs(ref_times - (rate * query.times[q_index] + offset)) <= settings.tolerance
-        fitted = query.times[q_index[close]]
+        close = np.abs(ref_times - (rate * q_times + offset)) <= settings.tolerance
+        if fitted_to is not None and np.array_equal(close, fitted_to):
+            on_line = close  # the same hits: the same line again, and these are the hits on it
+            break
+        fitted = q_times[close]
         if len(fitted) < 2 or np.ptp(fitted) < 1.0:
             break
-        rate, offset = (float(v) for v in np.polyfit(query.times[q_index[close]], ref_times[close], 1))
+        rate, offset = (float(v) for v in np.polyfit(fitted, ref_times[close], 1))
+        fitted_to = close
     if abs(rate - speed) > 0.02:  # a line that strays from its assumed speed fits noise
         return []
-    on_line = np.abs(ref_times - (rate * query.times[q_index] + offset)) <= settings.tolerance
-    support = np.unique(q_index[on_line])
-    voter = np.isin(support, q_index[on_line & exact])
+    if on_line is None:
+        on_line = np.abs(ref_times - (rate * q_times + offset)) <= settings.tolerance
+    support = _distinct(q_index[on_line])
+    voter = np.ones(len(support), bool) if exact is None else np.isin(support, q_index[on_line & exact])
     times = query.times[support]
     order = np.argsort(times, kind="stable")
     support, times, voter = support[order], times[order], voter[order]
     breaks = np.flatnonzero(np.diff(times) > settings.max_gap) + 1
-    at_speed = query.times[(query.speeds & ~np.uint8(SHIFTED)) == hypothesis.speed_index]
     segments = []
     for run in np.split(np.arange(len(times)), breaks):
         if len(run) == 0:
@@ -267,15 +302,14 @@ def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, q_index: npt.NDA
         if len(voting) == 0:
             continue
         inside &= (slots >= voting.min()) & (slots <= voting.max())
-        run, votes = run[inside], len(np.unique(voting))
+        run, votes = run[inside], len(_distinct(voting))
         start = float(times[run[0]])
         # The last matching anchor is followed by its targets: the copy runs on a little.
         end = float(times[run[-1]]) + settings.end_margin
         matched = len(run)
         if votes < settings.min_votes or end - start < min_seconds:
             continue
-        heard = int(np.count_nonzero((at_speed >= start) & (at_speed <= end)))
-        fraction = matched / max(heard, 1)
+        fraction = matched / max(heard.count(hypothesis.speed_index, start, end), 1)
         segments.append((votes, Segment(
             reference_id=hypothesis.ref_id, reference_title=title, query_start=start, query_end=end,
             reference_start=rate * start + offset, reference_end=rate * end + offset,
@@ -289,7 +323,7 @@ def _densest_span(slots: npt.NDArray[np.int64], empty_cost: float) -> tuple[int,
     """First and last slot of the span that maximizes (slots with a match) − ``empty_cost`` ×
     (slots without): a stray match a few seconds beyond the copy does not stretch it, a
     sparse but steady stretch (a copy under loud noise) stays in."""
-    distinct = np.unique(slots)
+    distinct = _distinct(slots)
     score = np.full(int(distinct[-1] - distinct[0]) + 1, -empty_cost)
     score[distinct - distinct[0]] = 1.0
     best, best_span, running, run_start = -np.inf, (0, 0), 0.0, 0

@@ -262,7 +262,7 @@ def _decoded(container: InputContainer, stream: VideoStream | AudioStream, name:
     heard = audio.stream if audio is not None else None
     try:
         for packet in container.demux(stream) if heard is None else container.demux(stream, heard):
-            if heard is not None and packet.stream_index == heard.index:
+            if heard is not None and packet.stream is heard:  # the end's flush packets carry index 0
                 cast(AudioTap, audio)._decode(cast("av.Packet[AudioStream]", packet))
                 continue
             try:
@@ -433,6 +433,12 @@ AUDIO_BLOCK_SECONDS = 1.0
 #: A resampled frame more than this far (s) from where the previous one ended starts a new
 #: block at its own time (a gap, a splice or a timestamp reset in the file).
 AUDIO_MAX_JUMP = 0.1
+#: Audio packets :class:`AudioTap` holds before decoding them together (5 s of 48 kHz AAC, under
+#: 100 kB at 128 kb/s): decoded one by one between video frames, the audio decoder, resampler and
+#: landmark extractor ran on caches the picture's decoder had just filled, which cost a scan
+#: about as much again as the sound's own decoding and extraction (issue 12, measured with
+#: scripts/bench_fingerprint.py --tables audio).
+AUDIO_TAP_PACKETS = 256
 
 
 @dataclass
@@ -496,8 +502,9 @@ def _resampled(frames: Iterable[AudioFrame], rate: int) -> Iterator[tuple[float 
 
 
 def _mono(frames: list[AudioFrame]) -> list[tuple[float | None, np.ndarray]]:
-    """``(time or None, float32 samples)`` of resampled mono frames."""
-    return [(out.time, out.to_ndarray().reshape(-1).astype(np.float32, copy=False)) for out in frames]
+    """``(time or None, float32 samples)`` of resampled mono frames (packed ``flt``: one plane,
+    read in place; the array keeps its frame alive; ``to_ndarray`` costs 20× more per frame)."""
+    return [(out.time, np.frombuffer(memoryview(out.planes[0]), np.float32, out.samples)) for out in frames]
 
 
 def _audio_blocks(pieces: Iterable[tuple[float | None, np.ndarray]], rate: int,
@@ -534,14 +541,15 @@ class AudioTap:
     A sound that cannot be read never costs the picture: :attr:`error` then says why it was
     left out (no audio stream, none of it decodes, too many damaged packets), as the
     :class:`InputError` of :func:`sample_audio` would. :attr:`end` is where the sound read ends
-    (s, media clock).
+    (s, media clock). Packets are decoded ``held_packets`` at a time (the blocks are the same).
     """
 
     def __init__(self, on_block: Callable[[AudioBlock], None], rate: int = AUDIO_RATE,
-                 block_seconds: float = AUDIO_BLOCK_SECONDS):
-        if rate <= 0 or block_seconds <= 0:
-            raise ValueError("rate and block_seconds must be positive")
+                 block_seconds: float = AUDIO_BLOCK_SECONDS, held_packets: int = AUDIO_TAP_PACKETS):
+        if rate <= 0 or block_seconds <= 0 or held_packets <= 0:
+            raise ValueError("rate, block_seconds and held_packets must be positive")
         self.on_block = on_block
+        self.held_packets = held_packets
         self.rate = rate
         self.block_seconds = block_seconds
         self.stream: AudioStream | None = None
@@ -550,6 +558,7 @@ class AudioTap:
         self._name = ""
         self._size = max(1, int(round(block_seconds * rate)))
         self._resampler: av.AudioResampler | None = None
+        self._packets: list[av.Packet[AudioStream]] = []  # demuxed, not decoded yet
         self._pieces: list[tuple[float | None, np.ndarray]] = []  # resampled, not in a block yet
         self._pending = 0  # samples in self._pieces
         self._emitted = 0
@@ -567,12 +576,28 @@ class AudioTap:
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
 
     def _decode(self, packet: av.Packet[AudioStream]) -> None:
-        """Decode and resample one packet; blocks that complete go to ``on_block``."""
+        """Take one packet; every :attr:`held_packets` they are decoded together."""
         if self._stopped or self._resampler is None:
+            return
+        self._packets.append(packet)
+        if len(self._packets) >= self.held_packets:
+            self._decode_held()
+
+    def _decode_held(self) -> None:
+        """Decode and resample the packets held, in order; blocks that complete go to ``on_block``."""
+        packets, self._packets = self._packets, []
+        for packet in packets:
+            if self._stopped:
+                return
+            self._decode_one(packet)
+
+    def _decode_one(self, packet: av.Packet[AudioStream]) -> None:
+        resampler = self._resampler
+        if resampler is None:  # never: packets are held only once attached
             return
         try:
             for frame in packet.decode():
-                self._add(_mono(self._resampler.resample(frame)))
+                self._add(_mono(resampler.resample(frame)))
         except av.error.InvalidDataError:
             self._errors += 1
             if self._errors > 1000:
@@ -593,6 +618,7 @@ class AudioTap:
         """The end of the file: the resampler's tail and the last, shorter block."""
         if self._resampler is None or self.error is not None:
             return
+        self._decode_held()
         if not self._stopped:
             try:
                 self._add(_mono(self._resampler.resample(None)))

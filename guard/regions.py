@@ -73,13 +73,16 @@ def find_windows(history: np.ndarray) -> list[Box]:
     return [*drawn, *borderless]
 
 
-def _windows(frames: np.ndarray) -> tuple[list[Box], list[Box]]:
-    """:func:`find_windows` in two lists: the drawn windows and the borderless ones."""
+def _windows(frames: np.ndarray, borderless: bool = True) -> tuple[list[Box], list[Box]]:
+    """:func:`find_windows` in two lists: the drawn windows and the borderless ones (not
+    looked for without ``borderless``)."""
     changes = np.abs(np.diff(frames, axis=0))
     drawn = _drawn_windows(frames, changes)
-    borderless = [box for box in motion_windows(frames, changes)
-                  if all(overlap(box, other) < SAME_WINDOW for other in drawn)]
-    return drawn, borderless[:max(0, MAX_WINDOWS - len(drawn))]
+    if not borderless:
+        return drawn, []
+    found = [box for box in motion_windows(frames, changes)
+             if all(overlap(box, other) < SAME_WINDOW for other in drawn)]
+    return drawn, found[:max(0, MAX_WINDOWS - len(drawn))]
 
 
 def _drawn_windows(frames: np.ndarray, changes: np.ndarray) -> list[Box]:
@@ -450,14 +453,18 @@ class Track(Protocol[ShapeIn]):
 
 class Tracker(Generic[Shape, T]):
     """Things in view (windows, screens) of each frame of a sequence fed batch by batch (files
-    and live alike): a detection every :data:`EVERY` frames over the trailing :data:`HISTORY`
+    and live alike): a detection every :attr:`every` frames over the trailing :data:`HISTORY`
     frames; a thing found again where it was keeps its track, and one a detection or two miss
     (:data:`HOLD`) is still in view. Subclasses detect (:meth:`_detect`) and say how alike a
     track and a detection are (:meth:`_likeness`) and how a track starts (:meth:`_start`)."""
 
+    #: Detections run every this many frames.
+    every = EVERY
+
     def __init__(self) -> None:
         self._history: list[np.ndarray] = []
-        self._since = EVERY  # detect at the first full history
+        self._since = self.every  # detect at the first full history
+        self._detections = 0
         self._tracks: list[T] = []
         self._current: list[T] = []
         self._next_id = 0
@@ -469,9 +476,10 @@ class Tracker(Generic[Shape, T]):
         for grey in greys:
             self._history = [*self._history[-(HISTORY - 1):], grey]
             self._since += 1
-            if len(self._history) == HISTORY and self._since >= EVERY:
+            if len(self._history) == HISTORY and self._since >= self.every:
                 self._since = 0
                 self._current = [copy.copy(t) for t in self._detect(np.stack(self._history).astype(np.float32))]
+                self._detections += 1
             out.append(self._current)
         return out
 
@@ -528,7 +536,9 @@ class RegionTracker(Tracker[Box, RegionTrack]):
         that it missed but that are still there (:func:`still_borderless`):
         their motion evidence comes and goes (both videos still or alike for a moment) while
         the picture stays where it is."""
-        drawn, borderless = _windows(frames)
+        # Motion contrast costs most: new borderless windows are looked for every other
+        # detection (a found one is held, and re-checked where it is, in between).
+        drawn, borderless = _windows(frames, borderless=self._detections % 2 == 0)
         found = [*drawn, *borderless]
         for track in self._tracks:
             if (track.borderless and len(found) < MAX_WINDOWS

@@ -54,6 +54,17 @@ ANGLE_BINS = 90
 #: Near-vertical lines have their normal within this of 0°, near-horizontal ones within this of
 #: 90° (a TV filmed 25° off its axis tilts its top and bottom by up to ~20° at 128×128).
 MAX_TILT = 35.0
+#: A screen is filmed in a place that stays put around it: at least this share of the frame
+#: changes by less than :data:`STILL_LEVEL` grey levels a frame on average (measured: 11–40 %
+#: around camcorded TVs and 20–37 % around stadium screens, shake included; 0 % in much of a
+#: moving broadcast, where detection is skipped).
+STILL_LEVEL, STILL_SHARE = 3.0, 0.05
+#: A phone's sensor noise and shake never leave much of a filmed picture frozen; a screen
+#: capture (a streamer's layout: its windows are found by :mod:`guard.regions`) is frozen
+#: outside its windows. No screens are looked for where at least this share of the frame
+#: changes by less than this many grey levels a frame on average (measured: 24–75 % in
+#: layouts, at most 1 % around camcorded TVs and stadium screens).
+FROZEN_LEVEL, FROZEN_SHARE = 0.25, 0.15
 #: An edge pixel votes for lines within this many angle bins of its gradient direction.
 VOTE_SPREAD = 1
 #: Lines kept per family (near-horizontal, near-vertical), strongest first; peaks of the
@@ -108,6 +119,11 @@ def find_screens(history: np.ndarray) -> list[Quad]:
     if frames.ndim != 3 or len(frames) < 2:
         return []
     _, h, w = frames.shape
+    raw_change = np.abs(np.diff(frames, axis=0)).mean(axis=0)
+    if (raw_change < STILL_LEVEL).mean() < STILL_SHARE:
+        return []  # everything moves: no room around a screen (most programme; saves the lines)
+    if (raw_change < FROZEN_LEVEL).mean() >= FROZEN_SHARE:
+        return []  # a screen capture (a streamer's layout), not a screen filmed by a phone
     mean = frames.mean(axis=0)
     gx, gy = _gradient(mean)
     magnitude = np.hypot(gx, gy)
@@ -115,7 +131,7 @@ def find_screens(history: np.ndarray) -> list[Quad]:
     if not edges.any():
         return []
     bins = _angle_bins(gx, gy)
-    change = np.maximum(np.abs(np.diff(frames, axis=0)).mean(axis=0) - SHAKE_GAIN * magnitude, 0.0)
+    change = np.maximum(raw_change - SHAKE_GAIN * magnitude, 0.0)
     lines = _lines(edges, bins, h, w)
     if lines is None:
         return []
@@ -488,7 +504,10 @@ class ScreenTrack:
 
 class ScreenTracker(Tracker[Quad, ScreenTrack]):
     """Screens in view of each frame (see :class:`guard.regions.Tracker`), found by
-    :func:`find_screens`."""
+    :func:`find_screens` every 2 s (a screen filmed by a hand stays where it is; screens cost
+    the most to find)."""
+
+    every = 2 * EVERY
 
     def _detect(self, frames: np.ndarray) -> list[ScreenTrack]:
         return self._assign(find_screens(frames))

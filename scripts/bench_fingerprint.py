@@ -7,8 +7,12 @@ For each generated H.264 file it prints source frames per second for:
 - guard fingerprinting (sampling at 4 fps, FFmpeg-side grey scaling, batched hashing) with its
   fast decoder options (skip the loop filter, skip non-reference frames), and without them;
 - guard fingerprinting as scans do it, with the still-overlay analysis (block motion at 64×64
-  and masked readings) on top of the fast options;
+  and masked readings) and the region readings (windows and filmed screens, issue 14) on top of
+  the fast options;
 - per-frame ``imagehash`` on PIL images (every frame converted to RGB, hashed by imagehash).
+
+Each size is measured on three contents: a broadcast filling the frame, the broadcast in a
+window of a streamer's layout (webcam, chat, alerts), and on a TV filmed by a phone.
 
 Then the query session's own cost per sampled frame (decoding excluded): file batches of 32
 and live batches of one frame, plain readings only and with the still-overlay analysis (whole
@@ -44,12 +48,21 @@ from PIL import Image
 
 from guard import decode
 from guard_synth import broadcast as synth
+from guard_synth import layouts
 from guard.config import Settings
 from guard.fingerprint import Fingerprinter, QuerySession
 from guard.jobs import scan_file
 from guard.service import Guard
 
 FILES = {"720p30 H.264": ((1280, 720), 30), "480p30 H.264": ((854, 480), 30)}
+#: What the files show (issue 14): a broadcast filling the frame, the broadcast in a window of a
+#: streamer's layout (windows to read every frame), the broadcast on a TV filmed by a phone (a
+#: screen to find and rectify). Drawn at 640×360 and scaled to the file's size.
+CONTENT = {
+    "": None,
+    ", streamer layout": lambda: layouts.streamer_layout(0.3, "bl", 5, (640, 360)),
+    ", filmed TV": lambda: layouts.camcorded_tv(2, 20, (640, 360)),
+}
 
 
 def _best_rate(frames: int, run, repeat: int) -> float:
@@ -77,8 +90,14 @@ def _speed_table(work: Path, seconds: float, repeat: int) -> list[str]:
             "| guard fps (no options) | ratio | imagehash per frame fps | ratio |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     fast, full = Fingerprinter("mhash16", 4.0, True), Fingerprinter("mhash16", 4.0, False)
-    for name, (size, fps) in FILES.items():
-        path = synth.make_video(work / f"{size[1]}p.mp4", synth.broadcast(5, size, fps, seconds), fps)
+    for (name, (size, fps)), (shown, scene) in [(f, c) for f in FILES.items() for c in CONTENT.items()]:
+        if scene is None:
+            path = synth.make_video(work / f"{size[1]}p.mp4", synth.broadcast(5, size, fps, seconds), fps)
+        else:
+            small = layouts.map_frames(scene(), synth.broadcast(5, (640, 360), fps, seconds), fps)
+            slug = shown.strip(", ").replace(" ", "-")
+            path = synth.make_video(work / f"{size[1]}p-{slug}.mp4", (synth.resize(f, size) for f in small), fps)
+        name += shown
         frames = decode.decode_all_frames(path)
         plain = _best_rate(frames, lambda path=path: decode.decode_all_frames(path), repeat)
         guard_fast = _best_rate(frames, lambda path=path: fast.fingerprint_file(path), repeat)

@@ -228,3 +228,14 @@ def test_unique_rows_is_numpys_unique_of_rows(scale):
     np.testing.assert_array_equal(np.stack(rows, axis=1), expected)
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
     np.testing.assert_array_equal(counts, expected_counts)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_distinct_is_numpys_unique(ordered):
+    from guard.audio_match import _distinct
+
+    rng = np.random.default_rng(7)
+    for size in (0, 1, 2, 50, 500):
+        values = rng.integers(-20, 20, size)
+        values = np.sort(values) if ordered else values
+        np.testing.assert_array_equal(_distinct(values), np.unique(values))

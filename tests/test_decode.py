@@ -235,6 +235,16 @@ def test_audio_comes_in_contiguous_mono_blocks_at_the_chosen_rate(clip):
     assert len(half[0].samples) == 5512 and half[1].start - half[0].start == pytest.approx(5512 / 11025)
 
 
+def test_audio_blocks_hold_the_samples_of_ffmpegs_resampler(clip):
+    """The blocks are FFmpeg's resampled samples exactly (read in place from each frame)."""
+    with av.open(str(clip)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=decode.AUDIO_RATE)
+        frames = [f for packet in container.demux(container.streams.audio[0]) for f in packet.decode()]
+        resampled = [out for f in [*frames, None] for out in resampler.resample(f)]
+        expected = np.concatenate([out.to_ndarray().reshape(-1) for out in resampled])
+    np.testing.assert_array_equal(np.concatenate([b.samples for b in decode.sample_audio(clip)]), expected)
+
+
 def test_audio_blocks_keep_the_media_clock(tmp_path):
     from guard_synth import music
 
@@ -280,10 +290,12 @@ def _assert_same_blocks(heard, blocks):
         np.testing.assert_array_equal(one.samples, other.samples)
 
 
-@pytest.mark.parametrize("rate,block_seconds", [(decode.AUDIO_RATE, 1.0), (11025, 0.5)])
-def test_the_picture_pass_hears_the_sound_a_separate_pass_would(clip, rate, block_seconds):
-    """One demux for picture and sound: the picture's frames unchanged, the blocks of sample_audio."""
-    batches, tap, heard = _one_pass(clip, rate=rate, block_seconds=block_seconds)
+@pytest.mark.parametrize("rate,block_seconds,held_packets", [(decode.AUDIO_RATE, 1.0, decode.AUDIO_TAP_PACKETS),
+                                                              (11025, 0.5, 1), (decode.AUDIO_RATE, 1.0, 7)])
+def test_the_picture_pass_hears_the_sound_a_separate_pass_would(clip, rate, block_seconds, held_packets):
+    """One demux for picture and sound: the picture's frames unchanged, the blocks of sample_audio
+    (whether the tap decodes each packet as it comes or holds a few)."""
+    batches, tap, heard = _one_pass(clip, rate=rate, block_seconds=block_seconds, held_packets=held_packets)
     _assert_same_picture(batches, list(decode.sample_frames(clip)))
     blocks = list(decode.sample_audio(clip, rate=rate, block_seconds=block_seconds))
     _assert_same_blocks(heard, blocks)
@@ -299,7 +311,7 @@ def test_the_picture_pass_hears_sound_across_a_jump_on_its_media_clock(tmp_path)
         parts.append(part.read_bytes())
     joined = tmp_path / "joined.ts"
     joined.write_bytes(b"".join(parts))
-    _, tap, heard = _one_pass(joined)
+    _, tap, heard = _one_pass(joined, held_packets=5)
     blocks = list(decode.sample_audio(joined))
     _assert_same_blocks(heard, blocks)
     assert tap.error is None and heard[-1].start > 600.0

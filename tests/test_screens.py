@@ -66,7 +66,7 @@ def test_the_rectified_screen_hashes_close_to_the_original():
     signal = get_frame_signal()
     radius = MatchSettings().seed_radius
     tv = layouts.camcorded_tv(3, 20, SIZE)
-    originals, greys, _ = _filmed(tv, 3)
+    originals, greys, _ = _filmed(tv, 3, seconds=10.0)
     reference = np.stack([_grey(f) for f in originals])
     ref_codes = signal.hash_batch(preprocess.crop_resize(reference, preprocess.detect_bars(reference),
                                                          signal.input_size))

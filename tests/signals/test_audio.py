@@ -116,3 +116,21 @@ def test_time_difference_tolerance_adds_flagged_neighbours(song):
     neighbours = {(t, int(h & ~dt_mask), int(h & dt_mask) + d, s | SHIFTED)
                   for t, h, s in as_set(plain) for d in (-1, 1) if 1 <= int(h & dt_mask) + d < 1 << DT_BITS}
     assert {(t, int(h & ~dt_mask), int(h & dt_mask), s) for t, h, s in as_set(shifted)} == neighbours
+
+
+@pytest.mark.parametrize("shape,radius", [((38, 480), (3, 10)), ((7, 33), (3, 10)), ((1, 5), (2, 1)), ((12, 9), (0, 4))])
+def test_peak_neighbourhood_maximum_is_scipys_maximum_filter(shape, radius):
+    """The peaks' local maximum (two passes of doubling windows) is scipy's 2-D maximum filter
+    with -inf beyond the edges, value for value, so the picked peaks (and hashes) are unchanged."""
+    from scipy.ndimage import maximum_filter
+
+    from guard.signals.audio import _window_max
+
+    rng = np.random.default_rng(sum(shape))
+    values = rng.standard_normal(shape).astype(np.float32)
+    values[rng.random(shape) < 0.1] = -np.inf  # frames outside the spectrum held, silence
+    values[:, : shape[1] // 3] = np.round(values[:, : shape[1] // 3])  # ties
+    expected = maximum_filter(values, size=(2 * radius[0] + 1, 2 * radius[1] + 1), mode="constant", cval=-np.inf)
+    got = _window_max(_window_max(values, radius[1], axis=1), radius[0], axis=0)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
