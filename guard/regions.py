@@ -152,14 +152,21 @@ def _split(box: Box, rows: np.ndarray, columns: np.ndarray, horizontal: np.ndarr
 def _distinct(boxes: np.ndarray, most: int) -> np.ndarray:
     """The first ``most`` of ``boxes`` that are not near-copies of an earlier one (the two
     edges of one drawn border make many)."""
-    kept: list[Box] = []
-    for top, bottom, left, right in boxes.tolist():
-        box = (top, bottom, left, right)
-        if all(overlap(box, other) < NEAR_COPY for other in kept):
-            kept.append(box)
-            if len(kept) == most:
-                break
+    kept: list[np.ndarray] = []
+    left = boxes
+    while len(left) and len(kept) < most:  # the first left is kept, its near-copies dropped
+        kept.append(left[0])
+        left = left[1:][_overlaps(left[0], left[1:]) < NEAR_COPY]
     return np.asarray(kept, dtype=np.int64).reshape(-1, 4)
+
+
+def _overlaps(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """:func:`overlap` of ``box`` with each of ``boxes`` ``(n, 4)``."""
+    inter = (np.maximum(0, np.minimum(box[1], boxes[:, 1]) - np.maximum(box[0], boxes[:, 0]))
+             * np.maximum(0, np.minimum(box[3], boxes[:, 3]) - np.maximum(box[2], boxes[:, 2])))
+    union = (box[1] - box[0]) * (box[3] - box[2]) + (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) - inter
+    shares: np.ndarray = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return shares
 
 
 def _shares(summed: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -174,27 +181,21 @@ def _trim_border(box: Box, moving: np.ndarray, mean: np.ndarray) -> Box:
     """``box`` without the border band along its sides: its outer edge is a persistent edge,
     the inner one only where the video beside it contrasts with it."""
     top, bottom, left, right = box
-
-    def border(line_moving: np.ndarray, line_mean: np.ndarray) -> bool:
-        return bool(line_moving.mean() < STILL_LINE and line_mean.std() < FLAT_LINE)
-
-    for _ in range(MAX_TRIM):
-        if not border(moving[top, left:right], mean[top, left:right]):
-            break
-        top += 1
-    for _ in range(MAX_TRIM):
-        if not border(moving[bottom - 1, left:right], mean[bottom - 1, left:right]):
-            break
-        bottom -= 1
-    for _ in range(MAX_TRIM):
-        if not border(moving[top:bottom, left], mean[top:bottom, left]):
-            break
-        left += 1
-    for _ in range(MAX_TRIM):
-        if not border(moving[top:bottom, right - 1], mean[top:bottom, right - 1]):
-            break
-        right -= 1
+    top += _border_lines(moving[top:top + MAX_TRIM, left:right], mean[top:top + MAX_TRIM, left:right])
+    bottom -= _border_lines(moving[bottom - MAX_TRIM:bottom, left:right][::-1],
+                            mean[bottom - MAX_TRIM:bottom, left:right][::-1])
+    left += _border_lines(moving[top:bottom, left:left + MAX_TRIM].T, mean[top:bottom, left:left + MAX_TRIM].T)
+    right -= _border_lines(moving[top:bottom, right - MAX_TRIM:right].T[::-1],
+                           mean[top:bottom, right - MAX_TRIM:right].T[::-1])
     return top, bottom, left, right
+
+
+def _border_lines(moving: np.ndarray, mean: np.ndarray) -> int:
+    """How many of the lines (rows, outermost first) in a row are a border: still (moving
+    along less than :data:`STILL_LINE` of it) and one flat colour (spread under
+    :data:`FLAT_LINE`)."""
+    border = (moving.mean(axis=1) < STILL_LINE) & (mean.std(axis=1) < FLAT_LINE)
+    return int(np.argmin(border)) if not border.all() else len(border)
 
 
 def _supported_rectangles(rows: np.ndarray, columns: np.ndarray, horizontal: np.ndarray,

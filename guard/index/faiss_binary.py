@@ -28,6 +28,11 @@ from guard.index.base import BinaryIndex, Hits, limit_hits
 MULTIHASH_FROM = 500_000
 MULTIHASH_TABLES = 8
 MULTIHASH_FLIPS = 2
+#: Fewer query codes than this are searched on the calling thread alone: FAISS starts its
+#: OpenMP threads for every search, and their start and spin-down cost more than a live
+#: decision's few codes take (a search of 2 codes: 7 ms of CPU with 2 threads, 0.06 ms with
+#: one; docs/live.md).
+PARALLEL_QUERIES = 64
 
 
 @functools.cache
@@ -120,8 +125,16 @@ class FaissBinaryIndex(BinaryIndex):
     def search(self, codes: np.ndarray, radius: int, max_hits: int) -> Hits:
         if len(self) == 0 or len(codes) == 0:
             return Hits(np.zeros(len(codes) + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32))
-        # FAISS binary range search keeps distances strictly below the radius.
-        lims, dist, ids = self._index.range_search(self._prepare(codes), radius + 1)
+        threads = faiss.omp_get_max_threads()
+        small = len(codes) < PARALLEL_QUERIES and threads > 1
+        if small:  # OpenMP's threads cost more to start and spin down than a few queries take
+            faiss.omp_set_num_threads(1)  # this calling thread's setting only
+        try:
+            # FAISS binary range search keeps distances strictly below the radius.
+            lims, dist, ids = self._index.range_search(self._prepare(codes), radius + 1)
+        finally:
+            if small:
+                faiss.omp_set_num_threads(threads)
         return limit_hits(lims.astype(np.int64), ids.astype(np.int64), dist.astype(np.int32), max_hits)
 
     def __len__(self) -> int:
