@@ -434,9 +434,17 @@ class RegionTrack:
 
     def saw(self, box: Box) -> None:
         """A new detection of this window."""
-        self.seen = [*self.seen[-(BOX_MEMORY - 1):], box]
-        top, bottom, left, right = (int(v) for v in np.median(np.asarray(self.seen), axis=0).round())
+        self.seen, median = recent_median(self.seen, box)
+        top, bottom, left, right = (int(v) for v in median.round())
         self.box = (top, bottom, left, right)
+
+
+def recent_median(seen: list[Shape], shape: Shape, memory: int = BOX_MEMORY) -> tuple[list[Shape], np.ndarray]:
+    """The last ``memory`` detections of a track once ``shape`` joins them, and their
+    element-wise median (one detection thrown off is outvoted)."""
+    kept = [*seen[-(memory - 1):], shape]
+    median: np.ndarray = np.median(np.asarray(kept, np.float64), axis=0)
+    return kept, median
 
 
 class Track(Protocol[ShapeIn]):

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from guard.regions import EVERY, HISTORY, Box, Tracker, overlap
+from guard.regions import EVERY, HISTORY, Box, Tracker, overlap, recent_median
 
 Point = tuple[float, float]
 Quad = tuple[Point, Point, Point, Point]  # corners top-left, top-right, bottom-right, bottom-left
@@ -487,8 +487,7 @@ class ScreenTrack:
 
     def saw(self, quad: Quad) -> None:
         """A new detection of this screen."""
-        self.seen = [*self.seen[-(QUAD_MEMORY - 1):], quad]
-        median = np.median(np.asarray(self.seen), axis=0)
+        self.seen, median = recent_median(self.seen, quad, QUAD_MEMORY)
         self.quad = tuple((float(x), float(y)) for x, y in median)  # type: ignore[assignment]
 
     #: Detections in a row that did not find this screen.

@@ -7,7 +7,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from guard.config import Settings
+from guard.service import Guard
 from guard_synth import broadcast as synth
+from guard_synth.encode import write_video
 
 SIZE = (320, 180)
 FPS = 30
@@ -61,3 +64,11 @@ def make_copy(
     if after:
         parts.append(unrelated_frames(seed + 700, after, size=size, fps=fps))
     return synth.make_video(path, synth.splice(parts), fps, **write_kwargs)
+
+
+def store_with_broadcast(folder: Path, seed: int, size=SIZE, fps: float = 12):
+    """A guard in ``folder`` with 30 s of broadcast ``seed`` ingested (``min_seconds`` 3) as
+    "final" by "league": ``(guard, reference)``; the caller closes the guard."""
+    guard = Guard(Settings(home=folder / "store"))
+    reference = write_video(folder / "final.mp4", synth.broadcast(seed, size, fps, 30.0), fps)
+    return guard, guard.ingest(reference, title="final", owner="league", min_seconds=3)

@@ -487,6 +487,22 @@ def test_cli_takes_the_start_timeout_from_the_environment(tmp_path):
 # -- issue 11: every reading kind live; a copy under a still panel --------------------------------
 
 
+def _the_incident_over_udp(guard: Guard, source, stream_id: str):
+    """Publish ``source`` (an 8 s copy from ``COPY_FROM``) over UDP to a monitor of ``guard``
+    until it ends; the stream's one incident, which names the copied stretch."""
+    port = free_port("udp")
+    url = f"udp://127.0.0.1:{port}"
+    guard.monitor(url, stream_id=stream_id, account="pirate")
+    assert wait_until(lambda: udp_port_bound(port), 10)
+    with FFmpegPublisher(source, f"{url}?pkt_size=1316"):
+        final = guard.streams.wait(stream_id, timeout=40)
+    assert final.status == "ended" and final.frames > 30, final
+    (incident,) = guard.incidents.list(stream_id=stream_id)
+    assert incident.reference_title == "Final" and incident.account == "pirate"
+    assert incident.reference_start < COPY_FROM + 8.0 and incident.reference_end > COPY_FROM + 2.0
+    return incident
+
+
 @needs_ffmpeg
 def test_udp_copy_under_a_still_panel_is_flagged_through_its_live_masked_readings(make_guard, receiver, tmp_path):
     """A pirate's panel covers a quarter of the picture for the whole stream. The copy's plain
@@ -496,16 +512,7 @@ def test_udp_copy_under_a_still_panel_is_flagged_through_its_live_masked_reading
     guard = make_guard()
     scanned = guard.fingerprint(source, overlays=True)
     assert guard.match(scanned.times, scanned.codes) == [], "plain readings alone do not find it"
-    port = free_port("udp")
-    url = f"udp://127.0.0.1:{port}"
-    guard.monitor(url, stream_id="panel", account="pirate")
-    assert wait_until(lambda: udp_port_bound(port), 10)
-    with FFmpegPublisher(source, f"{url}?pkt_size=1316"):
-        final = guard.streams.wait("panel", timeout=40)
-    assert final.status == "ended" and final.frames > 30, final
-    (incident,) = guard.incidents.list(stream_id="panel")
-    assert incident.reference_title == "Final" and incident.account == "pirate"
-    assert incident.reference_start < COPY_FROM + 8.0 and incident.reference_end > COPY_FROM + 2.0
+    incident = _the_incident_over_udp(guard, source, "panel")
     assert [e["incident"]["id"] for e in receiver.wait_for("incident.flagged", 1, timeout=10)] == [incident.id]
 
 
@@ -523,16 +530,7 @@ def test_udp_stream_in_a_streamer_layout_is_flagged_with_the_window(make_guard, 
     guard = make_guard()
     scanned = guard.fingerprint(source)
     assert guard.match(scanned.times, scanned.codes) == [], "whole-frame readings alone do not find it"
-    port = free_port("udp")
-    url = f"udp://127.0.0.1:{port}"
-    guard.monitor(url, stream_id="layout", account="pirate")
-    assert wait_until(lambda: udp_port_bound(port), 10)
-    with FFmpegPublisher(source, f"{url}?pkt_size=1316"):
-        final = guard.streams.wait("layout", timeout=40)
-    assert final.status == "ended" and final.frames > 30, final
-    (incident,) = guard.incidents.list(stream_id="layout")
-    assert incident.reference_title == "Final" and incident.account == "pirate"
-    assert incident.reference_start < COPY_FROM + 8.0 and incident.reference_end > COPY_FROM + 2.0
+    incident = _the_incident_over_udp(guard, source, "layout")
     windowed = [s for s in guard.incidents.get(incident.id).segments if s["modality"] == "video-region"]
     assert windowed, "the copy is found in the window"
     x0, y0, x1, y1 = layout.box

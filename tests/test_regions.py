@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guard.config import Settings
 from guard.regions import HISTORY, RegionTracker, find_windows, motion_windows, overlap
-from guard.service import Guard
 from guard_synth import broadcast as synth
 from guard_synth import layouts
 from guard_synth.encode import write_video
+from tests.media import store_with_broadcast
 
 SIZE, FPS, GREY = (320, 180), 12, 128
 
@@ -99,9 +98,7 @@ def test_plain_broadcasts_rarely_show_a_borderless_window():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("regions")
-    guard = Guard(Settings(home=folder / "store"))
-    reference = write_video(folder / "final.mp4", synth.broadcast(21, SIZE, FPS, 30.0), FPS)
-    ref = guard.ingest(reference, title="final", owner="league", min_seconds=3)
+    guard, ref = store_with_broadcast(folder, 21, SIZE, FPS)
     yield guard, ref, folder
     guard.close()
 

@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 from guard import preprocess
-from guard.config import MatchSettings, Settings
+from guard.config import MatchSettings
 from guard.regions import EVERY, HISTORY, overlap
 from guard.screens import ScreenTracker, find_screens, quad_box, rectify
-from guard.service import Guard
 from guard.signals import get_frame_signal, hamming
 from guard_synth import broadcast as synth
 from guard_synth import layouts
 from guard_synth.encode import write_video
+from tests.media import store_with_broadcast
 
 SIZE, GREY, FPS = (320, 180), 128, 12
 SCALE = np.array([GREY / SIZE[0], GREY / SIZE[1]])
@@ -123,9 +123,7 @@ def test_a_steady_tv_keeps_one_track_across_batches():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("screens")
-    guard = Guard(Settings(home=folder / "store"))
-    reference = write_video(folder / "final.mp4", synth.broadcast(22, SIZE, FPS, 30.0), FPS)
-    ref = guard.ingest(reference, title="final", owner="league", min_seconds=3)
+    guard, ref = store_with_broadcast(folder, 22, SIZE, FPS)
     yield guard, ref, folder
     guard.close()
 
