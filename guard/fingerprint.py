@@ -100,26 +100,25 @@ class QuerySession:
         assert self.windows is not None and self.screens is not None
         in_view, filmed = self.windows.add(grey), self.screens.add(grey)
         h, w = grey.shape[1:]
-        rows, tracks, boxes, images = [], [], [], []
-        for row, frame in enumerate(np.flatnonzero(keep)):
-            windows = [track.box for track in in_view[frame]]
-            shown = [track for track in filmed[frame]
-                     if all(regions.overlap(track.box, box) < regions.SAME_WINDOW for box in windows)]
-            if windows:
-                images.append(preprocess.crop_resize(grey[[frame] * len(windows)], np.asarray(windows),
-                                                     self.signal.input_size))
-            if shown:
-                images.append(screens.rectify(grey[[frame] * len(shown)], [t.quad for t in shown],
-                                              self.signal.input_size))
-            for track_id, (top, bottom, left, right) in [*((t.id, t.box) for t in in_view[frame]),
-                                                         *((-1 - t.id, t.box) for t in shown)]:
-                rows.append(row)
-                tracks.append(track_id)
-                boxes.append((left / w, top / h, right / w, bottom / h))
-        if not rows:
+        windows: list[tuple[int, int, regions.RegionTrack]] = []  # (row, frame, track)
+        shown: list[tuple[int, int, screens.ScreenTrack]] = []
+        for row, frame in enumerate(np.flatnonzero(keep).tolist()):
+            windows += [(row, frame, t) for t in in_view[frame]]
+            shown += [(row, frame, t) for t in filmed[frame]
+                      if all(regions.overlap(t.box, o.box) < regions.SAME_WINDOW for o in in_view[frame])]
+        if not windows and not shown:
             return RegionReadings.join([], self.signal.code_bytes)
-        return RegionReadings(np.asarray(rows, np.int64), np.asarray(tracks, np.int64),
-                              np.asarray(boxes, np.float32), self.signal.hash_batch(np.concatenate(images)))
+        # All crops of a batch in one call each (windows, then screens): a track's readings stay in frame order.
+        images = [preprocess.crop_resize(grey[[f for _, f, _ in windows]], np.asarray([t.box for _, _, t in windows]),
+                                         self.signal.input_size)] if windows else []
+        if shown:
+            images.append(screens.rectify(grey[[f for _, f, _ in shown]], [t.quad for _, _, t in shown],
+                                          self.signal.input_size))
+        read = [(row, t.id, t.box) for row, _, t in windows] + [(row, -1 - t.id, t.box) for row, _, t in shown]
+        return RegionReadings(np.asarray([r for r, _, _ in read], np.int64), np.asarray([i for _, i, _ in read], np.int64),
+                              np.asarray([(left / w, top / h, right / w, bottom / h)
+                                          for _, _, (top, bottom, left, right) in read], np.float32),
+                              self.signal.hash_batch(np.concatenate(images)))
 
     def finish(self) -> MaskedCodes | None:
         """With ``overlays="file"``: the masked readings of every frame read so far, each judged
