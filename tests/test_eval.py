@@ -164,6 +164,17 @@ def test_audio_speed_and_commentary_carry_the_reference_sound_only_in_the_copy(t
     assert music.snr_db(plain[a:b], mixed[a:b] / scale - plain[a:b]) == pytest.approx(0.0, abs=1.0)
 
 
+def test_picture_only_run_drops_the_sound_evidence(tiny_corpus):
+    # The tiny corpus' queries copy the reference's sound under another picture: with the
+    # references registered by their picture alone, nothing is found and nothing is false.
+    folder, manifest = tiny_corpus
+    with_sound = bench.run_guard(manifest, folder, certainty=False)
+    picture = bench.run_guard(manifest, folder, certainty=False, picture_only=True)
+    assert with_sound["overall"]["recall"] > 0
+    assert picture["overall"]["recall"] == 0 and picture["overall"]["false_matches_in_queries"] == 0
+    assert picture["settings"]["picture_only"] and not with_sound["settings"]["picture_only"]
+
+
 def test_eval_targets_and_subsets_cover_the_audio_families():
     assert bench.targets("fan_concert") == (0.95, 0.8) and bench.targets("audio_only") == (0.95, 0.8)
     assert bench.targets("crop") == (0.98, 0.9) and bench.targets("mirror") is None
