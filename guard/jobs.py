@@ -27,7 +27,7 @@ from guard.audio_fingerprint import AudioFingerprinter, fingerprint_media
 from guard.config import Settings
 from guard.errors import GuardError, InputError
 from guard.fingerprint import Fingerprinter
-from guard.models import Fingerprint, MaskedCodes, Reference, ScanResult, Segment
+from guard.models import Fingerprint, Reference, ScanResult, Segment
 from guard.signals.audio import Landmarks
 from guard.storage.jobs import FINAL, JobRepository
 from guard.storage.protocols import Database
@@ -273,8 +273,9 @@ class JobPorts:
     settings: Settings
     #: Files and URL media → fingerprints (with the masked readings scans use).
     fingerprinter: Fingerprinter
-    #: Query readings → copied segments (:meth:`guard.search.Searcher.match`).
-    match: Callable[[np.ndarray, np.ndarray, MaskedCodes | None], list[Segment]]
+    #: Query readings → copied segments (:meth:`guard.search.Searcher.match`: times, codes and
+    #: masked readings; window readings by keyword).
+    match: Callable[..., list[Segment]]
     #: Fingerprint a reference file, keep its keyframes and register it (:meth:`guard.service.Guard.ingest`).
     ingest: Callable[..., Reference]
     #: Incidents, evidence, policy and events for what a scan found.
@@ -345,12 +346,20 @@ def scan_file(ports: JobPorts, path: str | os.PathLike, progress: Progress | Non
     ``ports.audio``) and report every copied segment in it (see :attr:`JobPorts.match_file`)."""
     if ports.match_file is None:
         fp = ports.fingerprinter.fingerprint_file(path, progress, overlays=True)
-        segments = ports.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+        segments = _segments_of(ports, fp) if len(fp) else []
         return ScanResult(path=os.fspath(path), duration=fp.duration, frames=len(fp), segments=segments)
     fp, landmarks, audio_end = fingerprint_media(ports.fingerprinter, ports.audio, path, progress, query=True)
     segments = ports.match_file(fp, landmarks)
     return ScanResult(path=os.fspath(path), duration=max(fp.duration, round(audio_end, 3)), frames=len(fp),
                       segments=segments)
+
+
+def _segments_of(ports: JobPorts, fp: Fingerprint) -> list[Segment]:
+    """A scanned picture's copied segments, its window readings included, decided as a file's
+    are (each reference's match policy, calibration) when the ports can."""
+    if ports.match_file is not None:
+        return ports.match_file(fp, None)
+    return ports.match(fp.times, fp.codes, fp.masked, regions=fp.regions)
 
 
 def scan_url(ports: JobPorts, url: str, progress: Progress | None = None) -> tuple[ScanResult, bool]:
@@ -376,7 +385,7 @@ def _scan_url(ports: JobPorts, url: str, progress: Progress) -> tuple[ScanResult
         # progress is a lower bound: the media's length is not known
         fp = ports.fingerprinter.fingerprint_batches(
             batches, lambda seconds: progress(seconds / limit), max_seconds=limit, overlays=True)
-    segments = ports.match(fp.times, fp.codes, fp.masked) if len(fp) else []
+    segments = _segments_of(ports, fp) if len(fp) else []
     truncated = fp.duration >= limit
     return ScanResult(path=url, duration=fp.duration, frames=len(fp), segments=segments), truncated
 

@@ -6,8 +6,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from guard.api import create_app
+from guard.regions import overlap
+from guard_synth import broadcast as synth
+from guard_synth import layouts
+from guard_synth.encode import write_video
 
-from ..helpers import scan_file, serve_folder, upload_reference, wait_job
+from ..helpers import FPS, SIZE, scan_file, serve_folder, upload_reference, wait_job
 
 
 @pytest.fixture
@@ -56,6 +60,36 @@ def test_scan_url_over_http(settings, media, media_server):
                                                json={"url": f"{media_server}/nothing.mp4?key=secret"}).json()["id"], yt)
         assert missing["status"] == "failed" and "nothing.mp4" in missing["error"]
         assert "secret" not in missing["error"]
+
+
+def test_scan_url_reads_windows_and_obeys_match_policies(settings, media, media_server):
+    # The game in a window of a streamer's layout, served over HTTP: found in its window, as a
+    # scanned file's would be; a reference matched by its sound only is not reported from the picture.
+    layout = layouts.streamer_layout(0.4, "bl", 3, SIZE)
+    frames = layouts.map_frames(layout, synth.broadcast(1, SIZE, FPS, 10, start=1), FPS)
+    write_video(media.reference.parent / "layout.mp4", frames, FPS)
+    with TestClient(create_app(settings.replace(allow_private_addresses=True))) as client:
+        keys = client.app.state.guard.keys
+        nba = {"Authorization": f"Bearer {keys.create('rights_holder', 'nba')[1]}"}
+        yt = {"Authorization": f"Bearer {keys.create('platform', 'yt')[1]}"}
+        ref = upload_reference(client, media.reference, nba)
+
+        def matches(name: str) -> list[dict]:
+            r = client.post("/v1/scans/url", headers=yt, json={"url": f"{media_server}/{name}"})
+            job = wait_job(client, r.json()["id"], yt)
+            assert job["status"] == "done", job
+            return job["result"]["matches"]
+
+        [m] = matches("layout.mp4")
+        assert (m["reference_id"], m["modality"]) == (ref["id"], "video-region")
+        # (a window needs 2 s of frames to be found)
+        assert m["query_start"] < 2.5 and m["query_end"] > 8.5
+        x0, y0, x1, y1 = layout.box
+        truth = (y0 / SIZE[1], y1 / SIZE[1], x0 / SIZE[0], x1 / SIZE[0])
+        left, top, right, bottom = m["region"]
+        assert overlap((top, bottom, left, right), truth) >= 0.8
+        assert client.patch(f"/v1/references/{ref['id']}", headers=nba, json={"match": "audio"}).status_code == 200
+        assert matches("pirate.mp4") == []
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "/etc/passwd", "concat:/a|/b", "gopher://example.com/",
