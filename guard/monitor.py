@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import re
 import threading
@@ -555,6 +556,10 @@ class StreamMonitor:
             log.exception("stream %s: event listener failed", self.info.id)
 
 
+#: A monitor process not heard from for this long (s) has ended (see :meth:`MonitorManager._share`).
+PROCESS_SILENCE = 5.0
+
+
 class MonitorManager:
     """Many streams monitored at once, one thread each; the registry the API and CLI use.
 
@@ -580,6 +585,9 @@ class MonitorManager:
         self._listeners: list[EventCallback] = []
         self._poller: threading.Thread | None = None
         self._stop_polling = threading.Event()
+        #: This manager's name among the monitor processes sharing the store (see :meth:`_share`).
+        self._token = uuid.uuid4().hex
+        self._interval = 1.0  # how often it looks for recorded streams
 
     def subscribe(self, listener: EventCallback) -> None:
         """Hear every stream's :class:`MonitorEvent` (called from the stream threads)."""
@@ -693,6 +701,11 @@ class MonitorManager:
         infos = [i for i in infos if (status is None or i.status == status) and (active is None or i.active == active)]
         return infos[: int(limit)]
 
+    def running_here(self) -> list[str]:
+        """Ids of the streams this process monitors now (other monitor processes run the rest)."""
+        with self._lock:
+            return [sid for sid, m in self._monitors.items() if not m.finished]
+
     @property
     def active_count(self) -> int:
         """How many streams are being monitored now."""
@@ -706,6 +719,11 @@ class MonitorManager:
             poller, self._poller = self._poller, None
         if poller is not None:
             poller.join()
+        if self.runs_streams:
+            try:
+                self.repository.forget_process(self._token)
+            except Exception:  # noqa: BLE001 — a busy or broken catalog: its report just ages out
+                log.warning("cannot withdraw this monitor process's load", exc_info=True)
         with self._lock:
             monitors = list(self._monitors.values())
         for monitor in monitors:
@@ -745,6 +763,7 @@ class MonitorManager:
             if self._poller is not None:
                 return
             self._stop_polling.clear()
+            self._interval = interval
             self._poller = threading.Thread(target=self._poll, args=(interval,), name="guard-stream-requests",
                                             daemon=True)
             self._poller.start()
@@ -759,8 +778,9 @@ class MonitorManager:
                 return
 
     def take_requests(self) -> int:
-        """Stop this process's streams that were asked to stop, and start the recorded streams
-        (as many as :attr:`max_streams` leaves room for). Returns how many started."""
+        """Stop this process's streams that were asked to stop, and start recorded streams: this
+        process's fair share of them (see :meth:`_share`), as many as :attr:`max_streams` leaves
+        room for. Returns how many started."""
         for stream_id in self.repository.stop_requests():
             with self._lock:
                 monitor = self._monitors.get(stream_id)
@@ -768,7 +788,8 @@ class MonitorManager:
                 self.repository.clear_stop(stream_id)
                 monitor.stop()
         started = 0
-        for stream_id in self.repository.start_requests(self.max_streams - self.active_count):
+        waiting = self.repository.start_requests(self.max_streams - self.active_count)
+        for stream_id in waiting[: self._share(len(waiting))]:
             claimed = self.repository.claim_start(stream_id)
             if claimed is None:  # another monitor process took it
                 continue
@@ -787,7 +808,24 @@ class MonitorManager:
                 log.warning("stream %s: cannot start (%s)", record.id, error)
                 continue
             started += 1
+        if started:
+            self.repository.report_load(self._token, self.active_count, time.time())
         return started
+
+    def _share(self, waiting: int) -> int:
+        """How many of ``waiting`` recorded streams this process takes now. Monitor processes
+        sharing the store report their loads (streams running) on every look; each takes up to
+        an even share of all streams, running and waiting (one at least when it runs the fewest):
+        Python runs one process's streams on one core at a time (the GIL), so two processes on
+        two cores monitor about twice as many as one."""
+        mine, now = self.active_count, time.time()
+        self.repository.report_load(self._token, mine, now)
+        if not waiting:
+            return 0
+        loads = self.repository.loads(now - max(PROCESS_SILENCE, 3 * self._interval))
+        loads[self._token] = mine
+        fair = math.ceil((waiting + sum(loads.values())) / len(loads))
+        return max(fair - mine, 1 if mine <= min(loads.values()) else 0)
 
     def _await_final(self, stream_id: str, timeout: float | None) -> StreamInfo:
         """Poll the catalog until another process's stream is over or ``timeout`` passes."""

@@ -3,7 +3,7 @@
     python scripts/bench_live.py latency [--runs 24] [--parallel 2]
     python scripts/bench_live.py audio-latency [--runs 12] [--negatives 4] [--parallel 2]
     python scripts/bench_live.py capacity [--streams 8,12,16,20] [--seconds 20] [--omp-threads N] [--audio [on|both]]
-                                          [--regions on|off|both] [--layout]
+                                          [--regions on|off|both] [--layout] [--processes N]
     python scripts/bench_live.py all
 
 Latency: live streams on loopback (UDP via PyAV; RTMP, SRT via Debian's ffmpeg CLI; HLS with
@@ -34,7 +34,9 @@ fingerprints and matches beside the picture; ``--audio both`` measures each coun
 with sound, back to back (the table's "sound" column). ``--regions`` (issue 14) switches the
 reading of windows inside the frames (``match.regions``, on by default) off, on or both;
 ``--layout`` shows the game in a streamer layout (a window of 30 % of the picture beside a
-webcam and a chat) so the region readings have windows to read.
+webcam and a chat) so the region readings have windows to read. ``--processes N`` runs N monitor
+processes over one store, as N ``guard serve --roles monitor`` would (each takes an even share of
+the recorded streams): Python runs one process's streams on one core at a time (the GIL).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from guard import decode  # noqa: E402
 from guard_synth import broadcast as synth  # noqa: E402
 from guard_synth import layouts  # noqa: E402
 from guard_synth.encode import write_video  # noqa: E402
-from guard.config import LiveSettings, MatchSettings, Settings, WebhookSettings  # noqa: E402
+from guard.config import PROCESS_ROLES, LiveSettings, MatchSettings, Settings, WebhookSettings  # noqa: E402
 from guard.service import Guard  # noqa: E402
 from tests.live_helpers import (  # noqa: E402
     FFmpegPublisher, FolderServer, HLSPublisher, PacedPublisher, WebhookReceiver, encode, free_port,
@@ -411,8 +413,69 @@ def _decode_cost(source: Path, seconds: float) -> float:
     return (_cpu() - start) / max(media, 1e-9)
 
 
+def _capacity_settings(home: Path, regions: bool) -> Settings:
+    return Settings(home=home, allow_private_addresses=True, live=LiveSettings(stall_timeout=5.0, give_up_after=10.0),
+                    match=MatchSettings(regions=regions))
+
+
+def _measure(guard: Guard, ids: list[str], seconds: float, queries: QueryCounter) -> dict:
+    """Over ``seconds``: each stream's lag every 0.5 s, frames sampled and sound heard (s), and
+    this process's CPU and index queries."""
+    frames0 = [guard.streams.get(i).frames for i in ids]
+    heard0 = [guard.streams.get(i).audio_seconds for i in ids]
+    cpu0, t0, queries0, landmarks0 = _cpu(), time.monotonic(), queries.count, queries.landmarks
+    lags: list[list[float]] = [[] for _ in ids]
+    while time.monotonic() - t0 < seconds:
+        time.sleep(0.5)
+        for stream_lags, i in zip(lags, ids):
+            stream_lags.append(guard.streams.get(i).lag)
+    return {"elapsed": time.monotonic() - t0, "cpu": _cpu() - cpu0, "lags": lags,
+            "frames": [guard.streams.get(i).frames - f for i, f in zip(ids, frames0)],
+            "heard": [guard.streams.get(i).audio_seconds - h for i, h in zip(ids, heard0)],
+            "queries": queries.count - queries0, "landmarks": queries.landmarks - landmarks0}
+
+
+def _monitor_worker(home: Path, regions: bool, seconds: float, go, results) -> None:
+    """One monitor process (``guard serve --roles monitor`` as a function): takes its share of the
+    recorded streams, measures them once ``go`` is set, puts what it measured on ``results``."""
+    with Guard(_capacity_settings(home, regions), roles=["monitor"]) as guard:
+        queries = QueryCounter(guard.index)
+        guard.start(poll_interval=0.2)  # its first look reports its load (none yet)
+        results.put("ready")
+        go.wait(120)
+        results.put(_measure(guard, guard.streams.running_here(), seconds, queries))
+        guard.streams.shutdown()
+
+
+class _MonitorWorkers:
+    """``count`` monitor processes over one store, started before the streams are recorded."""
+
+    def __init__(self, count: int, home: Path, regions: bool, seconds: float):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no FAISS or OpenMP state forked
+        self.go, self.results = context.Event(), context.Queue()
+        self.processes = [context.Process(target=_monitor_worker, args=(home, regions, seconds, self.go, self.results))
+                          for _ in range(count)]
+        for process in self.processes:
+            process.start()
+        self.seconds = seconds
+        # Streams recorded before every process reported would all go to the first one up: a
+        # benchmark's start, not a service's (its monitor processes run before streams come).
+        assert all(self.results.get(timeout=120) == "ready" for _ in self.processes)
+        time.sleep(0.5)
+
+    def measure(self) -> list[dict]:
+        self.go.set()
+        return [self.results.get(timeout=self.seconds + 120) for _ in self.processes]
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.join(60)
+
+
 def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sound_modes: tuple[bool, ...] = (False,),
-                   region_modes: tuple[bool, ...] = (True,), layout: bool = False) -> None:
+                   region_modes: tuple[bool, ...] = (True,), layout: bool = False, processes: int = 1) -> None:
     folder = Path(tempfile.mkdtemp(prefix="guard-bench-cap-"))
     sources, decode_costs = {}, {}
     for sound in sound_modes:
@@ -432,42 +495,38 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sou
     rows = []
     for n, sound, regions in [(n, sound, regions) for n in counts for sound in sound_modes for regions in region_modes]:
         source, decode_per_stream = sources[sound], decode_costs[sound]
-        settings = Settings(home=folder / f"home{n}{'-sound' if sound else ''}{'-regions' if regions else ''}",
-                            allow_private_addresses=True, live=LiveSettings(stall_timeout=5.0, give_up_after=10.0),
-                            match=MatchSettings(regions=regions))
-        with Guard(settings) as guard:
+        settings = _capacity_settings(folder / f"home{n}{'-sound' if sound else ''}{'-regions' if regions else ''}",
+                                      regions)
+        with Guard(settings, roles=["api"] if processes > 1 else PROCESS_ROLES) as guard:
             guard.ingest(ref, title="ref", owner="league", min_seconds=2.0)
             queries = QueryCounter(guard.index)
+            ids = [f"cap-{i}" for i in range(n)]
             urls = [f"udp://127.0.0.1:{free_port('udp')}" for _ in range(n)]
-            for i, url in enumerate(urls):
-                guard.monitor(url, stream_id=f"cap-{i}", account=f"acct{i}")
+            workers = _MonitorWorkers(processes, settings.home, regions, seconds) if processes > 1 else None
+            for stream_id, url in zip(ids, urls):
+                guard.monitor(url, stream_id=stream_id, account=stream_id)
             publishers = [FFmpegPublisher(source, url + "?pkt_size=1316", loops=100) if use_ffmpeg
                           else PacedPublisher(source, url, loops=100) for url in urls]
             children0, pub_t0 = _children_cpu(), time.monotonic()
             for p in publishers:
                 p.start()
-            warmup = 4.0
-            time.sleep(warmup)  # a benchmark's fixed measuring window, not synchronisation
-            frames0 = [guard.streams.get(f"cap-{i}").frames for i in range(n)]
-            cpu0, t0, machine0, queries0 = _cpu(), time.monotonic(), _machine_busy(), queries.count
-            landmarks0 = queries.landmarks
-            heard0 = [guard.streams.get(f"cap-{i}").audio_seconds for i in range(n)]
-            lags = [[] for _ in range(n)]
-            while time.monotonic() - t0 < seconds:
-                time.sleep(0.5)
-                for i in range(n):
-                    lags[i].append(guard.streams.get(f"cap-{i}").lag)
-            elapsed = time.monotonic() - t0
-            cpu = _cpu() - cpu0
-            query_rate = (queries.count - queries0) / elapsed / n
-            landmark_rate = (queries.landmarks - landmarks0) / elapsed / n
-            heard = [(guard.streams.get(f"cap-{i}").audio_seconds - heard0[i]) / elapsed for i in range(n)]
+            time.sleep(4.0)  # warm-up: a benchmark's fixed measuring window, not synchronisation
+            machine0 = _machine_busy()
+            measured = workers.measure() if workers else [_measure(guard, ids, seconds, queries)]
             machine1 = _machine_busy()
-            frames = [guard.streams.get(f"cap-{i}").frames - frames0[i] for i in range(n)]
             for p in publishers:
                 p.stop()
             publishers_cores = (_children_cpu() - children0) / (time.monotonic() - pub_t0)
+            if workers:
+                workers.close()
             guard.streams.shutdown()
+        elapsed = max(m["elapsed"] for m in measured)
+        cpu = sum(m["cpu"] for m in measured)
+        lags = [lag for m in measured for lag in m["lags"]]
+        frames = [f for m in measured for f in m["frames"]]
+        heard = [h / elapsed for m in measured for h in m["heard"]]
+        query_rate = sum(m["queries"] for m in measured) / elapsed / n
+        landmark_rate = sum(m["landmarks"] for m in measured) / elapsed / n
         ticks = machine1[1] - machine0[1]
         machine_cores = (machine1[0] - machine0[0]) / ticks * (os.cpu_count() or 1) if ticks else float("nan")
         expected = elapsed * settings.sample_fps
@@ -482,11 +541,13 @@ def bench_capacity(counts: list[int], seconds: float, source_seconds: float, sou
                      min(heard), landmark_rate))
         print(f"  {n} streams{' with sound' if sound else ''}{' with region readings' if regions else ''}: {ok} keep up, CPU {cpu / elapsed:.2f} cores, "
               f"{query_rate:.1f} index queries/s and {landmark_rate:.0f} landmark lookups/s per stream, "
-              f"least sound heard {min(heard):.0%} of real time", file=sys.stderr)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+              f"least sound heard {min(heard):.0%} of real time; streams per monitor process: "
+              f"{'/'.join(str(len(m['lags'])) for m in measured)}", file=sys.stderr)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the workers' not included
     omp = os.environ.get("OMP_NUM_THREADS", "default")
     print(f"\n### Capacity: 720p30 H.264 over UDP{', the game in a streamer layout' if layout else ''}, {seconds:.0f} s "
-          f"per step, {os.cpu_count()} cores, OMP_NUM_THREADS {omp}\n")
+          f"per step, {os.cpu_count()} cores, {processes} monitor process{'es' if processes > 1 else ''}, "
+          f"OMP_NUM_THREADS {omp}\n")
     print("| streams | sound | regions | keeping up | guard CPU (cores) | CPU per stream | decode share | publishers CPU | "
           "other jobs CPU | median frames kept | worst | median p95 lag | worst p95 lag | "
           "index queries/s per stream | least sound heard | landmark lookups/s per stream |")
@@ -521,6 +582,9 @@ def main() -> None:
                         help="capacity: read windows inside the frames (issue 14; both: without, then with)")
     parser.add_argument("--layout", action="store_true",
                         help="capacity: the streams show the game in a streamer layout (windows to read)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="capacity: monitor processes sharing the store (as `guard serve --roles monitor` each); "
+                             "the streams are recorded by a process without the monitor role")
     parser.add_argument("--omp-threads", type=int, default=None,
                         help="OMP_NUM_THREADS for FAISS (set before it loads; default: OpenMP's)")
     args = parser.parse_args()
@@ -536,7 +600,7 @@ def main() -> None:
         sound_modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.audio]
         region_modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.regions]
         bench_capacity([int(n) for n in args.streams.split(",")], args.seconds, 30.0, sound_modes, region_modes,
-                       args.layout)
+                       args.layout, args.processes)
 
 
 if __name__ == "__main__":

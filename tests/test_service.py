@@ -55,6 +55,28 @@ def test_streams_recorded_without_the_monitor_role_run_where_it_is(tmp_path):
         assert _until(lambda: monitor.streams.active_count == 0, 10)
 
 
+def test_monitor_processes_sharing_a_store_split_the_recorded_streams(tmp_path):
+    # Python runs one process's streams on one core at a time: monitor processes sharing a store
+    # each take an even share of the recorded streams, whichever looks first.
+    video = clip(tmp_path / "live.mp4", photo=5, seconds=20)
+    settings = Settings(home=tmp_path / "home")
+    with Guard(settings, roles=["api"]) as api, Guard(settings, roles=["monitor"]) as first, \
+            Guard(settings, roles=["monitor"]) as second:
+        assert first.streams.take_requests() == 0 and second.streams.take_requests() == 0  # both report
+        for i in range(5):
+            api.monitor(str(video), stream_id=f"s-{i}", account="fan", realtime=True)
+        assert first.streams.take_requests() == 3  # ⌈5 / 2⌉
+        assert first.streams.take_requests() == 0, "the rest is the other process's share"
+        assert second.streams.take_requests() == 2
+        api.monitor(str(video), stream_id="s-5", account="fan", realtime=True)
+        assert first.streams.take_requests() == 0 and second.streams.take_requests() == 1
+        first.streams.shutdown()  # its load is withdrawn: the other takes every new stream
+        for i in (6, 7):
+            api.monitor(str(video), stream_id=f"s-{i}", account="fan", realtime=True)
+        assert second.streams.take_requests() == 2
+        assert api.streams.repository.start_requests(10) == [], "every stream was claimed once"
+
+
 def test_roles_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="unknown role"):
         Guard(Settings(home=tmp_path), roles=["api", "web"])

@@ -299,6 +299,16 @@ ALTER TABLE incidents ADD COLUMN aired_at REAL;
 ALTER TABLE incidents ADD COLUMN delay REAL
 """
 
+#: Migration 7: each monitor process's load (streams it runs), so processes sharing a store
+#: take their fair share of recorded streams (:meth:`guard.monitor.MonitorManager.take_requests`).
+SCHEMA_7 = """
+CREATE TABLE monitor_processes (
+    token TEXT PRIMARY KEY,
+    active INTEGER NOT NULL,
+    seen REAL NOT NULL
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the first release's schema", _first_release),
     Migration(2, "fingerprint tracks keyed by (reference, signal) with their pipeline; reference keyframes",
@@ -309,6 +319,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "per-reference match policy (video, audio or any)", lambda db: _run_script(db, SCHEMA_5)),
     Migration(6, "live references: appended track chunks, feed gaps, live status; incidents' air time and delay",
               lambda db: _run_script(db, SCHEMA_6)),
+    Migration(7, "monitor processes' loads (recorded streams shared between them)", lambda db: _run_script(db, SCHEMA_7)),
 )
 
 #: The schema version this guard writes and reads.

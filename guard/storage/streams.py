@@ -88,6 +88,23 @@ class StreamRepository:
             (STOP_REQUEST, max(0, int(limit))))
         return [row[0] for row in rows]
 
+    def report_load(self, token: str, active: int, now: float) -> None:
+        """Record that monitor process ``token`` runs ``active`` streams (at ``now``)."""
+        with self.database.transaction() as db:
+            db.execute("INSERT INTO monitor_processes (token, active, seen) VALUES (?, ?, ?)"
+                       " ON CONFLICT(token) DO UPDATE SET active = excluded.active, seen = excluded.seen",
+                       (token, int(active), now))
+
+    def loads(self, since: float) -> dict[str, int]:
+        """Streams run by each monitor process heard from since ``since``, by token."""
+        rows = self.database.query("SELECT token, active FROM monitor_processes WHERE seen >= ?", (since,))
+        return {row[0]: int(row[1]) for row in rows}
+
+    def forget_process(self, token: str) -> None:
+        """A monitor process ended: it takes no more streams."""
+        with self.database.transaction() as db:
+            db.execute("DELETE FROM monitor_processes WHERE token = ?", (token,))
+
     def claim_start(self, stream_id: str) -> tuple[StreamRecord, dict[str, Any]] | None:
         """Take a stream's start request (one process gets it); None if another took it first."""
         with self.database.transaction() as db:
