@@ -36,6 +36,7 @@ ports (:class:`LivePorts`), wired by the composition root.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import logging
 import math
@@ -701,7 +702,7 @@ class MonitorManager:
         infos = [i for i in infos if (status is None or i.status == status) and (active is None or i.active == active)]
         return infos[: int(limit)]
 
-    def running_here(self) -> list[str]:
+    def running_here(self) -> "builtins.list[str]":
         """Ids of the streams this process monitors now (other monitor processes run the rest)."""
         with self._lock:
             return [sid for sid, m in self._monitors.items() if not m.finished]
