@@ -43,7 +43,9 @@ class AudioMatchSettings:
     ``max_hypotheses``: how many histogram peaks are verified; ``max_repeats``: a query
     landmark found more often than this in one reference (a chord that recurs every few bars)
     says nothing about where in it the query is, and does not count there (a chorus sung
-    twice still does).
+    twice still does). ``extend_p``: a found segment's edges move out over sparser supporting
+    hits when each step of them would happen by chance with at most this probability (see
+    :func:`_extended`).
     """
 
     offset_bin: float = 0.064
@@ -57,6 +59,7 @@ class AudioMatchSettings:
     max_hypotheses: int = 40
     max_overlap: float = 0.5
     max_repeats: int = 2
+    extend_p: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,7 @@ def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, q_index: npt.NDA
     order = np.argsort(times, kind="stable")
     support, times, voter = support[order], times[order], voter[order]
     breaks = np.flatnonzero(np.diff(times) > settings.max_gap) + 1
+    chance = _chance_rate(query, q_times, ref_times, rate, offset, settings)
     segments = []
     for run in np.split(np.arange(len(times)), breaks):
         if len(run) == 0:
@@ -310,6 +314,12 @@ def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, q_index: npt.NDA
         if votes < settings.min_votes or end - start < min_seconds:
             continue
         fraction = matched / max(heard.count(hypothesis.speed_index, start, end), 1)
+        # Only a segment found as it is moves its edges (extending makes none), and its score
+        # stays its dense core's: the sparse hits place the copy, they do not add certainty.
+        outside = np.setdiff1d(np.flatnonzero(voter), run, assume_unique=True)
+        before, after = times[outside[times[outside] < start]][::-1], times[outside[times[outside] > end]]
+        start = -_extended(-start, -before, chance, settings)
+        end = _extended(end - settings.end_margin, after, chance, settings) + settings.end_margin
         segments.append((votes, Segment(
             reference_id=hypothesis.ref_id, reference_title=title, query_start=start, query_end=end,
             reference_start=rate * start + offset, reference_end=rate * end + offset,
@@ -317,6 +327,57 @@ def _segments_of(hypothesis: AudioHypothesis, query: Landmarks, q_index: npt.NDA
             score=fraction * (1 - math.exp(-matched / 20)), matched_frames=matched, mean_distance=0.0,
             modality="audio")))
     return segments
+
+
+#: Chance hits at an alignment are counted this far off it (s, each side) beyond
+#: :data:`BACKGROUND_NEAR`: hits of the same reference and speed at other offsets.
+BACKGROUND_NEAR, BACKGROUND_WIDTH = 1.0, 8.0
+
+
+def _chance_rate(query: Landmarks, q_times: npt.NDArray[np.float64], ref_times: npt.NDArray[np.float64],
+                 rate: float, offset: float, settings: AudioMatchSettings) -> float:
+    """Supporting hits per query second that chance gives an alignment: the hits of the same
+    reference and speed at offsets 1–9 s off it, per tolerance band, over the query's length
+    (one more than counted, so an empty background does not make every hit significant)."""
+    away = np.abs(ref_times - (rate * q_times + offset))
+    near = int(((away >= BACKGROUND_NEAR) & (away <= BACKGROUND_NEAR + BACKGROUND_WIDTH)).sum())
+    span = float(np.ptp(query.times)) if len(query) else 0.0
+    return (near + 1) * (2 * settings.tolerance) / (2 * BACKGROUND_WIDTH) / max(span, 1.0)
+
+
+def _extended(edge: float, beyond: npt.NDArray[np.float64], chance: float, settings: AudioMatchSettings) -> float:
+    """Where a segment's edge moves out to over the supporting hits ``beyond`` it (coordinates
+    increasing outwards, ascending): step by step, to the furthest hit at most ``max_gap`` out
+    such that the hits up to it would come by chance (Poisson at ``chance`` per second) with at
+    most ``extend_p``. A copy under echo or noise keeps a landmark a second or so near its ends,
+    chance a few a minute: one stray hit, or two far apart, move nothing."""
+    taken = 0
+    while taken < len(beyond):
+        ahead = beyond[taken:]
+        reach = np.flatnonzero(ahead - edge <= settings.max_gap)
+        if not len(reach):
+            break
+        expected = chance * (ahead[reach] - edge + settings.vote_slot)
+        counts = reach + 1
+        significant = np.flatnonzero(_poisson_tail(counts, expected) <= settings.extend_p)
+        if not len(significant):
+            break
+        step = int(significant[-1]) + 1
+        edge, taken = float(ahead[step - 1]), taken + step
+    return edge
+
+
+def _poisson_tail(counts: npt.NDArray[np.int64], expected: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """P(X ≥ count) for X ~ Poisson(expected), elementwise (counts are small)."""
+    tail = np.ones(len(counts))
+    term = np.exp(-expected)
+    below = np.zeros(len(counts))
+    for k in range(int(counts.max()) if len(counts) else 0):
+        below += np.where(k < counts, term, 0.0)
+        term = term * expected / (k + 1)
+    tail -= below
+    result: npt.NDArray[np.float64] = np.clip(tail, 0.0, 1.0)
+    return result
 
 
 def _densest_span(slots: npt.NDArray[np.int64], empty_cost: float) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from guard import decode
-from guard.audio_match import AudioMatchSettings, find_segments, vote
+from guard.audio_match import AudioMatchSettings, _extended, find_segments, vote
 from guard.index.landmarks import LandmarkIndex
 from guard.models import Segment
 from guard.signals.audio import SHIFTED, AudioLandmarks, QueryPicking
@@ -173,6 +173,33 @@ def test_shifted_time_differences_extend_a_copy_but_never_vote(signal, songs, ta
     assert vote(shifted, hits, tolerant.params.query_speeds) == []
     assert find_segments(shifted, hits, tolerant.params) == []
     assert len(find_segments(query, table.search(query.hashes), tolerant.params)) == 1
+
+
+def test_a_copy_whose_start_is_buried_in_crowd_noise_is_localized_from_its_sparse_hits(signal, songs, table):
+    # The copy's first 6 s under a crowd as loud as the song, with echo: few landmarks survive
+    # there, too sparse for the densest span; the edge moves out over them (chance would give
+    # them with p < 0.001), not into the speech before the copy.
+    clip = songs[2][int(COPY_START * RATE): int((COPY_START + COPY_SECONDS) * RATE)]
+    first, rest = clip[: 6 * RATE], clip[6 * RATE:]
+    buried = music.room_echo(music.add_noise(first, music.crowd(len(first), 62, RATE), 0), RATE, 2)
+    query = np.concatenate([audio_track(702, LEAD_IN, RATE, "speech"), buried, rest, audio_track(802, 3.0, RATE, "crowd")])
+    landmarks = signal.landmarks(query, query=True)
+    hits = table.search(landmarks.hashes)
+    assert_found(find_segments(landmarks, hits, signal.params, titles={2: "song 2"}), 2)
+    (dense,) = find_segments(landmarks, hits, signal.params, settings=AudioMatchSettings(extend_p=0.0))
+    assert dense.query_start > LEAD_IN + 4.0  # what the densest span alone keeps
+
+
+def test_an_edge_moves_over_hits_chance_would_not_give_and_no_further():
+    chance, settings = 0.05, AudioMatchSettings()  # hits per second at the alignment by chance
+    # One stray hit 3 s out, or two far apart: nothing moves.
+    assert _extended(10.0, np.array([13.0]), chance, settings) == 10.0
+    assert _extended(10.0, np.array([12.0, 14.5]), chance, settings) == 10.0
+    # A landmark a second for 4 s: the edge moves to the last of them, not to a stray 4 s further.
+    sparse = np.array([10.8, 11.9, 13.1, 14.0, 18.5])
+    assert _extended(10.0, sparse, chance, settings) == 14.0
+    # Beyond max_gap nothing is reached, however many hits wait there.
+    assert _extended(10.0, np.arange(16.0, 20.0, 0.25), chance, settings) == 10.0
 
 
 def test_shorter_than_the_minimum_is_not_a_segment(signal, songs, table):
