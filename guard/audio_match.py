@@ -43,9 +43,9 @@ class AudioMatchSettings:
     ``max_hypotheses``: how many histogram peaks are verified; ``max_repeats``: a query
     landmark found more often than this in one reference (a chord that recurs every few bars)
     says nothing about where in it the query is, and does not count there (a chorus sung
-    twice still does). ``extend_p``: a found segment's edges move out over sparser supporting
-    hits when each step of them would happen by chance with at most this probability (see
-    :func:`_extended`).
+    twice still does). ``extend_evidence`` (nats): a found segment's edges move out over
+    sparser supporting hits whose log-likelihood ratio against chance reaches this (≈ 100 to 1;
+    see :func:`_extended`).
     """
 
     offset_bin: float = 0.064
@@ -59,7 +59,7 @@ class AudioMatchSettings:
     max_hypotheses: int = 40
     max_overlap: float = 0.5
     max_repeats: int = 2
-    extend_p: float = 0.001
+    extend_evidence: float = 4.6
 
 
 @dataclass(frozen=True)
@@ -345,39 +345,30 @@ def _chance_rate(query: Landmarks, q_times: npt.NDArray[np.float64], ref_times: 
     return (near + 1) * (2 * settings.tolerance) / (2 * BACKGROUND_WIDTH) / max(span, 1.0)
 
 
+#: Log-likelihood ratio (nats) an edge's further move must gain over a nearer one.
+EXTEND_MARGIN = 1.0
+
+
 def _extended(edge: float, beyond: npt.NDArray[np.float64], chance: float, settings: AudioMatchSettings) -> float:
     """Where a segment's edge moves out to over the supporting hits ``beyond`` it (coordinates
-    increasing outwards, ascending): step by step, to the furthest hit at most ``max_gap`` out
-    such that the hits up to it would come by chance (Poisson at ``chance`` per second) with at
-    most ``extend_p``. A copy under echo or noise keeps a landmark a second or so near its ends,
-    chance a few a minute: one stray hit, or two far apart, move nothing."""
-    taken = 0
-    while taken < len(beyond):
-        ahead = beyond[taken:]
-        reach = np.flatnonzero(ahead - edge <= settings.max_gap)
-        if not len(reach):
-            break
-        expected = chance * (ahead[reach] - edge + settings.vote_slot)
-        counts = reach + 1
-        significant = np.flatnonzero(_poisson_tail(counts, expected) <= settings.extend_p)
-        if not len(significant):
-            break
-        step = int(significant[-1]) + 1
-        edge, taken = float(ahead[step - 1]), taken + step
-    return edge
-
-
-def _poisson_tail(counts: npt.NDArray[np.int64], expected: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """P(X ≥ count) for X ~ Poisson(expected), elementwise (counts are small)."""
-    tail = np.ones(len(counts))
-    term = np.exp(-expected)
-    below = np.zeros(len(counts))
-    for k in range(int(counts.max()) if len(counts) else 0):
-        below += np.where(k < counts, term, 0.0)
-        term = term * expected / (k + 1)
-    tail -= below
-    result: npt.NDArray[np.float64] = np.clip(tail, 0.0, 1.0)
-    return result
+    increasing outwards, ascending; consecutive hits at most ``max_gap`` apart). For each hit,
+    the log-likelihood ratio of "the copy goes on to here, at the density its hits show" against
+    "chance" (``chance`` hits per second at the alignment): ``k·ln(k / (λ·d)) − (k − λ·d)`` for
+    ``k`` hits over ``d`` seconds. The edge moves to the best hit if its ratio reaches
+    ``extend_evidence`` (the nearest within :data:`EXTEND_MARGIN` of it): a landmark a second
+    over ten seconds (a copy under echo or noise) moves it; a stray hit or two does not."""
+    if not len(beyond):
+        return edge
+    too_far = np.diff(np.concatenate([[edge], beyond])) > settings.max_gap
+    reach = int(np.argmax(too_far)) if too_far.any() else len(beyond)
+    if not reach:
+        return edge
+    hits = np.arange(1, reach + 1, dtype=np.float64)
+    expected = max(chance, 1e-6) * (beyond[:reach] - edge + settings.vote_slot)
+    ratio = np.where(hits > expected, hits * np.log(hits / expected) - (hits - expected), 0.0)
+    if ratio.max() < settings.extend_evidence:
+        return edge
+    return float(beyond[int(np.argmax(ratio >= ratio.max() - EXTEND_MARGIN))])
 
 
 def _densest_span(slots: npt.NDArray[np.int64], empty_cost: float) -> tuple[int, int]:

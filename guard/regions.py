@@ -417,7 +417,7 @@ def overlap(a: Box, b: Box) -> float:
 #: popping up over the window's edge) is outvoted.
 BOX_MEMORY = 5
 #: A window no detection finds is still read where it was for this many detections (2 s).
-HOLD = 2
+HOLD = 3
 
 
 @dataclass
