@@ -416,7 +416,8 @@ def overlap(a: Box, b: Box) -> float:
 #: A track's box is the median of its last this many detections: one thrown off (an alert
 #: popping up over the window's edge) is outvoted.
 BOX_MEMORY = 5
-#: A window no detection finds is still read where it was for this many detections (2 s).
+#: A window no detection finds is still read where it was for this many detections (3 s: a
+#: streamer's pop-up alert hides a window's lower edge for about 2 s).
 HOLD = 3
 
 
