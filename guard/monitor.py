@@ -589,6 +589,7 @@ class MonitorManager:
         #: This manager's name among the monitor processes sharing the store (see :meth:`_share`).
         self._token = uuid.uuid4().hex
         self._interval = 1.0  # how often it looks for recorded streams
+        self._reported = (-math.inf, -1)  # when it last reported its load, and the load
 
     def subscribe(self, listener: EventCallback) -> None:
         """Hear every stream's :class:`MonitorEvent` (called from the stream threads)."""
@@ -810,17 +811,24 @@ class MonitorManager:
                 continue
             started += 1
         if started:
-            self.repository.report_load(self._token, self.active_count, time.time())
+            self._report(self.active_count, time.time())
         return started
+
+    def _report(self, active: int, now: float) -> None:
+        self.repository.report_load(self._token, active, now)
+        self._reported = (now, active)
 
     def _share(self, waiting: int) -> int:
         """How many of ``waiting`` recorded streams this process takes now. Monitor processes
-        sharing the store report their loads (streams running) on every look; each takes up to
+        sharing the store report their loads (streams running) when they change and every few
+        seconds (a process silent for :data:`PROCESS_SILENCE` has ended); each takes up to
         an even share of all streams, running and waiting (one at least when it runs the fewest):
         Python runs one process's streams on one core at a time (the GIL), so two processes on
         two cores monitor about twice as many as one."""
         mine, now = self.active_count, time.time()
-        self.repository.report_load(self._token, mine, now)
+        reported_at, reported = self._reported
+        if mine != reported or now - reported_at >= PROCESS_SILENCE / 2:  # not a write on every look
+            self._report(mine, now)
         if not waiting:
             return 0
         loads = self.repository.loads(now - max(PROCESS_SILENCE, 3 * self._interval))

@@ -488,7 +488,8 @@ class ScreenTrack:
     def saw(self, quad: Quad) -> None:
         """A new detection of this screen: the track's quadrilateral becomes the median of the
         largest group of its recent detections that agree (every corner within
-        :data:`SAME_CORNERS` pixels), the newest group on a tie. A side taken from the wrong line
+        :data:`SAME_CORNERS` pixels; of tied groups, the one nearest the quadrilateral so far).
+        A side taken from the wrong line
         (a shelf beside the TV, the bezel's outer edge where the picture is dark) is off by 5–25
         pixels now and then; an element-wise median of the last few let two such detections pull
         the screen off by half their error."""

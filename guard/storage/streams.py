@@ -89,8 +89,10 @@ class StreamRepository:
         return [row[0] for row in rows]
 
     def report_load(self, token: str, active: int, now: float) -> None:
-        """Record that monitor process ``token`` runs ``active`` streams (at ``now``)."""
+        """Record that monitor process ``token`` runs ``active`` streams (at ``now``); reports
+        silent for a day (processes that crashed) go."""
         with self.database.transaction() as db:
+            db.execute("DELETE FROM monitor_processes WHERE seen < ?", (now - 86400.0,))
             db.execute("INSERT INTO monitor_processes (token, active, seen) VALUES (?, ?, ?)"
                        " ON CONFLICT(token) DO UPDATE SET active = excluded.active, seen = excluded.seen",
                        (token, int(active), now))
