@@ -713,11 +713,12 @@ def _family_filter(text: str | None, profile) -> list[str] | None:
     return [f for f in profile.families if f in names]
 
 
-def _subset(families: list[str] | None, negatives: int | None):
-    """What to render for a check: every reference, the chosen families, the first negatives."""
+def _subset(families: list[str] | None, negatives: int | None, plan: dict):
+    """What to render for a check: every reference, the chosen families, the first negatives
+    of ``plan`` (the programme's, then the streamer layouts', as :func:`subset_manifest` takes them)."""
     if families is None and negatives is None:
         return None
-    keep = None if negatives is None else {f"neg{i:02d}" for i in range(negatives)}
+    keep = None if negatives is None else {n["id"] for n in plan["negatives"][:negatives]}
 
     def only(kind: str, spec: dict) -> bool:
         if kind == "query":
@@ -771,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     families = _family_filter(args.families, profile)
     manifest = make_corpus.build(args.folder, profile, args.seed, args.jobs,
-                                 only=_subset(families, args.negatives))
+                                 only=_subset(families, args.negatives, make_corpus.plan(profile, args.seed)))
     manifest = subset_manifest(manifest, families, args.negatives)
     build = manifest["build"]
     history = manifest.get("build_history", [])

@@ -183,6 +183,13 @@ def test_eval_targets_and_subsets_cover_the_audio_families():
     plan = make_corpus.plan(make_corpus.FULL, 7)
     sub = bench.subset_manifest(plan, families, 2)
     assert {q["family"] for q in sub["queries"]} == set(families) and len(sub["negatives"]) == 2
+    # What is rendered for a check is what it scores: every negative asked for, the streamer
+    # layouts' included (they come after the programme's).
+    everything = bench.subset_manifest(plan, families, len(plan["negatives"]))["negatives"]
+    rendered = bench._subset(families, len(plan["negatives"]), plan)
+    assert any(n["id"].startswith("neg_streamer") for n in everything)
+    assert all(rendered("negative", n) for n in everything)
+    assert not bench._subset(families, 2, plan)("negative", plan["negatives"][2])
     rows = [{**bench.score_query(q, [bench.Detection(q["reference"], q["truth"]["query_start"],
                                                       q["truth"]["query_end"], q["truth"]["ref_start"])]),
              "time_to_certain": None} for q in sub["queries"]]
