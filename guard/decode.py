@@ -4,10 +4,10 @@ Decoding yields *sampled* frames: every decoded frame goes through the decoder (
 them), but only frames at the sampling rate are converted, by FFmpeg's swscale, to small
 grey images. Everything downstream is NumPy.
 
-Files and live sources share one decode loop (:func:`_sampled` → :func:`_batches`): decoded
-frames are put on a :class:`StreamClock`, kept on the sampling grid and grouped into
-batches. The live path adds reconnects (:func:`live_batches`), real-time pacing, wall-clock
-arrival times and thumbnails.
+Files and live sources share the clock and the sampling: decoded frames are put on a
+:class:`StreamClock`, kept on the sampling grid (a file's through :func:`_sampled` →
+:func:`_batches`) and grouped into batches. The live path (:func:`live_batches`) adds
+reconnects, real-time pacing, the sound, wall-clock arrival times and thumbnails.
 """
 
 from __future__ import annotations
@@ -198,14 +198,13 @@ class Stills:
         self.frames: list[tuple[float, np.ndarray]] = []
         self._scaler = _Scaler()
 
-    def _watch(self, samples: Iterable[tuple[float, float | None, VideoFrame]]
-               ) -> Iterator[tuple[float, float | None, VideoFrame]]:
+    def _watch(self, samples: Iterable[tuple[float, VideoFrame]]) -> Iterator[tuple[float, VideoFrame]]:
         due = 0.0
-        for t, wall, frame in samples:
+        for t, frame in samples:
             if t + 1e-6 >= due:
                 self.frames.append((t, self._scaler.thumbnail(frame, self.width)))
                 due = (np.floor(t / self.interval + 1e-6) + 1) * self.interval
-            yield t, wall, frame
+            yield t, frame
 
 
 def sample_frames(
@@ -278,7 +277,7 @@ def _decoded(container: InputContainer, stream: VideoStream | AudioStream, name:
 
 
 def _file_samples(container: InputContainer, stream: VideoStream, name: str, sample_fps: float,
-                  audio: AudioTap | None = None) -> Iterator[tuple[float, float | None, VideoFrame]]:
+                  audio: AudioTap | None = None) -> Iterator[tuple[float, VideoFrame]]:
     """:func:`_sampled` frames of a file: its clock has no wall time (frames without a
     timestamp are skipped) and continues across timestamp resets and jumps."""
     clock = StreamClock(_frame_interval(stream))
@@ -288,61 +287,28 @@ def _file_samples(container: InputContainer, stream: VideoStream, name: str, sam
 
 
 def _sampled(frames: Iterable[VideoFrame], stream: VideoStream, clock: StreamClock, sampler: _Sampler,
-             wall_clock: bool = False, pace: Callable[[float | None], bool] | None = None,
-             ) -> Iterator[tuple[float, float | None, VideoFrame]]:
-    """The decode loop files and live sources share: each decoded frame goes on ``clock``
-    (with its wall-clock arrival when ``wall_clock``) and is kept when it falls on the
-    sampling grid. Yields ``(time, arrival or None, frame)``. ``pace(raw)``, when given, waits
-    until a frame is due (real-time rehearsal) and returns False to stop."""
+             ) -> Iterator[tuple[float, VideoFrame]]:
+    """Each decoded frame of a file goes on ``clock`` and is kept, with its time, when it falls
+    on the sampling grid; a frame without a timestamp has no place on a file's clock."""
     for frame in frames:
         raw = _frame_time(frame, stream)
-        if pace is not None and not pace(raw):
-            return
-        wall = time.time() if wall_clock else None
-        if raw is None and wall is None:
-            continue  # a file's frame without a timestamp has no place on the clock
-        if sampler.take(clock(raw, wall)):
-            yield sampler.time, wall, frame
+        if raw is not None and sampler.take(clock(raw)):
+            yield sampler.time, frame
 
 
-def _batches(samples: Iterable[tuple[float, float | None, VideoFrame]], live: LiveOptions | None = None,
-             on_resize: Callable[[tuple[int, int], tuple[int, int]], None] | None = None) -> Iterator[FrameBatch]:
-    """Sampled frames → batches of grey images (:class:`FrameBatch`) of up to
-    :data:`BATCH_SIZE`. With ``live`` options: :class:`LiveBatch` objects that also carry arrival
-    times and thumbnails, handed on once the oldest frame waited ``flush_interval``;
-    ``on_resize(old, new)`` hears picture size changes."""
+def _batches(samples: Iterable[tuple[float, VideoFrame]]) -> Iterator[FrameBatch]:
+    """Sampled frames → batches of grey images (:class:`FrameBatch`) of up to :data:`BATCH_SIZE`."""
     times: list[float] = []
     greys: list[np.ndarray] = []
-    arrivals: list[float] = []
-    thumbs: list[np.ndarray] = []
-    size: tuple[int, int] | None = None
     scaler = _Scaler()
-    for t, wall, frame in samples:
+    for t, frame in samples:
         times.append(t)
         greys.append(scaler.grey(frame))
-        if live is None:
-            full = len(times) >= BATCH_SIZE
-        else:
-            if (frame.width, frame.height) != size:
-                if size is not None and on_resize is not None:
-                    on_resize(size, (frame.width, frame.height))
-                size = (frame.width, frame.height)
-            assert wall is not None  # live samples carry their arrival
-            arrivals.append(wall)
-            thumbs.append(scaler.thumbnail(frame, live.thumbnail_width))
-            full = len(times) >= BATCH_SIZE or wall - arrivals[0] >= live.flush_interval
-        if full:
-            yield _batch(times, greys, arrivals, thumbs, size)
-            times, greys, arrivals, thumbs = [], [], [], []
+        if len(times) >= BATCH_SIZE:
+            yield FrameBatch(np.asarray(times, dtype=np.float64), np.stack(greys))
+            times, greys = [], []
     if times:
-        yield _batch(times, greys, arrivals, thumbs, size)
-
-
-def _batch(times: list[float], greys: list[np.ndarray], arrivals: list[float], thumbs: list[np.ndarray],
-           size: tuple[int, int] | None) -> FrameBatch:
-    if size is None:
-        return FrameBatch(np.asarray(times, dtype=np.float64), np.stack(greys))
-    return LiveBatch(np.asarray(times, dtype=np.float64), np.stack(greys), np.asarray(arrivals), thumbs, *size)
+        yield FrameBatch(np.asarray(times, dtype=np.float64), np.stack(greys))
 
 
 class _Scaler:
@@ -418,7 +384,7 @@ def rgb_frames(source: str | os.PathLike[str], sample_fps: float) -> Iterator[tu
     try:
         stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
-        for t, _, frame in _file_samples(container, stream, name, sample_fps):
+        for t, frame in _file_samples(container, stream, name, sample_fps):
             yield t, frame.to_ndarray(format="rgb24")
     finally:
         container.close()
@@ -711,6 +677,8 @@ class LiveBatch(FrameBatch):
     the same frames (evidence); ``width``/``height``: the source picture size (0 without a
     picture); ``audio``: the sound decoded meanwhile, on the same stream clock. A batch may hold
     sound only (no frames: a stream without a picture, or between two sampled frames).
+    ``decoded``: when its newest frame (without a picture: its newest sound) was decoded, on the
+    steady clock (``time.monotonic()``), which NTP never steps: the monitor's lag is taken on it.
     """
 
     arrivals: np.ndarray
@@ -718,6 +686,7 @@ class LiveBatch(FrameBatch):
     width: int
     height: int
     audio: tuple[LiveAudioBlock, ...] = ()
+    decoded: float = 0.0
 
 
 @dataclass
@@ -810,7 +779,7 @@ def live_batches(
     clock = StreamClock(1.0 / options.sample_fps, options.max_jump)
     sampler = _Sampler(options.sample_fps)
     delay = options.reconnect_initial
-    last_frame_wall = time.time()
+    last_frame = time.monotonic()  # not the wall clock, which NTP may step
     ever_connected = False
     notify = on_status or (lambda kind, detail: None)
     warned: set[str] = set()  # what was logged once for the stream (not at every reconnection)
@@ -820,7 +789,7 @@ def live_batches(
         except (InputError, StreamError) as exc:
             if not options.reconnect or options.realtime:
                 raise
-            if time.time() - last_frame_wall > options.give_up_after:
+            if time.monotonic() - last_frame > options.give_up_after:
                 raise StreamError(f"{_redacted(url)}: unreachable for {options.give_up_after:.0f} s ({exc})") from None
             notify("reconnecting", f"{exc}; retry in {delay:.1f} s")
             stop.wait(delay)
@@ -832,7 +801,7 @@ def live_batches(
         try:
             for batch in _read_live(source, options, stop, clock, sampler, notify, warned):
                 ever_connected = True
-                last_frame_wall = time.time()
+                last_frame = time.monotonic()
                 delay = options.reconnect_initial
                 yield batch
         except StreamError as exc:
@@ -852,7 +821,7 @@ def live_batches(
         if options.hls and reason == "ended":
             reason = "playlist still live after the demuxer ended"
             delay = options.reconnect_initial
-        if time.time() - last_frame_wall > options.give_up_after:
+        if time.monotonic() - last_frame > options.give_up_after:
             notify("ended", reason)
             raise StreamError(f"{_redacted(url)}: no frames for {options.give_up_after:.0f} s ({reason})")
         notify("reconnecting", f"{reason}; retry in {delay:.1f} s")
@@ -965,6 +934,7 @@ class _LiveReader:
                                                            self.video is not None, warned)
         self.size: tuple[int, int] | None = None
         self.scaler = _Scaler()
+        self.decoded = 0.0  # steady-clock time of the newest sampled frame (or sound without a picture)
         self._clear()
 
     def _clear(self) -> None:
@@ -1000,6 +970,8 @@ class _LiveReader:
                     if pace is not None and self.video is None and not pace(_packet_time(packet)):
                         return
                     sound.decode(packet, time.time())
+                    if self.video is None:
+                        self.decoded = time.monotonic()
                     if sound.failed and self.video is None:
                         raise StreamError(f"{self.name}: its only stream, the sound, does not decode")
                 if self._due(time.time(), sampled):
@@ -1033,6 +1005,7 @@ class _LiveReader:
         self.times.append(self.sampler.time)
         self.greys.append(self.scaler.grey(frame))
         self.arrivals.append(wall)
+        self.decoded = time.monotonic()
         self.thumbs.append(self.scaler.thumbnail(frame, self.options.thumbnail_width))
         return True
 
@@ -1049,7 +1022,8 @@ class _LiveReader:
         grey = np.stack(self.greys) if self.greys else np.zeros((0, GREY_SIZE, GREY_SIZE), np.uint8)
         width, height = self.size or (0, 0)
         batch = LiveBatch(np.asarray(self.times, dtype=np.float64), grey, np.asarray(self.arrivals, dtype=np.float64),
-                          self.thumbs, width, height, () if self.sound is None else self.sound.blocks())
+                          self.thumbs, width, height, () if self.sound is None else self.sound.blocks(),
+                          self.decoded)
         self._clear()
         return batch
 
@@ -1165,16 +1139,16 @@ class _LiveSound:
 
 
 def _pacer(stop: threading.Event) -> Callable[[float | None], bool]:
-    """Real-time pacing of a rehearsal file: waits until each frame's time has come on the
-    wall clock (from the first frame's); False once ``stop`` is set."""
+    """Real-time pacing of a rehearsal file: waits until each frame's time has come on a steady
+    clock (from the first frame's); False once ``stop`` is set."""
     origin: tuple[float, float] | None = None
 
     def pace(raw: float | None) -> bool:
         nonlocal origin
         if raw is None:
             return True
-        origin = origin or (time.time(), raw)
-        wait = origin[0] + (raw - origin[1]) - time.time()
+        origin = origin or (time.monotonic(), raw)
+        wait = origin[0] + (raw - origin[1]) - time.monotonic()
         return not (wait > 0 and stop.wait(wait))
 
     return pace

@@ -454,11 +454,12 @@ class StreamMonitor:
                 self._new_frames = True
 
     def _track_lag(self, batch: decode.LiveBatch) -> None:
-        # Wall clock minus stream clock is constant while processing keeps up; its growth is lag.
+        # A steady clock minus the stream clock is constant while processing keeps up; its growth
+        # is lag. Not the wall clock: an NTP step would show as lag on every stream at once.
         if len(batch.times):
-            skew = float(batch.arrivals[-1] - batch.times[-1])
+            skew = batch.decoded - float(batch.times[-1])
         elif batch.audio and not self.info.frames:  # heard, never seen: sound interleaves a little ahead
-            skew = batch.audio[-1].arrival - batch.audio[-1].start
+            skew = batch.decoded - (batch.audio[-1].start + batch.audio[-1].duration)
         else:
             return
         if self._lag_base is None or skew < self._lag_base:

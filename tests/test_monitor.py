@@ -149,6 +149,38 @@ def test_udp_copy_in_the_middle_is_flagged_with_evidence_and_webhook(make_guard,
     assert receiver.bad_signatures == 0
 
 
+class _SteppedClock:
+    """The ``time`` module, but its wall clock steps ``step`` seconds forward ``after`` seconds
+    (an NTP correction); the steady clock goes on."""
+
+    def __init__(self, step: float, after: float):
+        self.step, self.at = step, time.monotonic() + after
+
+    def time(self) -> float:
+        return time.time() + (self.step if time.monotonic() >= self.at else 0.0)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def test_a_wall_clock_step_mid_stream_is_not_lag(make_guard, media, receiver, monkeypatch):
+    import guard.decode
+    import guard.monitor
+
+    clock = _SteppedClock(step=7.0, after=3.0)
+    monkeypatch.setattr(guard.decode, "time", clock)
+    monkeypatch.setattr(guard.monitor, "time", clock)
+    guard_ = make_guard()
+    url = f"udp://127.0.0.1:{free_port('udp')}"
+    guard_.monitor(url, stream_id="stepped", account="pirate")
+    with PacedPublisher(media["copy"], url, "mpegts") as publisher:
+        final = guard_.streams.wait("stepped", timeout=30)
+    assert publisher.error is None and time.monotonic() > clock.at
+    assert final.status == "ended" and final.frames > 20
+    assert final.lag < 1.0, f"lag {final.lag:.2f} s: the wall clock's step was taken for lag"
+    _assert_flagged(guard_, receiver, "stepped")
+
+
 def test_unrelated_stream_gives_nothing(make_guard, media, receiver):
     guard = make_guard()
     url = f"udp://127.0.0.1:{free_port('udp')}"
