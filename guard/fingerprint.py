@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from guard.config import MatchSettings
 from guard.models import Fingerprint, MaskedCodes, RegionReadings
 from guard.pipeline import pipeline_description
 from guard.signals import FrameSignal, get_frame_signal, hamming
+
+TrackT = TypeVar("TrackT", regions.RegionTrack, screens.ScreenTrack)
 
 #: Overlay analysis looks at frames this many times the signal's input size (16×16 → 64×64).
 DETAIL_FACTOR = 4
@@ -67,6 +69,8 @@ class QuerySession:
         self._previous: np.ndarray | None = None
         self._cells: list[np.ndarray] = []
         self._motion: list[np.ndarray] = []
+        self._recent = np.zeros((0, decode.GREY_SIZE, decode.GREY_SIZE), np.uint8)  # kept greys, for regions.LOOK_BACK
+        self._newest_track = [-1, -1]  # the newest window and screen track read so far
 
     def add(self, batch: decode.FrameBatch) -> Readings:
         """Readings of a batch's informative frames (the batch follows the previous one)."""
@@ -96,29 +100,49 @@ class QuerySession:
     def _window_readings(self, grey: np.ndarray, keep: np.ndarray) -> RegionReadings:
         """Readings of the windows (a layout's) and the filmed screens (rectified) in view of
         each kept frame (rows among the kept frames). Window tracks keep their ids, screen
-        tracks take negative ones; a screen that is one of the windows is read as the window."""
+        tracks take negative ones; a screen that is one of the windows is read as the window.
+        A track seen for the first time is also read in the :data:`~guard.regions.LOOK_BACK` kept frames
+        before it, of this batch and earlier ones (negative rows: -1 is the last kept frame of
+        the batch before)."""
         assert self.windows is not None and self.screens is not None
         in_view, filmed = self.windows.add(grey), self.screens.add(grey)
-        h, w = grey.shape[1:]
-        windows: list[tuple[int, int, regions.RegionTrack]] = []  # (row, frame, track)
-        shown: list[tuple[int, int, screens.ScreenTrack]] = []
-        for row, frame in enumerate(np.flatnonzero(keep).tolist()):
-            windows += [(row, frame, t) for t in in_view[frame]]
-            shown += [(row, frame, t) for t in filmed[frame]
+        kept = np.flatnonzero(keep)
+        windows: list[tuple[int, regions.RegionTrack]] = []  # (row, track)
+        shown: list[tuple[int, screens.ScreenTrack]] = []
+        for row, frame in enumerate(kept.tolist()):
+            windows += [(row, t) for t in in_view[frame]]
+            shown += [(row, t) for t in filmed[frame]
                       if all(regions.overlap(t.box, o.box) < regions.SAME_WINDOW for o in in_view[frame])]
+        before = len(self._recent)
+        greys = np.concatenate([self._recent, grey[kept]])  # greys[before + row]: the kept frame at row
+        self._recent = greys[-regions.LOOK_BACK:]
+        windows = self._looked_back(windows, before, 0) + windows
+        shown = self._looked_back(shown, before, 1) + shown
         if not windows and not shown:
             return RegionReadings.join([], self.signal.code_bytes)
-        # All crops of a batch in one call each (windows, then screens): a track's readings stay in frame order.
-        images = [preprocess.crop_resize(grey[[f for _, f, _ in windows]], np.asarray([t.box for _, _, t in windows]),
-                                         self.signal.input_size)] if windows else []
+        # All crops of a batch in one call each (windows, then screens).
+        images = [preprocess.crop_resize(greys[[before + row for row, _ in windows]],
+                                         np.asarray([t.box for _, t in windows]), self.signal.input_size)] if windows else []
         if shown:
-            images.append(screens.rectify(grey[[f for _, f, _ in shown]], [t.quad for _, _, t in shown],
+            images.append(screens.rectify(greys[[before + row for row, _ in shown]], [t.quad for _, t in shown],
                                           self.signal.input_size))
-        read = [(row, t.id, t.box) for row, _, t in windows] + [(row, -1 - t.id, t.box) for row, _, t in shown]
+        read = [(row, t.id, t.box) for row, t in windows] + [(row, -1 - t.id, t.box) for row, t in shown]
+        h, w = grey.shape[1:]
         return RegionReadings(np.asarray([r for r, _, _ in read], np.int64), np.asarray([i for _, i, _ in read], np.int64),
                               np.asarray([(left / w, top / h, right / w, bottom / h)
                                           for _, _, (top, bottom, left, right) in read], np.float32),
                               self.signal.hash_batch(np.concatenate(images)))
+
+    def _looked_back(self, reads: list[tuple[int, TrackT]], before: int, kind: int) -> list[tuple[int, TrackT]]:
+        """Reads of the tracks first seen in ``reads`` (of one ``kind``: windows 0, screens 1)
+        in the kept frames before their first one, back to :data:`~guard.regions.LOOK_BACK` frames or the
+        ``before`` frames of earlier batches still held."""
+        back: list[tuple[int, TrackT]] = []
+        for row, track in reads:  # a track's first read comes first; tracks are numbered in order
+            if track.id > self._newest_track[kind]:
+                self._newest_track[kind] = track.id
+                back += [(earlier, track) for earlier in range(max(-before, row - regions.LOOK_BACK), row)]
+        return back
 
     def finish(self) -> MaskedCodes | None:
         """With ``overlays="file"``: the masked readings of every frame read so far, each judged
@@ -228,7 +252,7 @@ class Fingerprinter:
         )
         if overlays and len(fp):
             fp.masked = session.finish()
-            fp.regions = RegionReadings.join(windows, self.signal.code_bytes)
+            fp.regions = RegionReadings.join(windows, self.signal.code_bytes).in_frame_order()
         return fp
 
 

@@ -66,6 +66,12 @@ class RegionReadings:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def in_frame_order(self) -> "RegionReadings":
+        """The same readings sorted by frame (stable: a frame's keep their order), as the matcher
+        takes each track's; readings looked back at earlier frames come after their batch's."""
+        order = np.argsort(self.rows, kind="stable")
+        return RegionReadings(self.rows[order], self.tracks[order], self.boxes[order], self.codes[order])
+
     @staticmethod
     def join(parts: list["RegionReadings"], code_bytes: int) -> "RegionReadings":
         """One set of readings from several (rows already absolute)."""

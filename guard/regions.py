@@ -35,6 +35,11 @@ MIN_SIDE, AREA_RANGE = 0.2, (0.06, 0.85)
 #: A pixel moves when it changes by more than this between sampled frames, in at least half of them;
 #: a window must move over at least this share of its inside.
 MOTION_LEVEL, MIN_MOVING = 3.0, 0.15
+#: A window or screen first seen at a frame is also read in up to this many kept frames before
+#: it (12 s at 4 sampled frames per second): a detection needs its structure to show for a
+#: while (a borderless picture-in-picture's motion contrast comes and goes), and a copy's span
+#: starts where its picture does, not where the detector first saw it.
+LOOK_BACK = 48
 #: Two windows are the same when their intersection over union exceeds this.
 SAME_WINDOW = 0.6
 #: At most this many windows per frame (the most moving first; each read as found and, when

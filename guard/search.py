@@ -58,6 +58,7 @@ from guard.match import (
     with_regions,
 )
 from guard.models import Fingerprint, MaskedCodes, RegionReadings, Segment
+from guard.regions import LOOK_BACK
 from guard.signals import FrameSignal
 from guard.signals.audio import AudioLandmarks, Landmarks
 
@@ -606,6 +607,7 @@ class LiveWindowSearch:
         self.seconds = seconds
         self._tracks: dict[int, tuple[LiveSearch, np.ndarray]] = {}  # id → (matcher, boxes of its frames)
         self._newest = -np.inf
+        self._recent = np.zeros(0)  # times of the last frames, which new windows are read back to
 
     def __len__(self) -> int:
         return len(self._tracks)
@@ -616,14 +618,20 @@ class LiveWindowSearch:
         return sum(search.queries for search, _ in self._tracks.values())
 
     def add(self, times: np.ndarray, regions: RegionReadings) -> None:
-        """Append the window readings of frames at ``times`` (``regions.rows`` index them)."""
+        """Append the window readings of frames at ``times`` (``regions.rows`` index them;
+        negative rows index the frames of earlier batches, -1 the last: a new window read
+        back, see :data:`guard.regions.LOOK_BACK`)."""
         if len(times):
             self._newest = max(self._newest, float(times[-1]))
+        earlier = len(self._recent)
+        known = np.concatenate([self._recent, times])
+        self._recent = known[-LOOK_BACK:]
+        regions = regions.in_frame_order()
         for track in np.unique(regions.tracks).tolist():
             rows = np.flatnonzero(regions.tracks == track)
             search, boxes = self._tracks.get(track) or (LiveSearch(self.searcher, self.seconds),
                                                         np.zeros((0, 4), np.float32))
-            search.add(times[regions.rows[rows]], regions.codes[rows])
+            search.add(known[earlier + regions.rows[rows]], regions.codes[rows])
             self._tracks[track] = (search, np.concatenate([boxes, regions.boxes[rows]])[-len(search):])
         self._tracks = {track: kept for track, kept in self._tracks.items()
                         if len(kept[0]) and kept[0].times[-1] >= self._newest - self.seconds}

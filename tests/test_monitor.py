@@ -519,6 +519,24 @@ def test_cli_takes_the_start_timeout_from_the_environment(tmp_path):
 # -- issue 11: every reading kind live; a copy under a still panel --------------------------------
 
 
+def test_udp_picture_in_picture_seen_late_is_read_back_to_where_the_copy_starts(make_guard, receiver, tmp_path):
+    """A borderless picture-in-picture over a background that stays still for its first 7 s:
+    the window shows (motion contrast) only when the background moves; live, it is read back
+    in the frames before too, so the incident's window segment starts where the copy does."""
+    # the reference from 7.5 s: its first seconds are too plain to be told apart in a small window
+    inset = stream_frames(copy_seed=REF_SEED, copy_from=7.5, lead=1.0, copy=12.0, tail=1.0)
+    moving = list(synth.broadcast(86, SIZE, FPS, 14.0, styles=("shapes",)))
+    still_for = int(7 * FPS)
+    backgrounds = [moving[0]] * still_for + moving[still_for:]
+    source = encode(tmp_path / "pip-late.ts", (synth.picture_in_picture(f, b, 0.4, "bl")
+                                                for f, b in zip(inset, backgrounds)))
+    guard = make_guard()
+    incident = _the_incident_over_udp(guard, source, "pip-late")
+    windowed = [s for s in guard.incidents.get(incident.id).segments if s["modality"] == "video-region"]
+    assert windowed, "the copy is found in the window"
+    assert min(s["query_start"] for s in windowed) == pytest.approx(1.0, abs=1.0), windowed
+
+
 def _the_incident_over_udp(guard: Guard, source, stream_id: str):
     """Publish ``source`` (an 8 s copy from ``COPY_FROM``) over UDP to a monitor of ``guard``
     until it ends; the stream's one incident, which names the copied stretch."""

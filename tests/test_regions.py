@@ -166,6 +166,25 @@ def test_a_copy_in_a_borderless_picture_in_picture_is_found_with_its_window(stor
     assert overlap((y0, y1, x0, x1), (top / h, bottom / h, left / w, right / w)) >= 0.8, segment.region
 
 
+def test_a_picture_in_picture_seen_late_is_read_back_to_where_the_copy_starts(store):
+    """The background is a still frame for its first 11 s, so the borderless window (found by
+    motion contrast: both pictures must move) shows only when it starts moving; the window is
+    then read back in the frames before (LOOK_BACK), and the copy's span starts where it does."""
+    guard, ref, folder = store
+    inset = synth.splice([synth.broadcast(77, SIZE, FPS, 2.0, styles=("shapes",)),
+                          synth.broadcast(21, SIZE, FPS, 18.0, start=10.0),
+                          synth.broadcast(78, SIZE, FPS, 5.0, styles=("concert",))])
+    moving = list(synth.broadcast(86, SIZE, FPS, 25.0, styles=("shapes",)))
+    still_for = int(11 * FPS)
+    backgrounds = [moving[0]] * still_for + moving[still_for:]
+    frames = (synth.picture_in_picture(f, b, 0.4, "bl") for f, b in zip(inset, backgrounds))
+    (segment,) = guard.scan(write_video(folder / "pip-late.mp4", frames, FPS)).segments
+    assert (segment.reference_id, segment.modality) == (ref.id, "video-region")
+    assert segment.query_start == pytest.approx(2.0, abs=1.0)
+    assert segment.query_end == pytest.approx(20.0, abs=1.0)
+    assert segment.reference_start == pytest.approx(10.0, abs=1.0)
+
+
 def test_an_unrelated_borderless_picture_in_picture_gives_nothing(store):
     guard, _, folder = store
     inset = synth.broadcast(91, SIZE, FPS, 25.0, styles=("concert", "shapes"))
