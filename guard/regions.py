@@ -275,6 +275,24 @@ MOTION_WINDOWS = 1
 KNOWN_CONTRAST = 0.15
 
 
+def still_drawn(frames: np.ndarray, box: Box) -> bool:
+    """Whether the drawn window ``box`` (its inside) is still in ``frames`` ``(k, h, w)`` (float
+    grey): each side still has a line of persistent edges drawn along :data:`MIN_SUPPORT` of it,
+    within the border a window's box was trimmed of (:data:`MAX_TRIM` lines) or a line inside.
+    Whatever the video inside does: a game window stays where it is while its picture holds
+    still for a few seconds (a replay's freeze, a slow scene), which no detection can find."""
+    top, bottom, left, right = box
+    vertical = np.abs(np.diff(frames, axis=2)).min(axis=0) > EDGE_LEVEL  # (h, w-1): between c, c+1
+    horizontal = np.abs(np.diff(frames, axis=1)).min(axis=0) > EDGE_LEVEL  # (h-1, w)
+
+    def drawn(edges: np.ndarray, line: int, start: int, stop: int, outward: int) -> bool:
+        near = range(line + outward * (MAX_TRIM + 1), line - outward * 2, -outward)
+        return any(0 <= at < len(edges) and edges[at, start:stop].mean() >= MIN_SUPPORT for at in near)
+
+    return (drawn(horizontal, top - 1, left, right, -1) and drawn(horizontal, bottom - 1, left, right, 1)
+            and drawn(vertical.T, left - 1, top, bottom, -1) and drawn(vertical.T, right - 1, top, bottom, 1))
+
+
 def still_borderless(frames: np.ndarray, box: Box) -> bool:
     """Whether the borderless window ``box`` is still in ``frames`` ``(k, h, w)`` (float grey):
     its sides contrast at least :data:`KNOWN_CONTRAST` and the video outside moves."""
@@ -547,19 +565,24 @@ class RegionTracker(Tracker[Box, RegionTrack]):
     persistent edges) and borderless ones (motion contrast)."""
 
     def _detect(self, frames: np.ndarray) -> list[RegionTrack]:
-        """One detection's tracks: the windows found, and the borderless windows found before
-        that it missed but that are still there (:func:`still_borderless`):
-        their motion evidence comes and goes (both videos still or alike for a moment) while
-        the picture stays where it is."""
+        """One detection's tracks: the windows found, and the windows found before that it
+        missed but that are still there (:func:`still_drawn`, :func:`still_borderless`): the
+        evidence of motion comes and goes (the video inside still, or both videos alike, for a
+        moment) while the picture stays where it is."""
         # Motion contrast costs most: new borderless windows are looked for every other
         # detection (a found one is held, and re-checked where it is, in between).
         drawn, borderless = _windows(frames, borderless=self._detections % 2 == 0)
         found = [*drawn, *borderless]
-        for track in self._tracks:
-            if (track.borderless and len(found) < MAX_WINDOWS
-                    and all(overlap(track.box, box) < SAME_WINDOW for box in found)
-                    and still_borderless(frames, track.box)):
+        held = [track for track in self._tracks if all(overlap(track.box, box) < SAME_WINDOW for box in found)]
+        for track in held:
+            if (track.borderless and len(found) < MAX_WINDOWS and still_borderless(frames, track.box)
+                    and all(overlap(track.box, box) < SAME_WINDOW for box in found)):
                 found.append(track.box)
+        for track in held:
+            if (not track.borderless and len(found) < MAX_WINDOWS and still_drawn(frames, track.box)
+                    and all(overlap(track.box, box) < SAME_WINDOW for box in found)):
+                drawn.append(track.box)
+                found.insert(len(drawn) - 1, track.box)
         tracks = self._assign(found)
         for track in tracks[len(drawn):len(found)]:
             track.borderless = True

@@ -59,6 +59,20 @@ def test_a_window_keeps_its_track_while_it_stays():
 
 
 
+def test_a_window_keeps_its_track_while_its_picture_holds_still():
+    """The game in the window freezes for 5 s (a replay's freeze, a slow scene): no detection
+    can find a window without motion inside, but its drawn border is still there, so the
+    window is still read, under the same track."""
+    layout = layouts.streamer_layout(0.3, "tl", 14, SIZE)
+    frames = list(synth.broadcast(4, SIZE, 4, 16.0))
+    frames[20:40] = [frames[20]] * 20  # 5 s still, from 5 s
+    greys = np.stack([_grey(layout(f, i / 4)) for i, f in enumerate(frames)])
+    in_view = RegionTracker().add(greys)
+    window = [[t for t in tracks if overlap(t.box, _truth(layout)) >= 0.9] for tracks in in_view[HISTORY:]]
+    assert all(len(found) == 1 for found in window), [len(found) for found in window]
+    assert len({found[0].id for found in window}) == 1
+
+
 def test_the_windows_a_frame_gets_do_not_depend_on_how_frames_are_batched():
     """A track handed out for a frame stays as it was then: a later detection in the same
     batch moves the track, not what earlier frames were given."""
