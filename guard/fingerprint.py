@@ -69,7 +69,7 @@ class QuerySession:
         self._previous: np.ndarray | None = None
         self._cells: list[np.ndarray] = []
         self._motion: list[np.ndarray] = []
-        self._recent = np.zeros((0, decode.GREY_SIZE, decode.GREY_SIZE), np.uint8)  # kept greys, for regions.LOOK_BACK
+        self._recent: list[np.ndarray] = []  # the last kept greys, for regions.LOOK_BACK
         self._newest_track = [-1, -1]  # the newest window and screen track read so far
 
     def add(self, batch: decode.FrameBatch) -> Readings:
@@ -114,18 +114,18 @@ class QuerySession:
             shown += [(row, t) for t in filmed[frame]
                       if all(regions.overlap(t.box, o.box) < regions.SAME_WINDOW for o in in_view[frame])]
         before = len(self._recent)
-        greys = np.concatenate([self._recent, grey[kept]])  # greys[before + row]: the kept frame at row
+        greys = [*self._recent, *grey[kept]]  # greys[before + row]: the kept frame at row
         self._recent = greys[-regions.LOOK_BACK:]
         windows = self._looked_back(windows, before, 0) + windows
         shown = self._looked_back(shown, before, 1) + shown
         if not windows and not shown:
             return RegionReadings.join([], self.signal.code_bytes)
         # All crops of a batch in one call each (windows, then screens).
-        images = [preprocess.crop_resize(greys[[before + row for row, _ in windows]],
+        images = [preprocess.crop_resize(np.stack([greys[before + row] for row, _ in windows]),
                                          np.asarray([t.box for _, t in windows]), self.signal.input_size)] if windows else []
         if shown:
-            images.append(screens.rectify(greys[[before + row for row, _ in shown]], [t.quad for _, t in shown],
-                                          self.signal.input_size))
+            images.append(screens.rectify(np.stack([greys[before + row] for row, _ in shown]),
+                                          [t.quad for _, t in shown], self.signal.input_size))
         read = [(row, t.id, t.box) for row, t in windows] + [(row, -1 - t.id, t.box) for row, t in shown]
         h, w = grey.shape[1:]
         return RegionReadings(np.asarray([r for r, _, _ in read], np.int64), np.asarray([i for _, i, _ in read], np.int64),
