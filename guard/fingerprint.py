@@ -101,9 +101,9 @@ class QuerySession:
         """Readings of the windows (a layout's) and the filmed screens (rectified) in view of
         each kept frame (rows among the kept frames). Window tracks keep their ids, screen
         tracks take negative ones; a screen that is one of the windows is read as the window.
-        A track seen for the first time is also read in the :data:`~guard.regions.LOOK_BACK` kept frames
-        before it, of this batch and earlier ones (negative rows: -1 is the last kept frame of
-        the batch before)."""
+        A track seen for the first time is also read in the kept frames before it (up to
+        :data:`~guard.regions.LOOK_BACK`), of this batch and earlier ones (negative rows: -1 is
+        the last kept frame of the batch before)."""
         assert self.windows is not None and self.screens is not None
         in_view, filmed = self.windows.add(grey), self.screens.add(grey)
         kept = np.flatnonzero(keep)
@@ -135,8 +135,8 @@ class QuerySession:
 
     def _looked_back(self, reads: list[tuple[int, TrackT]], before: int, kind: int) -> list[tuple[int, TrackT]]:
         """Reads of the tracks first seen in ``reads`` (of one ``kind``: windows 0, screens 1)
-        in the kept frames before their first one, back to :data:`~guard.regions.LOOK_BACK` frames or the
-        ``before`` frames of earlier batches still held."""
+        in the kept frames before their first one: back to :data:`~guard.regions.LOOK_BACK`
+        frames, or to the ``before`` frames of earlier batches still held."""
         back: list[tuple[int, TrackT]] = []
         for row, track in reads:  # a track's first read comes first; tracks are numbered in order
             if track.id > self._newest_track[kind]:
