@@ -90,12 +90,19 @@ def _windows(frames: np.ndarray, borderless: bool = True) -> tuple[list[Box], li
     return drawn, found[:max(0, MAX_WINDOWS - len(drawn))]
 
 
+def _persistent_edges(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey steps above :data:`EDGE_LEVEL` in every frame of ``frames`` ``(k, h, w)``: between
+    columns ``(h, w - 1)`` (``[:, c]`` lies between ``c`` and ``c + 1``) and between rows ``(h - 1, w)``."""
+    vertical = np.abs(np.diff(frames, axis=2)).min(axis=0) > EDGE_LEVEL
+    horizontal = np.abs(np.diff(frames, axis=1)).min(axis=0) > EDGE_LEVEL
+    return vertical, horizontal
+
+
 def _drawn_windows(frames: np.ndarray, changes: np.ndarray) -> list[Box]:
     """Rectangles of persistent edges with moving video inside (``changes``: the absolute
     differences of consecutive ``frames``), most moving first."""
     k, h, w = frames.shape
-    vertical = np.abs(np.diff(frames, axis=2)).min(axis=0) > EDGE_LEVEL  # (h, w-1): between c, c+1
-    horizontal = np.abs(np.diff(frames, axis=1)).min(axis=0) > EDGE_LEVEL  # (h-1, w)
+    vertical, horizontal = _persistent_edges(frames)
     columns = _line_positions(vertical.T, int(MIN_LINE * h))
     rows = _line_positions(horizontal, int(MIN_LINE * w))
     if len(columns) < 2 or len(rows) < 2:
@@ -282,8 +289,7 @@ def still_drawn(frames: np.ndarray, box: Box) -> bool:
     Whatever the video inside does: a game window stays where it is while its picture holds
     still for a few seconds (a replay's freeze, a slow scene), which no detection can find."""
     top, bottom, left, right = box
-    vertical = np.abs(np.diff(frames, axis=2)).min(axis=0) > EDGE_LEVEL  # (h, w-1): between c, c+1
-    horizontal = np.abs(np.diff(frames, axis=1)).min(axis=0) > EDGE_LEVEL  # (h-1, w)
+    vertical, horizontal = _persistent_edges(frames)
 
     def drawn(edges: np.ndarray, line: int, start: int, stop: int, outward: int) -> bool:
         near = range(line + outward * (MAX_TRIM + 1), line - outward * 2, -outward)
@@ -572,17 +578,13 @@ class RegionTracker(Tracker[Box, RegionTrack]):
         # Motion contrast costs most: new borderless windows are looked for every other
         # detection (a found one is held, and re-checked where it is, in between).
         drawn, borderless = _windows(frames, borderless=self._detections % 2 == 0)
+        for track in self._tracks:
+            still, kind = (still_borderless, borderless) if track.borderless else (still_drawn, drawn)
+            if (len(drawn) + len(borderless) < MAX_WINDOWS
+                    and all(overlap(track.box, box) < SAME_WINDOW for box in [*drawn, *borderless])
+                    and still(frames, track.box)):
+                kind.append(track.box)
         found = [*drawn, *borderless]
-        held = [track for track in self._tracks if all(overlap(track.box, box) < SAME_WINDOW for box in found)]
-        for track in held:
-            if (track.borderless and len(found) < MAX_WINDOWS and still_borderless(frames, track.box)
-                    and all(overlap(track.box, box) < SAME_WINDOW for box in found)):
-                found.append(track.box)
-        for track in held:
-            if (not track.borderless and len(found) < MAX_WINDOWS and still_drawn(frames, track.box)
-                    and all(overlap(track.box, box) < SAME_WINDOW for box in found)):
-                drawn.append(track.box)
-                found.insert(len(drawn) - 1, track.box)
         tracks = self._assign(found)
         for track in tracks[len(drawn):len(found)]:
             track.borderless = True

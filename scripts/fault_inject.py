@@ -55,8 +55,8 @@ hooks    (serve) after the restart every stored event reaches each of its endpoi
          valid signature (:func:`guard.actions.verify_signature`) and its outbox row says
          delivered, exactly once per ``Guard-Event-Id``: the only repeat allowed is one extra
          delivery of an event whose first delivery reached the receiver from the killed server
-         (before the restart) while its outbox row was still pending (guard's documented at-least-once window, which receivers
-         deduplicate by event id). Every finished scan's incidents have their events. Counted
+         (before the restart) while its outbox row was still pending (guard's documented
+         at-least-once window, which receivers deduplicate by event id). Every finished scan's incidents have their events. Counted
          over all events since the start, so a repeat in a later trial is caught too.
 
 Live references (a reference registered from a live stream while it plays) do not exist yet.
