@@ -38,9 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_corpus  # noqa: E402
 import reliability  # noqa: E402
 
+from guard import decode  # noqa: E402
 from guard.config import Settings  # noqa: E402
 from guard.match import RefFrames, aligned_distances  # noqa: E402
 from guard.service import Guard  # noqa: E402
+from guard.signals.audio import Landmarks  # noqa: E402
 
 log = logging.getLogger("eval")
 
@@ -53,6 +55,8 @@ TARGET_IOU = 0.9
 #: its span localized.
 AUDIO_TARGET_RECALL = 0.95
 AUDIO_TARGET_IOU = 0.8
+#: ... and each audio copy found within this many seconds of copied sound (time to certain).
+AUDIO_TARGET_CERTAIN = 10.0
 
 
 def targets(family: str) -> tuple[float, float] | None:
@@ -150,6 +154,7 @@ def summarize(manifest: dict, per_query: list[dict], negatives: list[dict]) -> d
             "iou": round(statistics.fmean(r["iou"] for r in found), 4) if found else None,
             "offset_error_median": round(statistics.median(offsets), 3) if offsets else None,
             "time_to_certain_median": round(statistics.median(ttc), 2) if ttc else None,
+            "time_to_certain_max": round(max(ttc), 2) if ttc else None,
             "false_matches": sum(r["false"] for r in rows),
             "audio_only_evidence": family in make_corpus.AUDIO_FAMILIES,
             "targeted": targets(family) is not None,
@@ -159,6 +164,8 @@ def summarize(manifest: dict, per_query: list[dict], negatives: list[dict]) -> d
             f = families[family]
             f["target_recall"], f["target_iou"] = goal
             f["target_met"] = bool(rows) and f["recall"] >= goal[0] and (f["iou"] or 0) >= goal[1]
+            if f["audio_only_evidence"] and f["time_to_certain_max"] is not None:
+                f["target_met"] = f["target_met"] and f["time_to_certain_max"] <= AUDIO_TARGET_CERTAIN
     hours = sum(n["duration"] for n in manifest["negatives"]) / 3600
     neg_false = sum(n["false"] for n in negatives)
     correct = sum(r["correct"] for r in per_query)
@@ -221,9 +228,11 @@ def run_guard(manifest: dict, folder: Path, certainty: bool = True, picture_only
             ids = {v: k for k, v in names.items()}
             for query, row in zip(manifest["queries"], rows):
                 fp = guard.fingerprint(folder / query["file"], overlays=True)
-                # The prefixes replay the picture only: nothing to time for a copy in the sound.
-                if certainty and row["found"] and query["family"] not in make_corpus.AUDIO_FAMILIES:
-                    row["time_to_certain"] = _time_to_certain(guard, fp, query, names)
+                if certainty and row["found"]:
+                    row["time_to_certain"] = (
+                        _audio_time_to_certain(guard, folder / query["file"], query, names)
+                        if query["family"] in make_corpus.AUDIO_FAMILIES
+                        else _time_to_certain(guard, fp, query, names))
                 row["true_alignment"] = _true_alignment(guard, fp, query, ids[query["reference"]])
             timings["certainty_and_diagnosis_seconds"] = round(time.perf_counter() - started, 1)
     summary = summarize(manifest, rows, negatives)
@@ -252,6 +261,26 @@ def _time_to_certain(guard: Guard, fp, query: dict, names: dict[int, str]) -> fl
             if any(is_correct(d, truth, query["reference"]) for d in dets):
                 return round(tau - truth["query_start"], 2)
         tau += CERTAINTY_STEP
+    return None
+
+
+def _audio_time_to_certain(guard: Guard, path: Path, query: dict, names: dict[int, str]) -> float | None:
+    """Seconds of copied sound heard before the landmarks final so far first yield a correct
+    segment: the query's sound is fed block by block to a query extractor, as a live stream's
+    is, so a landmark counts only once every peak it pairs has been heard."""
+    truth = query["truth"]
+    extractor = guard.audio.signal.extractor(query=True)
+    parts = []
+    for block in decode.sample_audio(path, guard.audio.sample_rate, guard.audio.block_seconds):
+        parts.append(extractor.feed(block.samples, block.start))
+        heard = block.start + block.duration
+        if heard <= truth["query_start"]:
+            continue
+        if heard > truth["query_end"] + guard.settings.match.max_gap + 1.0:
+            return None
+        segments = guard.searcher.decide([], guard.searcher.match_audio(Landmarks.concat(parts)))
+        if any(is_correct(_from_segment(s, names), truth, query["reference"]) for s in segments):
+            return round(heard - truth["query_start"], 2)
     return None
 
 
@@ -659,8 +688,10 @@ def document(report: dict, table: str) -> str:
         f"(recall ≥ {TARGET_RECALL}, IoU ≥ {TARGET_IOU}) leave out: {', '.join(sorted(UNTARGETED))}; "
         f"the audio families ({', '.join(make_corpus.AUDIO_FAMILIES)}) carry their evidence in the "
         f"soundtrack only and have issue 12's own targets (recall ≥ {AUDIO_TARGET_RECALL}, IoU ≥ "
-        f"{AUDIO_TARGET_IOU}). Their time to certain is left blank (the prefixes replay the picture "
-        "only). Distances at the true alignment are the closer of a frame's plain and masked "
+        f"{AUDIO_TARGET_IOU}, every copy found within {AUDIO_TARGET_CERTAIN:g} s of copied sound). Their "
+        "time to certain replays the sound as a live stream's: block by block, a landmark counted once "
+        "every peak it pairs has been heard. Distances at the true alignment are the closer of a "
+        "frame's plain and masked "
         "(overlay) readings; for the audio families they are the picture's and say nothing.",
         "",
         *audio_section(report),

@@ -168,9 +168,17 @@ def test_picture_only_run_drops_the_sound_evidence(tiny_corpus):
     # The tiny corpus' queries copy the reference's sound under another picture: with the
     # references registered by their picture alone, nothing is found and nothing is false.
     folder, manifest = tiny_corpus
-    with_sound = bench.run_guard(manifest, folder, certainty=False)
+    with_sound = bench.run_guard(manifest, folder, certainty=True)
     picture = bench.run_guard(manifest, folder, certainty=False, picture_only=True)
     assert with_sound["overall"]["recall"] > 0
+    # A copy in the sound is timed by replaying the sound block by block: each found copy is
+    # found again before its end (plus the matcher's gap) and after some of it was heard.
+    truths = {q["id"]: q["truth"] for q in manifest["queries"]}
+    found = [r for r in with_sound["queries"] if r["found"] and r["family"] in make_corpus.AUDIO_FAMILIES]
+    assert found
+    for row in found:
+        copy = truths[row["id"]]["query_end"] - truths[row["id"]]["query_start"]
+        assert 0 < row["time_to_certain"] <= copy + 6.0, row
     assert picture["overall"]["recall"] == 0 and picture["overall"]["false_matches_in_queries"] == 0
     assert picture["settings"]["picture_only"] and not with_sound["settings"]["picture_only"]
 
@@ -195,6 +203,11 @@ def test_eval_targets_and_subsets_cover_the_audio_families():
              "time_to_certain": None} for q in sub["queries"]]
     summary = bench.summarize(sub, rows, [{"id": n["id"], "false": 0} for n in sub["negatives"]])
     assert summary["families"]["fan_concert"]["target_met"] and summary["families"]["fan_concert"]["target_iou"] == 0.8
+    # Audio copies must also be found within 10 s of copied sound.
+    slow = [{**r, "time_to_certain": 12.0 if r["family"] == "fan_concert" else 4.0} for r in rows]
+    slow_summary = bench.summarize(sub, slow, [{"id": n["id"], "false": 0} for n in sub["negatives"]])
+    assert not slow_summary["families"]["fan_concert"]["target_met"]
+    assert slow_summary["families"]["audio_only"]["target_met"]
     assert summary["overall"]["negative_hours"] == pytest.approx(1200 / 3600, abs=1e-3)
 
 
