@@ -89,7 +89,8 @@ def _percentile(values, q):
 
 def _publish(protocol: str, source: Path, folder: Path, sound: bool = False):
     """Start a publisher; return (url guard pulls, publisher, cleanup). ``sound``: the source's
-    audio stream is published too (PyAV's paced publisher sends the picture only)."""
+    audio stream is published too (PyAV's paced UDP publisher sends the picture only; the HLS
+    publisher always writes both)."""
     if protocol == "udp":
         url = f"udp://127.0.0.1:{free_port('udp')}"
         if sound:
@@ -595,7 +596,7 @@ def main() -> None:
     if args.what in ("latency", "all"):
         bench_latency(args.runs, args.parallel, protocols, args.hls_runs, args.negatives)
     if args.what in ("audio-latency", "all"):
-        bench_audio_latency(args.runs, args.parallel, [p for p in protocols if p != "hls"], args.negatives)
+        bench_audio_latency(args.runs, args.parallel, protocols, args.negatives)
     if args.what in ("capacity", "all"):
         sound_modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.audio]
         region_modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.regions]

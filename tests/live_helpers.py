@@ -100,7 +100,8 @@ def stream_frames(
 
 
 class HLSPublisher(_Thread):
-    """Write ``source`` as a live HLS playlist into ``folder``, one segment at a time.
+    """Write ``source`` (its picture and first sound) as a live HLS playlist into ``folder``,
+    one segment at a time.
 
     Segments are cut at keyframes once ``segment_seconds`` long; the playlist lists the last
     ``list_size`` (older ones are deleted: rollover). ``#EXT-X-ENDLIST`` closes it at the end.
@@ -122,24 +123,28 @@ class HLSPublisher(_Thread):
     def _run(self):
         with av.open(self.source) as src:
             in_stream = src.streams.video[0]
-            out, out_stream, seg_start, index = None, None, 0.0, 0
-            for packet in src.demux(in_stream):
+            streams = [in_stream, *src.streams.audio[:1]]  # the picture and the first sound, if any
+            out, out_streams, seg_start, index = None, {}, 0.0, 0
+            for packet in src.demux(*streams):
                 if self.stop_event.is_set():
                     break
                 if packet.dts is None:
                     continue
-                t = float(packet.pts * in_stream.time_base)
-                if self.first_time is None:
-                    self.first_time, self.started_wall = t, time.time()
-                if packet.is_keyframe and (out is None or t - seg_start >= self.segment_seconds - 1e-3):
+                t = float(packet.pts * packet.stream.time_base)
+                video = packet.stream.index == in_stream.index
+                if video and packet.is_keyframe and (out is None or t - seg_start >= self.segment_seconds - 1e-3):
                     if out is not None:
                         out.close()
                         self._publish(index, t - seg_start)
                         index += 1
                     out = av.open(str(self.folder / f"seg{index:05d}.ts"), mode="w", format="mpegts")
-                    out_stream = out.add_stream_from_template(in_stream)
+                    out_streams = {s.index: out.add_stream_from_template(s) for s in streams}
                     seg_start = t
-                packet.stream = out_stream
+                if out is None:  # sound before the first keyframe has no segment to go to
+                    continue
+                if self.first_time is None:
+                    self.first_time, self.started_wall = t, time.time()
+                packet.stream = out_streams[packet.stream.index]
                 out.mux(packet)
                 # A segment becomes visible only when complete: pace on its end, like a live packager.
                 wait = self.started_wall + (t - self.first_time) - time.time()

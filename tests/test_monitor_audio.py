@@ -21,7 +21,7 @@ from guard.config import LiveSettings, Settings
 from guard.models import Segment
 from guard.search import agree
 from guard.service import Guard
-from tests.live_helpers import FFmpegPublisher, free_port, udp_port_bound, wait_until
+from tests.live_helpers import FFmpegPublisher, FolderServer, HLSPublisher, free_port, udp_port_bound, wait_until
 
 #: Live streams over UDP, 20 s each: `pytest -m "not slow"` leaves them out.
 live_stream = [pytest.mark.slow,
@@ -117,6 +117,43 @@ def test_a_stream_whose_sound_is_a_reference_raises_an_audio_incident_localized_
     assert incident.reference_end == pytest.approx(COPY_FROM + COPY_SECONDS, abs=1.0)
     assert incident.decided - publisher.entered_at(COPY_START) < 10.0, "decided within 10 s of the copied sound"
     assert incident.first_seen <= incident.decided
+
+
+def _monitor_over(guard: Guard, transport: str, source: Path, stream_id: str, folder: Path):
+    """Monitor ``source`` published over RTMP, SRT or a live HLS playlist; wait for the end."""
+    if transport == "hls":
+        publisher = HLSPublisher(source, folder, segment_seconds=1.0, list_size=3)
+        with FolderServer(folder) as server:
+            publisher.start()
+            assert wait_until(lambda: publisher.playlist.exists(), 10)
+            guard.monitor(server.url("live.m3u8"), stream_id=stream_id, account="pirate")
+            final = guard.streams.wait(stream_id, timeout=40)
+            publisher.stop()
+        return final
+    if transport == "rtmp":
+        url = f"rtmp://127.0.0.1:{free_port()}/live/pirate"
+        published, watched = FFmpegPublisher(source, url, "flv", listen=True), url
+    else:
+        port = free_port("udp")
+        published = FFmpegPublisher(source, f"srt://127.0.0.1:{port}?mode=listener")
+        watched = f"srt://127.0.0.1:{port}?mode=caller"
+    with published:
+        guard.monitor(watched, stream_id=stream_id, account="pirate")
+        return guard.streams.wait(stream_id, timeout=40)
+
+
+@_live
+@pytest.mark.parametrize("transport", ["rtmp", "srt", "hls"])
+def test_an_audio_only_copy_raises_an_audio_incident_over_every_transport(make_guard, media, transport, tmp_path):
+    # The sound comes through every transport guard monitors, as over UDP above: RTMP (FLV),
+    # SRT (relayed through the ffmpeg CLI) and HLS (MPEG-TS segments with picture and sound).
+    guard = make_guard()
+    final = _monitor_over(guard, transport, media["heard"], f"heard-{transport}", tmp_path / "hls")
+    assert final.status == "ended" and final.audio_seconds > 11, final
+    incidents = guard.incidents.list(stream_id=f"heard-{transport}")
+    assert len(incidents) == 1, incidents
+    assert _modalities(guard, incidents[0].id) == {"audio"}
+    assert incidents[0].reference_start == pytest.approx(COPY_FROM, abs=1.0)
 
 
 @_live
