@@ -3,6 +3,7 @@
 
     python scripts/eval.py CORPUS_DIR [--quick] [--json results.json] [--write-doc docs/accuracy.md]
     python scripts/eval.py CORPUS_DIR --families audio --negatives 4 --no-vpdq   # a quick check
+    python scripts/eval.py CORPUS_DIR --render results.json --audio-compare compare.json --write-doc PAGE
 
 Builds the corpus first if needed (:mod:`make_corpus`, cached), then runs guard end to end through
 :class:`guard.service.Guard` — ``ingest`` every reference into a fresh store, ``scan`` every
@@ -726,6 +727,9 @@ def document(report: dict, table: str) -> str:
         f"python scripts/eval.py CORPUS_DIR{' --quick' if p['name'] == 'quick' else ''}{_profile_flags(p)}"
         f"{_subset_flags(report)} "
         "--json results.json --write-doc docs/accuracy.md",
+        *(["python scripts/compare_audio.py CORPUS_DIR --eval-json results.json --json compare.json",
+           "python scripts/eval.py CORPUS_DIR --render results.json --audio-compare compare.json "
+           "--write-doc docs/accuracy.md"] if report.get("audio_compare") else []),
         "```",
         "",
     ]
@@ -794,8 +798,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="scripts/compare_audio.py's JSON: its side-by-side table goes on the page")
     parser.add_argument("--picture-only", action="store_true",
                         help="register references by their picture alone: what the picture finds without the sound")
+    parser.add_argument("--render", type=Path, default=None,
+                        help="an earlier run's JSON: print and write its tables and page again without scoring "
+                             "(e.g. with --audio-compare once scripts/compare_audio.py has read that JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if args.render:
+        return publish(json.loads(args.render.read_text()), args)
 
     profile = make_corpus.QUICK if args.quick else make_corpus.FULL
     if args.queries_per_family:
@@ -832,12 +841,19 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note,
         "subset": {"families": families, "negatives": args.negatives} if families or args.negatives else None,
     }
+    return publish(report, args)
+
+
+def publish(report: dict, args: argparse.Namespace) -> int:
+    """Print a run's tables, write its JSON and, with ``--write-doc``, its page (with
+    ``--audio-compare``, the side-by-side table of scripts/compare_audio.py goes on it)."""
     if args.audio_compare:
         report["audio_compare"] = json.loads(args.audio_compare.read_text())
     table = markdown(report)
     table += reliability.section(report)  # issue 12: each segment's probability and label, predicted vs observed
     print(table)
-    print(f"\nguard scored in {guard_seconds:.0f} s; vPDQ in {vpdq_seconds:.0f} s; corpus: {build_note}")
+    t = report["timings"]
+    print(f"\nguard scored in {t['guard_seconds']:.0f} s; vPDQ in {t['vpdq_seconds']:.0f} s; corpus: {t['build_note']}")
     out = args.json or args.folder / "results.json"
     out.write_text(json.dumps(report, indent=1, default=float))
     if args.write_doc:

@@ -318,3 +318,26 @@ def test_quick_corpus_is_cached(quick_report):
     manifest = make_corpus.build(quick_report["folder"], make_corpus.QUICK, 7)
     assert manifest["build"]["rendered_files"] == 0
     assert manifest["build"]["cached_files"] == 4 + 16 + 2
+
+
+@pytest.mark.slow
+def test_a_run_is_rendered_again_from_its_json(quick_report, tmp_path):
+    compare = tmp_path / "compare.json"
+    compare.write_text(json.dumps({"date": "today", "table": "| family | side by side |\n|---|---|",
+                                   "notes": ["- a tool's note"]}))
+    page, again = tmp_path / "page.md", tmp_path / "again.json"
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "eval.py"), str(quick_report["folder"]), "--render",
+         str(quick_report["folder"] / "report.json"), "--audio-compare", str(compare), "--json", str(again),
+         "--write-doc", str(page)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    # Nothing is scored again: the same results table, now with the side-by-side one on the page.
+    first_table = quick_report["stdout"].split("\n\nguard scored in")[0]
+    assert run.stdout.split("\n\nguard scored in")[0] == first_table
+    rendered = json.loads(again.read_text())
+    assert rendered["guard"]["queries"] == quick_report["report"]["guard"]["queries"]
+    # (the quick corpus has no audio family: the side-by-side table has no section to go in)
+    text = page.read_text()
+    assert first_table.split("\n\nReliability")[0] in text and "--render results.json --audio-compare" in text
