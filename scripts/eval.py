@@ -644,7 +644,7 @@ def _subset_flags(report: dict) -> str:
     flags = f" --families {','.join(subset['families'])}" if subset.get("families") else ""
     flags += f" --negatives {subset['negatives']}" if subset.get("negatives") is not None else ""
     flags += " --picture-only" if report["guard"].get("settings", {}).get("picture_only") else ""
-    return flags + (" --audio-compare compare.json" if report.get("audio_compare") else "")
+    return flags  # the side-by-side table is added afterwards (--render, see the page's last lines)
 
 
 def document(report: dict, table: str) -> str:
